@@ -1,0 +1,173 @@
+"""The ``nornir-portscan`` command line.
+
+Exit status: 0 the scan completed, 1 an expectation failed (``run``), 2 bad
+usage or input (one line naming the value, never a traceback), 130
+interrupted (what was scanned is still written, to a file only by rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any, NoReturn
+
+from . import __version__
+from .errors import PortscanError
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SCAN_FORMATS = ("table", "jsonl", "json", "csv")
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into something the scan loop unwinds from like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise Interrupted()
+
+
+def fail(message: str) -> NoReturn:
+    print(f"nornir-portscan: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        fail(message)
+
+
+@contextmanager
+def output_stream(path: str | None) -> Iterator[IO[str]]:
+    """stdout, or a temporary file beside ``path`` renamed into place when done.
+
+    The rename happens after partial results too, so an interrupted scan never
+    leaves a half-written file, only a complete file with fewer rows.
+    """
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(tmp, path)
+    except BaseException:
+        # a crash before the writer finished: keep nothing rather than a torn file
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nornir-portscan",
+                     description="Fast, exact TCP connect scans, standalone or over a nornir inventory.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("scan", help="scan targets given on the command line")
+    s.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="addresses, CIDR networks, ranges (10.0.0.1-20, 10.0.0-3.1-254), hostnames")
+    s.add_argument("-p", "--ports", default="top100",
+                   help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
+    s.add_argument("--exclude", action="append", default=[], metavar="TARGET",
+                   help="targets to leave out (repeatable)")
+    add_engine_options(s)
+    s.add_argument("--format", choices=SCAN_FORMATS, default="table")
+    s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
+    return parser
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="fixed per-try timeout in seconds (default: adapts to measured RTT)")
+    p.add_argument("--retries", type=_count, metavar="N",
+                   help="tries after the first for silent ports (default: as deep as loss requires)")
+    p.add_argument("--concurrency", type=_count, metavar="N",
+                   help="probes in flight at most (default: from the open-file limit)")
+    p.add_argument("--rate", type=_positive_float, metavar="N", help="probes per second at most")
+    p.add_argument("--no-discovery", dest="discovery", action="store_false",
+                   help="probe every port of every host, even hosts that answer nothing")
+    p.add_argument("--banners", action="store_true",
+                   help="read what open ports send first (SSH, FTP, SMTP greetings)")
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .engine.api import plan_scan, run_plan
+    from .report import ScanSummary, writer_for
+
+    try:
+        plan = plan_scan(args.targets, args.ports, exclude=args.exclude, timeout=args.timeout,
+                         retries=args.retries, concurrency=args.concurrency or None,
+                         rate=args.rate, discovery=args.discovery, banners=args.banners)
+    except (PortscanError, ValueError) as exc:
+        fail(str(exc))
+    options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
+                               "exclude": args.exclude, "timeout": args.timeout,
+                               "retries": args.retries, "concurrency": plan.concurrency,
+                               "rate": args.rate, "discovery": args.discovery,
+                               "banners": args.banners}
+    summary = ScanSummary(options=options)
+    status = EXIT_OK
+    started = time.monotonic()
+    color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    with output_stream(args.output) as stream:
+        writer = writer_for(args.format, stream, color=color)
+        try:
+            for outcome in run_plan(plan):
+                summary.add(outcome)
+                writer.write(outcome)
+        except (KeyboardInterrupt, Interrupted):
+            summary.interrupted = True
+            status = EXIT_INTERRUPTED
+        summary.elapsed = time.monotonic() - started
+        writer.finish(summary)
+    if args.format != "table" or args.output not in (None, "-"):
+        print(summary.line(), file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    args = build_parser().parse_args(argv)
+    handlers = {"scan": cmd_scan}
+    try:
+        return handlers[args.command](args)
+    except PortscanError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        # a consumer such as `head` went away: not an error of the scan
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (KeyboardInterrupt, Interrupted):
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

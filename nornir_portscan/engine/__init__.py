@@ -1,0 +1,12 @@
+"""The asynchronous connect engine: outcome types, the sans-I/O scheduler, the readiness loop.
+
+This package knows nothing of nornir; the nornir plugins build on it.
+"""
+
+from .api import ScanPlan, ascan, astream, plan_scan, run_plan, scan
+from .outcome import HostStatus, PortState, ProbeOutcome, classify
+from .scheduler import EngineError, Job, JobOptions, Scheduler
+
+__all__ = ["EngineError", "HostStatus", "Job", "JobOptions", "PortState", "ProbeOutcome",
+           "ScanPlan", "Scheduler", "ascan", "astream", "classify", "plan_scan", "run_plan",
+           "scan"]

@@ -1,0 +1,124 @@
+"""The engine's public entry points: ``scan`` (an iterator) and ``ascan`` (awaitable).
+
+Inputs are validated here, before any socket exists, so a bad port or
+target raises ``SpecError`` at call time rather than half-way through a scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+
+from ..spec.ports import parse_ports
+from ..spec.targets import TargetSpec, parse_targets
+from .limits import concurrency_budget
+from .loop import ReadinessLoop
+from .outcome import ProbeOutcome
+from .resolve import resolve
+from .scheduler import EngineError, Job, JobOptions, Scheduler
+from .timing import RttEstimator
+
+PortsArg = str | int | Iterable[str | int]
+TargetsArg = str | Iterable[str] | TargetSpec
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """A validated scan: what and how, ready to run."""
+
+    spec: TargetSpec
+    ports: tuple[int, ...]
+    options: JobOptions
+    concurrency: int
+    rate: float | None
+    min_timeout: float | None = None
+
+
+def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[str] = (),
+              timeout: float | None = None, retries: int | None = None,
+              concurrency: int | None = None, rate: float | None = None,
+              discovery: bool = True, banners: bool = False,
+              banner_wait: float = 1.0) -> ScanPlan:
+    spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
+    port_list = parse_ports(ports)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    if retries is not None and retries < 0:
+        raise ValueError(f"retries must be 0 or more, not {retries!r}")
+    if rate is not None and not rate > 0:
+        raise ValueError(f"rate must be positive, not {rate!r}")
+    # discovery only pays when there is more than one host to tell apart
+    discovery = discovery and spec.count() > 1
+    options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
+                         banners=banners, banner_wait=banner_wait)
+    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate)
+
+
+def run_plan(plan: ScanPlan) -> Iterator[ProbeOutcome]:
+    """Run one plan in this thread; outcomes stream out as they are decided."""
+    sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
+                      rtt=RttEstimator())
+    job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
+    for _, outcome in ReadinessLoop(sched).run():
+        if outcome is not None:
+            yield outcome
+    if job.emitted != job.addresses * len(plan.ports):
+        raise EngineError(f"accounting error: {job.emitted} outcomes for "
+                          f"{job.addresses} hosts x {len(plan.ports)} ports")
+
+
+def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[ProbeOutcome]:
+    """Scan ``targets`` x ``ports``; yields one ``ProbeOutcome`` per (address, port).
+
+    Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait.
+    Raises ``SpecError`` immediately for bad targets or ports.
+    """
+    plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
+    return run_plan(plan)
+
+
+async def astream(targets: TargetsArg, ports: PortsArg,
+                  **options: object) -> AsyncIterator[ProbeOutcome]:
+    """Async twin of ``scan``: the engine runs on its own thread, so it works inside a
+    running event loop without blocking it."""
+    plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[list[ProbeOutcome] | BaseException | None] = asyncio.Queue()
+    stop = threading.Event()
+
+    def worker() -> None:
+        batch: list[ProbeOutcome] = []
+        try:
+            for outcome in run_plan(plan):
+                batch.append(outcome)
+                if len(batch) >= 256:
+                    loop.call_soon_threadsafe(queue.put_nowait, batch)
+                    batch = []
+                if stop.is_set():
+                    return
+            if batch:
+                loop.call_soon_threadsafe(queue.put_nowait, batch)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+    thread = threading.Thread(target=worker, name="portscan-engine", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            for outcome in item:
+                yield outcome
+    finally:
+        stop.set()
+
+
+async def ascan(targets: TargetsArg, ports: PortsArg, **options: object) -> list[ProbeOutcome]:
+    """Await a whole scan's outcomes."""
+    return [o async for o in astream(targets, ports, **options)]

@@ -1,0 +1,187 @@
+"""The readiness loop: the only code that touches probe sockets.
+
+One epoll set, non-blocking connects, outcomes read from SO_ERROR. Every
+decision is the scheduler's; this loop only does what it is told and reports
+what the kernel said, with the time it said it.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import select
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from time import monotonic
+
+from .outcome import ProbeOutcome
+from .scheduler import Job, Probe, Scheduler
+
+_LINGER_RST = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT left behind
+_EINPROGRESS = errno.EINPROGRESS
+_SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
+_STREAM_NB = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+_EPOLLOUT, _EPOLLIN = select.EPOLLOUT, select.EPOLLIN
+_BANNER_BYTES = 512
+MAX_EVENTS = 4096
+
+
+def decode_banner(data: bytes) -> str | None:
+    """A safe, short, printable form of what a service sent first."""
+    text = data.decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() or ch in "\t" else " " for ch in text)
+    text = " ".join(text.split())[:200]
+    return text or None
+
+
+def is_self_connect(sock: socket.socket, probe: Probe) -> bool:
+    """A connect to a local port inside the ephemeral range can pick that port as its source."""
+    try:
+        local = sock.getsockname()
+    except OSError:
+        return False
+    return bool(local[1] == probe.port and local[0] == probe.host.addr)
+
+
+class ReadinessLoop:
+    """Runs a scheduler's probes until it is done (or, as a service, forever)."""
+
+    def __init__(self, sched: Scheduler, wake_fd: int | None = None,
+                 on_wake: Callable[[], None] | None = None) -> None:
+        self.sched = sched
+        self.wake_fd = wake_fd
+        self.on_wake = on_wake
+        self.inflight: dict[int, Probe] = {}
+        self.banners: dict[int, Probe] = {}
+        self.banner_heap: list[tuple[float, int, Probe]] = []
+        self.ep: select.epoll | None = None
+
+    def run(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
+        sched = self.sched
+        ep = self.ep = select.epoll()
+        inflight = self.inflight
+        banners = self.banners
+        if self.wake_fd is not None:
+            ep.register(self.wake_fd, _EPOLLIN)
+        register = ep.register
+        poll = ep.poll
+        new_socket = socket.socket
+        next_probe = sched.next_probe
+        on_sent = sched.on_sent
+        on_answer = sched.on_answer
+        try:
+            while not sched.done or inflight or banners:
+                now = monotonic()
+                # 1. start as many connects as the scheduler allows
+                while True:
+                    probe = next_probe(now)
+                    if probe is None:
+                        break
+                    host = probe.host
+                    try:
+                        sock = new_socket(host.family, _STREAM_NB)
+                    except OSError as exc:
+                        sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
+                        break
+                    sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
+                    err = sock.connect_ex((host.addr, probe.port, *host.sockaddr[2:]))
+                    if err == _EINPROGRESS:
+                        fd = sock.fileno()
+                        probe.sock = sock
+                        inflight[fd] = probe
+                        register(fd, _EPOLLOUT)
+                        on_sent(probe, now)
+                    else:
+                        # refused (or unreachable) straight from connect(): same path as SO_ERROR
+                        self._answer(probe, sock, err, now)
+                # 2. wait for sockets, deadlines, or a wake-up
+                timeout = sched.poll_timeout(now)
+                if self.banner_heap:
+                    bt = max(0.0, self.banner_heap[0][0] - now)
+                    timeout = bt if timeout is None else min(timeout, bt)
+                if sched.done and not inflight and not banners:
+                    break
+                events = poll(-1 if timeout is None else timeout, MAX_EVENTS)
+                now = monotonic()
+                for fd, _ in events:
+                    probe = inflight.pop(fd, None)
+                    if probe is not None:
+                        sock = probe.sock
+                        probe.sock = None
+                        self._answer(probe, sock, sock.getsockopt(_SOL_SOCKET, _SO_ERROR), now,
+                                     registered=True)
+                    elif fd in banners:
+                        self._read_banner(banners.pop(fd))
+                    elif fd == self.wake_fd:
+                        os.read(fd, 4096)
+                        if self.on_wake is not None:
+                            self.on_wake()
+                # 3. time out probes only once every ready event has been read,
+                #    so a late-noticed answer is never taken for silence
+                if len(events) < MAX_EVENTS:
+                    for probe in sched.expire(now):
+                        sock = probe.sock
+                        if sock is not None:
+                            probe.sock = None
+                            inflight.pop(sock.fileno(), None)
+                            sock.close()
+                    self._expire_banners(now)
+                if sched.outcomes:
+                    yield from sched.drain()
+        finally:
+            for probe in list(inflight.values()) + list(banners.values()):
+                if probe.sock is not None:
+                    probe.sock.close()
+            inflight.clear()
+            banners.clear()
+            ep.close()
+
+    def _answer(self, probe: Probe, sock: socket.socket, err: int, now: float,
+                registered: bool = False) -> None:
+        sched = self.sched
+        if err == 0 and is_self_connect(sock, probe):
+            sock.close()
+            sched.on_self_connect(probe)
+            return
+        if sched.on_answer(probe, err, now):
+            self._start_banner(probe, sock, registered, now)
+            return
+        sock.close()
+
+    def _start_banner(self, probe: Probe, sock: socket.socket, registered: bool,
+                      now: float) -> None:
+        """Keep an open port's socket a moment to read what the service says first."""
+        fd = sock.fileno()
+        probe.sock = sock
+        self.banners[fd] = probe
+        assert self.ep is not None
+        if registered:
+            self.ep.modify(fd, _EPOLLIN)
+        else:
+            self.ep.register(fd, _EPOLLIN)
+        wait = probe.host.job.options.banner_wait
+        heapq.heappush(self.banner_heap, (now + wait, fd, probe))
+
+    def _read_banner(self, probe: Probe) -> None:
+        sock = probe.sock
+        probe.sock = None
+        data = b""
+        try:
+            data = sock.recv(_BANNER_BYTES)
+        except OSError:
+            pass
+        sock.close()
+        self.sched.on_banner(probe, decode_banner(data) if data else None)
+
+    def _expire_banners(self, now: float) -> None:
+        heap = self.banner_heap
+        while heap and heap[0][0] <= now:
+            _, fd, probe = heapq.heappop(heap)
+            if probe.sock is None or self.banners.get(fd) is not probe:
+                continue
+            del self.banners[fd]
+            probe.sock.close()
+            probe.sock = None
+            self.sched.on_banner(probe, None)

@@ -1,0 +1,100 @@
+"""Outcome types and the mapping from a connect's errno to a port state.
+
+The mapping lives here, apart from the I/O loop, because it is the one place
+where "what the kernel said" becomes "what we report", and it must treat an
+immediate ``connect()`` failure and a deferred ``SO_ERROR`` the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+from enum import Enum
+from typing import NamedTuple
+
+
+class PortState(str, Enum):
+    """What a probed (address, port) turned out to be."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HostStatus(str, Enum):
+    UP = "up"
+    DOWN = "down"
+    UNREACHABLE = "unreachable"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ProbeOutcome(NamedTuple):
+    """The one outcome of one (address, port): the engine's only output."""
+
+    host: str
+    port: int
+    state: PortState
+    reason: str
+    rtt_ms: float | None = None
+    attempts: int = 1
+    name: str | None = None
+    banner: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {
+            "host": self.host, "port": self.port, "state": self.state.value,
+            "reason": self.reason,
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "attempts": self.attempts,
+        }
+        if self.name is not None:
+            d["name"] = self.name
+        if self.banner is not None:
+            d["banner"] = self.banner
+        return d
+
+
+#: errno values that say "this machine is short of something", never a port state:
+#: the probe is put back and the engine slows down.
+LOCAL_RETRY_ERRNOS = frozenset({
+    errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.ENOMEM,
+    errno.EAGAIN, errno.EADDRINUSE, errno.EINTR,
+})
+
+_UNREACHABLE = {
+    errno.EHOSTUNREACH: "host-unreach",
+    errno.ENETUNREACH: "net-unreach",
+    errno.EACCES: "admin-prohibited",
+    errno.EPERM: "admin-prohibited",
+    errno.EHOSTDOWN: "host-unreach",
+    errno.ENONET: "net-unreach",
+    errno.EPROTO: "proto-unreach",
+}
+
+#: Returned by ``classify`` for errors that mean "try again later".
+RETRY = None
+
+
+def classify(err: int) -> tuple[PortState, str] | None:
+    """Map an errno from ``connect()`` or ``SO_ERROR`` to (state, reason); None means retry."""
+    if err == 0:
+        return PortState.OPEN, "syn-ack"
+    if err == errno.ECONNREFUSED:
+        return PortState.CLOSED, "conn-refused"
+    if err in LOCAL_RETRY_ERRNOS:
+        return RETRY
+    if err == errno.ETIMEDOUT:
+        return PortState.FILTERED, "no-response"
+    unreach = _UNREACHABLE.get(err)
+    if unreach is not None:
+        return PortState.UNREACHABLE, unreach
+    if err == errno.ECONNRESET:
+        return PortState.CLOSED, "reset"
+    return PortState.ERROR, errno.errorcode.get(err, f"errno-{err}")

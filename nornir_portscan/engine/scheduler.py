@@ -1,0 +1,419 @@
+"""The sans-I/O scheduler: every decision of a scan, none of its I/O.
+
+It decides what to probe next, when a probe has timed out, how the timeout
+adapts, when to retry, and how host discovery turns into port outcomes. The
+readiness loop (``loop.py``) owns the sockets and tells it what happened, with
+the clock passed in, so this whole object is testable without a network.
+
+Accounting rule: every (address, port) of every job is emitted exactly once,
+whether it was probed, decided by discovery (host down/unreachable) or could
+not be resolved.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Union
+
+from ..spec.targets import Target
+from .outcome import PortState, ProbeOutcome, classify
+from .timing import CongestionWindow, RateLimiter, RttEstimator
+
+#: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
+DISCOVERY_PORTS: tuple[int, ...] = (80, 443, 22, 445, 3389, 23, 21, 8080)
+#: nmap's cap on retransmissions when it adapts the retry depth.
+MAX_ADAPTIVE_ATTEMPTS = 11
+#: After this long without being able to open any socket, the scan fails instead of spinning.
+LOCAL_STALL_LIMIT = 10.0
+
+_OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
+_UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
+
+Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
+
+
+class EngineError(RuntimeError):
+    """The scan cannot go on (the machine cannot open sockets at all)."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-request options; the concurrency, rate and RTT estimate are the engine's."""
+
+    timeout: float | None = None  # fixed per-try timeout; None adapts to measured RTT
+    retries: int | None = None  # None: retry only as deep as loss has been seen
+    discovery: bool = True
+    banners: bool = False
+    banner_wait: float = 1.0
+
+
+class Job:
+    """One scan request: a lazy stream of targets crossed with a port list."""
+
+    __slots__ = ("targets", "ports", "ports_set", "options", "disc_ports", "nondisc_ports",
+                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted")
+
+    def __init__(self, targets: Iterable[Target], ports: Iterable[int],
+                 options: JobOptions | None = None, tag: Any = None) -> None:
+        self.targets: Iterator[Target] = iter(targets)
+        self.ports: tuple[int, ...] = tuple(ports)
+        self.ports_set = frozenset(self.ports)
+        self.options = options or JobOptions()
+        discovery = self.options.discovery and len(self.ports) > len(DISCOVERY_PORTS)
+        self.disc_ports: tuple[int, ...] = DISCOVERY_PORTS if discovery else ()
+        disc = set(self.disc_ports)
+        self.nondisc_ports = tuple(p for p in self.ports if p not in disc) if disc else self.ports
+        self.active = 0
+        self.exhausted = False
+        self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
+        self.done = False
+        self.tag = tag
+        self.addresses = 0  # hosts admitted (for the H x P invariant)
+        self.emitted = 0
+
+
+class Host:
+    __slots__ = ("job", "addr", "sockaddr", "family", "name", "up", "cursor", "pending",
+                 "disc_left", "disc_unreach", "in_discovery")
+
+    def __init__(self, job: Job, addr: str, version: int, name: str | None) -> None:
+        self.job = job
+        self.addr = addr
+        self.family = 10 if version == 6 else 2  # AF_INET6 / AF_INET, without importing socket
+        self.sockaddr: tuple[Any, ...] = (addr, 0)
+        self.name = name
+        self.up = False
+        self.pending = len(job.ports)
+        self.disc_left = len(job.disc_ports)
+        self.disc_unreach: str | None = None
+        self.in_discovery = bool(job.disc_ports)
+        self.cursor: Iterator[int] = iter(job.disc_ports if job.disc_ports else job.ports)
+
+
+class Probe:
+    """One try at one (host, port). The loop stores its socket here."""
+
+    __slots__ = ("host", "port", "attempt", "discovery", "sent", "sock", "done", "rtt")
+
+    def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
+        self.host = host
+        self.port = port
+        self.attempt = attempt
+        self.discovery = discovery
+        self.sent = 0.0
+        self.sock: Any = None
+        self.done = False
+        self.rtt: float | None = None
+
+
+OutcomeItem = Union[ProbeOutcome, Iterator[ProbeOutcome], None]
+
+
+class Scheduler:
+    """Decides; never waits, never touches a socket. ``now`` always comes from the caller."""
+
+    def __init__(self, *, concurrency: int, rate: float | None = None,
+                 resolver: Resolver | None = None, rtt: RttEstimator | None = None,
+                 max_active_hosts: int | None = None) -> None:
+        self.cwnd = CongestionWindow(limit=max(1, concurrency))
+        self.rate = RateLimiter(rate)
+        self.rtt = rtt or RttEstimator()
+        self.resolver = resolver
+        self.max_active_hosts = max_active_hosts or max(64, self.cwnd.limit // 4)
+        self.jobs: deque[Job] = deque()
+        self.ready: deque[Host] = deque()
+        self.retry: deque[Probe] = deque()
+        self.heap: list[tuple[float, int, Probe]] = []
+        self._heap_timeout = self.rtt.timeout
+        self._seq = itertools.count()
+        self.inflight = 0
+        self.active_hosts = 0
+        self.max_success_attempt = 1
+        self.outcomes: deque[tuple[Job, OutcomeItem]] = deque()
+        self.stalled_since: float | None = None
+        self.probes_sent = 0
+        self.keep_alive = False
+
+    # ---- jobs and hosts -------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> Job:
+        self.jobs.append(job)
+        if not job.ports:
+            job.exhausted = True
+            self._maybe_finish(job)
+        return job
+
+    @property
+    def done(self) -> bool:
+        return not self.jobs and not self.keep_alive
+
+    def _emit(self, host: Host, port: int, state: PortState, reason: str,
+              rtt: float | None, attempts: int, banner: str | None = None) -> None:
+        job = host.job
+        self.outcomes.append((job, ProbeOutcome(
+            host.addr, port, state, reason, None if rtt is None else rtt * 1000.0, attempts,
+            host.name, banner)))
+        job.emitted += 1
+        host.pending -= 1
+        if host.pending == 0:
+            self._host_done(host)
+
+    def _emit_bulk(self, job: Job, addr: str, name: str | None, ports: tuple[int, ...],
+                   state: PortState, reason: str) -> None:
+        if ports:
+            job.emitted += len(ports)
+            self.outcomes.append((job, (ProbeOutcome(addr, p, state, reason, None, 0, name)
+                                        for p in ports)))
+
+    def _host_done(self, host: Host) -> None:
+        self.active_hosts -= 1
+        job = host.job
+        job.active -= 1
+        self._maybe_finish(job)
+
+    def _maybe_finish(self, job: Job) -> None:
+        if job.exhausted and not job.resolving and job.active == 0 and not job.done:
+            job.done = True
+            self.outcomes.append((job, None))
+            try:
+                self.jobs.remove(job)
+            except ValueError:
+                pass
+
+    def _add_host(self, job: Job, addr: str, version: int, name: str | None) -> None:
+        host = Host(job, addr, version, name)
+        if version == 6:
+            host.sockaddr = (addr, 0, 0, 0)
+        job.active += 1
+        job.addresses += 1
+        self.active_hosts += 1
+        self.ready.append(host)
+
+    def _admit(self) -> None:
+        """Pull hosts from the jobs' lazy target streams until enough are active."""
+        for job in list(self.jobs):
+            while job.resolving and job.resolving[0][1].done():
+                name, fut = job.resolving.popleft()
+                self._resolved(job, name, fut)
+            while not job.exhausted and self.active_hosts < self.max_active_hosts:
+                target = next(job.targets, None)
+                if target is None:
+                    job.exhausted = True
+                    break
+                if target.address is not None:
+                    self._add_host(job, target.address, target.version, target.name)
+                elif self.resolver is None:
+                    self._unresolved(job, target.name or "?", "no resolver")
+                else:
+                    name = target.name or "?"
+                    job.resolving.append((name, self.resolver(name)))
+            self._maybe_finish(job)
+
+    def _resolved(self, job: Job, name: str, fut: Future[list[tuple[int, str]]]) -> None:
+        try:
+            addresses = fut.result()
+        except Exception:  # noqa: BLE001 - any failure of the lookup means "unresolved"
+            addresses = []
+        if not addresses:
+            self._unresolved(job, name, "unresolved")
+            return
+        for version, addr in addresses:
+            self._add_host(job, addr, version, name)
+
+    def _unresolved(self, job: Job, name: str, reason: str) -> None:
+        job.addresses += 1
+        self._emit_bulk(job, name, name, job.ports, _ERROR, "unresolved")
+
+    @property
+    def resolving(self) -> bool:
+        return any(job.resolving for job in self.jobs)
+
+    # ---- what to send ---------------------------------------------------------------------
+
+    def allowed_attempts(self, job: Job) -> int:
+        if job.options.retries is not None:
+            return job.options.retries + 1
+        return min(self.max_success_attempt + 1, MAX_ADAPTIVE_ATTEMPTS)
+
+    def next_probe(self, now: float) -> Probe | None:
+        """The next probe to start now, or None when the window, the rate or the work says wait."""
+        if self.inflight >= self.cwnd.size:
+            return None
+        if self.rate.rate is not None and self.rate.available(now) < 1:
+            return None
+        if self.retry:
+            probe = self.retry.popleft()
+        else:
+            if self.active_hosts < self.max_active_hosts and self.jobs:
+                self._admit()
+            ready = self.ready
+            while True:
+                if not ready:
+                    return None
+                host = ready[0]
+                port = next(host.cursor, None)
+                if port is None:
+                    ready.popleft()
+                    continue
+                ready.rotate(-1)
+                probe = Probe(host, port, 1, host.in_discovery)
+                break
+        self.rate.take()
+        self.inflight += 1
+        self.probes_sent += 1
+        probe.sent = now
+        return probe
+
+    def on_sent(self, probe: Probe, now: float) -> None:
+        """The connect is under way: start its clock."""
+        timeout = probe.host.job.options.timeout or self.rtt.timeout
+        heapq.heappush(self.heap, (now + timeout, next(self._seq), probe))
+
+    def poll_timeout(self, now: float) -> float | None:
+        """How long the loop may block waiting for sockets; None means until something happens."""
+        if self.inflight < self.cwnd.size and (self.retry or self.ready or (
+                self.jobs and self.active_hosts < self.max_active_hosts
+                and any(not j.exhausted for j in self.jobs))):
+            return self.rate.wait_time()
+        wait: float | None = None
+        if self.heap:
+            wait = max(0.0, self.heap[0][0] - now)
+        if self.stalled_since is not None or self.resolving:
+            wait = 0.01 if wait is None else min(wait, 0.01)
+        return wait
+
+    # ---- what happened --------------------------------------------------------------------
+
+    def on_answer(self, probe: Probe, err: int, now: float) -> bool:
+        """The kernel's answer for a probe (immediate or via SO_ERROR).
+
+        Returns True when the loop should keep the socket open to read a banner.
+        """
+        if probe.done:
+            return False
+        probe.done = True
+        result = classify(err)
+        if result is None:
+            self.on_local_error(probe, err, now)
+            return False
+        self.inflight -= 1
+        self.stalled_since = None
+        state, reason = result
+        rtt = now - probe.sent
+        if state is not _ERROR:
+            self.rtt.observe(rtt)
+            self.cwnd.on_answer()
+            if probe.attempt > 1:
+                # an answer to a retry: the earlier try was lost on the way
+                self.cwnd.on_loss()
+                if probe.attempt > self.max_success_attempt:
+                    self.max_success_attempt = probe.attempt
+        if state is _OPEN and probe.host.job.options.banners and not probe.discovery:
+            self.inflight += 1  # the socket stays open while the loop reads
+            probe.rtt = rtt
+            return True
+        self._final(probe, state, reason, rtt)
+        return False
+
+    def on_banner(self, probe: Probe, banner: str | None) -> None:
+        self.inflight -= 1
+        self._final(probe, _OPEN, "syn-ack", probe.rtt, banner)
+
+    def on_local_error(self, probe: Probe, err: int, now: float) -> None:
+        """The machine ran short (EMFILE, EADDRNOTAVAIL, ...): never a port state; try later."""
+        probe.done = True
+        self.inflight -= 1
+        self.cwnd.on_local_shortage(self.inflight)
+        if self.inflight == 0:
+            if self.stalled_since is None:
+                self.stalled_since = now
+            elif now - self.stalled_since > LOCAL_STALL_LIMIT:
+                raise EngineError(f"cannot open sockets for {LOCAL_STALL_LIMIT:.0f} s "
+                                  f"(errno {err}): the machine is out of descriptors or ports")
+        self.retry.appendleft(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
+
+    def on_self_connect(self, probe: Probe) -> None:
+        """The socket connected to itself (source port == target port): not an open port."""
+        probe.done = True
+        self.inflight -= 1
+        self.retry.append(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
+
+    def expire(self, now: float) -> list[Probe]:
+        """Probes whose time is up; the loop closes their sockets. Retries are queued here."""
+        heap = self.heap
+        if self.rtt.timeout < self._heap_timeout / 2:
+            self._rebuild_heap()
+        out: list[Probe] = []
+        while heap and heap[0][0] <= now:
+            _, _, probe = heapq.heappop(heap)
+            if probe.done:
+                continue
+            if probe.host.job.options.timeout is None:
+                real = probe.sent + self.rtt.timeout
+                if real > now:
+                    heapq.heappush(heap, (real, next(self._seq), probe))
+                    continue
+            probe.done = True
+            self.inflight -= 1
+            out.append(probe)
+            if probe.attempt < self.allowed_attempts(probe.host.job):
+                self.retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
+            else:
+                self._final(probe, _FILTERED, "no-response", None)
+        return out
+
+    def _rebuild_heap(self) -> None:
+        timeout = self.rtt.timeout
+        self.heap = [((p.sent + (p.host.job.options.timeout or timeout)), seq, p)
+                     for _, seq, p in self.heap if not p.done]
+        heapq.heapify(self.heap)
+        self._heap_timeout = timeout
+
+    def _final(self, probe: Probe, state: PortState, reason: str, rtt: float | None,
+               banner: str | None = None) -> None:
+        host = probe.host
+        if not probe.discovery:
+            if host.pending > 0:
+                self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
+            return
+        host.disc_left -= 1
+        if state is _OPEN or state is _CLOSED:
+            if not host.up:
+                host.up = True
+                host.in_discovery = False
+                host.cursor = iter(host.job.nondisc_ports)
+                self.ready.append(host)
+        elif state is _UNREACHABLE:
+            host.disc_unreach = reason
+        job = host.job
+        if probe.port in job.ports_set and host.pending > 0:
+            self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
+        if host.disc_left == 0 and not host.up and host.pending > 0:
+            # discovery is over and nothing answered: the host is down or unreachable
+            if host.disc_unreach is not None:
+                st, why = _UNREACHABLE, host.disc_unreach
+            else:
+                st, why = _FILTERED, "host-down"
+            n = len(job.nondisc_ports)
+            self._emit_bulk(job, host.addr, host.name, job.nondisc_ports, st, why)
+            host.pending -= n
+            if host.pending == 0:
+                self._host_done(host)
+
+    # ---- outcomes -------------------------------------------------------------------------
+
+    def drain(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
+        """Outcomes decided so far, in order; (job, None) marks the end of a job."""
+        outcomes = self.outcomes
+        while outcomes:
+            job, item = outcomes.popleft()
+            if item is None or isinstance(item, ProbeOutcome):
+                yield job, item
+            else:
+                for outcome in item:
+                    yield job, outcome

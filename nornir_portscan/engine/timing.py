@@ -1,0 +1,125 @@
+"""Sans-I/O timing: round-trip estimation, congestion window and rate cap.
+
+Kept apart from the scheduler so each rule can be tested with made-up clocks:
+nothing here reads the time or touches a socket; callers pass ``now`` in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: nmap's defaults for its adaptive timeout: start at 1 s, never below 100 ms or above 10 s.
+INITIAL_TIMEOUT = 1.0
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 10.0
+
+
+@dataclass
+class RttEstimator:
+    """RFC 6298 smoothed RTT and variance; ``timeout`` = srtt + 4 x rttvar, clamped.
+
+    Measured RTTs include the time the loop took to notice the answer, so a
+    busy engine lengthens its own timeouts instead of calling live ports filtered.
+    """
+
+    initial: float = INITIAL_TIMEOUT
+    minimum: float = MIN_TIMEOUT
+    maximum: float = MAX_TIMEOUT
+    srtt: float | None = None
+    rttvar: float = 0.0
+    samples: int = 0
+    _timeout: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._timeout = min(max(self.initial, self.minimum), self.maximum)
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    def observe(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.samples += 1
+        self._timeout = min(max(self.srtt + 4 * self.rttvar, self.minimum), self.maximum)
+
+
+@dataclass
+class CongestionWindow:
+    """How many probes may be in flight: slow start, then halve on evidence of loss.
+
+    Loss is only inferred from a retry that got an answer (the earlier try was
+    dropped); a port that never answers is filtered, not congestion.
+    """
+
+    limit: int
+    size: float = 0.0
+    minimum: int = 8
+    ssthresh: float = float("inf")
+    losses: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size <= 0:
+            self.size = float(min(self.limit, 512))
+        self.minimum = min(self.minimum, self.limit)
+
+    @property
+    def allowed(self) -> int:
+        return int(self.size)
+
+    def on_answer(self) -> None:
+        if self.size < self.ssthresh:
+            self.size = min(self.size + 1.0, self.limit)
+        else:
+            self.size = min(self.size + 1.0 / max(self.size, 1.0), self.limit)
+
+    def on_loss(self) -> None:
+        self.losses += 1
+        self.ssthresh = max(self.size / 2, self.minimum)
+        self.size = self.ssthresh
+
+    def on_local_shortage(self, in_flight: int) -> None:
+        """The machine ran short (fds, ports, buffers): do not go above what worked."""
+        self.limit = max(self.minimum, min(self.limit, in_flight))
+        self.size = min(self.size, self.limit)
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket: at most ``rate`` probes a second, with a small burst."""
+
+    rate: float | None
+    burst: float = 0.0
+    tokens: float = 0.0
+    last: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate is not None:
+            if self.rate <= 0:
+                raise ValueError("rate must be positive")
+            self.burst = self.burst or max(1.0, self.rate / 100)
+            self.tokens = self.burst
+
+    def available(self, now: float) -> int:
+        if self.rate is None:
+            return 1 << 30
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        return int(self.tokens)
+
+    def take(self) -> None:
+        if self.rate is not None:
+            self.tokens -= 1
+
+    def wait_time(self) -> float:
+        """Seconds until the next token, when none is left."""
+        if self.rate is None or self.tokens >= 1:
+            return 0.0
+        return (1 - self.tokens) / self.rate

@@ -1,0 +1,24 @@
+"""The project's own exceptions.
+
+Every error a user can cause by what they typed or wrote in a file is a
+``PortscanError``: the command line turns it into one line and exit status 2,
+so a bad value never shows up as a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PortscanError(Exception):
+    """Base of every error caused by input the user controls."""
+
+
+class SpecError(PortscanError, ValueError):
+    """A target or port specification that cannot be parsed or is out of range."""
+
+
+class ScopeError(PortscanError):
+    """A target that the scope guards (allow-list, size limit) refuse to scan."""
+
+
+class InventoryError(PortscanError):
+    """A broken inventory file or host data entry; names file, entry and key."""

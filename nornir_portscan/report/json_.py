@@ -1,0 +1,36 @@
+"""The whole scan as one JSON document: hosts, their ports, the summary and options."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from ..engine.outcome import ProbeOutcome
+from .base import ScanSummary
+
+
+class JsonWriter:
+    def __init__(self, stream: IO[str], color: bool = False) -> None:
+        self.stream = stream
+        self.hosts: dict[str, dict[str, Any]] = {}
+
+    def write(self, o: ProbeOutcome) -> None:
+        entry = self.hosts.setdefault(o.host, {"name": o.name, "ports": {}})
+        port: dict[str, Any] = {"state": o.state.value, "reason": o.reason,
+                                "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3),
+                                "attempts": o.attempts}
+        if o.banner is not None:
+            port["banner"] = o.banner
+        entry["ports"][str(o.port)] = port
+
+    def finish(self, summary: ScanSummary) -> None:
+        for entry in self.hosts.values():
+            entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
+            entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
+        doc = {"summary": {"counts": dict(summary.counts), "probes": summary.total,
+                           "hosts": len(summary.hosts), "elapsed_s": round(summary.elapsed, 3),
+                           "interrupted": summary.interrupted},
+               "options": summary.options, "hosts": self.hosts}
+        json.dump(doc, self.stream, indent=2)
+        self.stream.write("\n")
+        self.stream.flush()

@@ -1,0 +1,63 @@
+"""The human format: open ports per host, then one summary line of counts per state.
+
+Closed and filtered ports are only counted: on a sweep they are the noise
+around the few ports a person is looking for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from typing import IO
+
+from ..engine.outcome import ProbeOutcome
+from .base import ScanSummary
+
+
+def _addr_key(addr: str) -> tuple[int, int, str]:
+    try:
+        ip = ipaddress.ip_address(addr)
+        return (ip.version, int(ip), addr)
+    except ValueError:
+        return (9, 0, addr)
+
+
+class TableWriter:
+    def __init__(self, stream: IO[str], color: bool = False) -> None:
+        self.stream = stream
+        self.color = color
+        self.open: dict[str, list[ProbeOutcome]] = defaultdict(list)
+        self.names: dict[str, str] = {}
+        self.other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def write(self, o: ProbeOutcome) -> None:
+        if o.name:
+            self.names[o.host] = o.name
+        if o.state.value == "open":
+            self.open[o.host].append(o)
+        else:
+            self.other[o.host][o.state.value] += 1
+
+    def _c(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def finish(self, summary: ScanSummary) -> None:
+        out = self.stream
+        hosts = sorted(set(self.open) | set(self.other), key=_addr_key)
+        for host in hosts:
+            label = f"{self.names[host]} ({host})" if host in self.names else host
+            opened = sorted(self.open.get(host, []), key=lambda o: o.port)
+            rest = ", ".join(f"{n} {s}" for s, n in sorted(self.other[host].items()))
+            if not opened:
+                continue
+            out.write(self._c(label, "1") + (f"  [{rest}]" if rest else "") + "\n")
+            out.write(f"  {'PORT':<8}{'STATE':<8}{'REASON':<10}{'RTT':>10}  BANNER\n")
+            for o in opened:
+                rtt = "-" if o.rtt_ms is None else f"{o.rtt_ms:.2f}ms"
+                out.write(f"  {o.port:<8}{self._c(f'{o.state.value:<8}', '32')}"
+                          f"{o.reason:<10}{rtt:>10}  {o.banner or ''}".rstrip() + "\n")
+        quiet = [h for h in hosts if h not in self.open]
+        if quiet:
+            out.write(f"{len(quiet)} host(s) with no open port\n")
+        out.write(summary.line() + "\n")
+        out.flush()

@@ -1,0 +1,256 @@
+"""Target specifications: addresses, CIDR networks, ranges, nmap octet ranges, hostnames.
+
+Targets expand lazily: a /16 is a few integers until the engine asks for the
+next address, so memory does not grow with the size of the scan.
+Expansions (CIDR, ranges) skip addresses that are never a host: a subnet's
+network and broadcast addresses, multicast and unspecified addresses. An
+address named singly is scanned as given: the user asked for exactly that.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..errors import SpecError
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_OCTET_PART = re.compile(r"^(\*|\d{1,3}(-\d{1,3})?)(,(\d{1,3}(-\d{1,3})?))*$")
+_IPV4_BITS = 32
+_IPV6_BITS = 128
+
+
+class Target(NamedTuple):
+    """One thing to scan: an address, or a name that still has to be resolved."""
+
+    address: str | None
+    name: str | None = None
+    version: int = 4
+
+
+def _never_a_host(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return addr.is_multicast or addr.is_unspecified or (
+        addr.version == 4 and int(addr) == 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class TargetItem:
+    """One parsed entry of a target list, kept as integer intervals, not addresses."""
+
+    text: str
+    kind: str  # "address" | "network" | "range" | "octets" | "name"
+    version: int = 4
+    start: int = 0
+    end: int = -1
+    octets: tuple[tuple[int, ...], ...] = ()
+
+    def count(self) -> int:
+        """Addresses this entry stands for (a name counts as one)."""
+        if self.kind == "name":
+            return 1
+        if self.kind == "octets":
+            n = 1
+            for o in self.octets:
+                n *= len(o)
+            return n
+        return self.end - self.start + 1
+
+    def intervals(self) -> Iterator[tuple[int, int]]:
+        if self.kind == "octets":
+            for combo in itertools.product(*self.octets[:3]):
+                base = (combo[0] << 24) | (combo[1] << 16) | (combo[2] << 8)
+                last = self.octets[3]
+                # contiguous runs of the last octet become one interval
+                run_start = prev = last[0]
+                for o in last[1:]:
+                    if o != prev + 1:
+                        yield base + run_start, base + prev
+                        run_start = o
+                    prev = o
+                yield base + run_start, base + prev
+        elif self.kind != "name":
+            yield self.start, self.end
+
+    def addresses(self) -> Iterator[int]:
+        for lo, hi in self.intervals():
+            yield from range(lo, hi + 1)
+
+
+def _parse_octet_part(part: str, whole: str) -> tuple[int, ...]:
+    if part == "*":
+        return tuple(range(256))
+    values: set[int] = set()
+    for piece in part.split(","):
+        lo_s, _, hi_s = piece.partition("-")
+        lo, hi = int(lo_s), int(hi_s or lo_s)
+        if lo > 255 or hi > 255:
+            raise SpecError(f"octet {piece!r} in {whole!r} is out of range 0-255")
+        if lo > hi:
+            raise SpecError(f"octet range {piece!r} in {whole!r} runs backwards")
+        values.update(range(lo, hi + 1))
+    return tuple(sorted(values))
+
+
+def _parse_address(text: str, whole: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise SpecError(f"{text!r} in {whole!r} is not a valid IP address") from None
+
+
+def _looks_numeric(text: str) -> bool:
+    return bool(re.fullmatch(r"[\d.*,\-]+", text))
+
+
+def parse_target(text: str) -> TargetItem:
+    """Parse one target entry, raising ``SpecError`` naming the value and the reason."""
+    raw = text
+    text = text.strip()
+    if not text:
+        raise SpecError("empty target")
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise SpecError(f"{raw!r} is not a valid network: {exc}") from None
+        first, last = int(net.network_address), int(net.broadcast_address)
+        bits = _IPV4_BITS if net.version == 4 else _IPV6_BITS
+        if net.prefixlen < bits - 1:
+            # skip the network address (and, for IPv4, the broadcast address)
+            first += 1
+            if net.version == 4:
+                last -= 1
+        return TargetItem(raw, "network", net.version, first, last)
+    try:
+        addr = ipaddress.ip_address(text)
+        return TargetItem(raw, "address", addr.version, int(addr), int(addr))
+    except ValueError:
+        pass
+    if ":" in text and "-" in text:
+        lo_s, _, hi_s = text.partition("-")
+        lo, hi = _parse_address(lo_s, raw), _parse_address(hi_s, raw)
+        return _range_item(raw, lo, hi)
+    if _looks_numeric(text):
+        parts = text.split(".")
+        if len(parts) != 4:
+            if text.count("-") == 1 and len(text.split("-")[1].split(".")) == 4:
+                lo_s, _, hi_s = text.partition("-")
+                return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
+            raise SpecError(f"{raw!r} is not a valid IPv4 address, range or network")
+        if "-" in text and text.count("-") == 1 and re.fullmatch(r"[\d.]+-[\d.]+\.[\d.]+", text):
+            lo_s, _, hi_s = text.partition("-")
+            return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
+        for p in parts:
+            if not p or not _OCTET_PART.match(p):
+                raise SpecError(f"{raw!r} is not a valid IPv4 address or octet range")
+        octets = tuple(_parse_octet_part(p, raw) for p in parts)
+        return TargetItem(raw, "octets", 4, octets=octets)
+    labels = text.rstrip(".").split(".")
+    if len(text) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
+        raise SpecError(f"{raw!r} is not a valid address, network, range or hostname")
+    if labels[-1].isdigit():
+        raise SpecError(f"{raw!r} is not a valid IP address or hostname")
+    return TargetItem(raw, "name", 0)
+
+
+def _range_item(raw: str, lo: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                hi: ipaddress.IPv4Address | ipaddress.IPv6Address) -> TargetItem:
+    if lo.version != hi.version:
+        raise SpecError(f"range {raw!r} mixes IPv4 and IPv6")
+    if int(lo) > int(hi):
+        raise SpecError(f"range {raw!r} runs backwards")
+    return TargetItem(raw, "range", lo.version, int(lo), int(hi))
+
+
+def _to_address(version: int, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+@dataclass
+class TargetSpec:
+    """A parsed target list with its excludes; iterating it yields ``Target``s lazily."""
+
+    items: list[TargetItem]
+    excludes: list[TargetItem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ex: dict[int, tuple[list[int], list[int]]] = {}
+        for version in (4, 6):
+            spans = sorted(iv for ex in self.excludes if ex.version == version
+                           for iv in ex.intervals())
+            merged: list[list[int]] = []
+            for lo, hi in spans:
+                if merged and lo <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], hi)
+                else:
+                    merged.append([lo, hi])
+            self._ex[version] = ([m[0] for m in merged], [m[1] for m in merged])
+        self._ex_names = {ex.text.strip().lower().rstrip(".")
+                          for ex in self.excludes if ex.kind == "name"}
+
+    def is_excluded(self, version: int, value: int) -> bool:
+        starts, ends = self._ex[version]
+        i = bisect.bisect_right(starts, value) - 1
+        return i >= 0 and value <= ends[i]
+
+    def is_excluded_name(self, name: str) -> bool:
+        return name.lower().rstrip(".") in self._ex_names
+
+    def count(self) -> int:
+        """Upper bound of addresses to scan (excludes not subtracted); cheap for a /8."""
+        return sum(item.count() for item in self.items)
+
+    def __iter__(self) -> Iterator[Target]:
+        seen_single: set[tuple[int, int]] = set()
+        for item in self.items:
+            if item.kind == "name":
+                if not self.is_excluded_name(item.text):
+                    yield Target(None, item.text.strip().rstrip("."), 0)
+                continue
+            single = item.kind == "address"
+            for value in item.addresses():
+                if self.is_excluded(item.version, value):
+                    continue
+                addr = _to_address(item.version, value)
+                if single:
+                    key = (item.version, value)
+                    if key in seen_single:
+                        continue
+                    seen_single.add(key)
+                elif _never_a_host(addr):
+                    continue
+                yield Target(str(addr), None, item.version)
+
+
+def _split(spec: str | Iterable[str]) -> list[str]:
+    if isinstance(spec, str):
+        parts = spec.replace(",", " ").split() if not _has_octet_commas(spec) else spec.split()
+        return parts
+    out: list[str] = []
+    for s in spec:
+        if not isinstance(s, str):
+            raise SpecError(f"target {s!r} must be a string")
+        out.extend(_split(s) if s.strip() else [s])
+    return out
+
+
+def _has_octet_commas(spec: str) -> bool:
+    # "10.0.0.1,2,3" is an nmap octet list, not three targets
+    return any(_looks_numeric(tok) and tok.count(".") == 3 and "," in tok for tok in spec.split())
+
+
+def parse_targets(targets: str | Iterable[str], exclude: str | Iterable[str] = ()) -> TargetSpec:
+    """Parse targets and excludes; an empty list is an error, never 'scan everything'."""
+    entries = _split(targets)
+    if not entries:
+        raise SpecError("no targets given: name at least one address, network or hostname")
+    items = [parse_target(e) for e in entries]
+    excludes = [parse_target(e) for e in _split(exclude)] if exclude else []
+    return TargetSpec(items, excludes)
