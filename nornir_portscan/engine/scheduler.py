@@ -79,7 +79,7 @@ class Job:
 
 class Host:
     __slots__ = ("job", "addr", "sockaddr", "family", "name", "up", "cursor", "pending",
-                 "disc_left", "disc_unreach", "in_discovery")
+                 "disc_left", "disc_unreach", "in_discovery", "queued")
 
     def __init__(self, job: Job, addr: str, version: int, name: str | None) -> None:
         self.job = job
@@ -92,6 +92,7 @@ class Host:
         self.disc_left = len(job.disc_ports)
         self.disc_unreach: str | None = None
         self.in_discovery = bool(job.disc_ports)
+        self.queued = True  # in the scheduler's ready deque
         self.cursor: Iterator[int] = iter(job.disc_ports if job.disc_ports else job.ports)
 
 
@@ -258,7 +259,7 @@ class Scheduler:
                 host = ready[0]
                 port = next(host.cursor, None)
                 if port is None:
-                    ready.popleft()
+                    ready.popleft().queued = False
                     continue
                 ready.rotate(-1)
                 probe = Probe(host, port, 1, host.in_discovery)
@@ -384,10 +385,7 @@ class Scheduler:
         host.disc_left -= 1
         if state is _OPEN or state is _CLOSED:
             if not host.up:
-                host.up = True
-                host.in_discovery = False
-                host.cursor = iter(host.job.nondisc_ports)
-                self.ready.append(host)
+                self._host_up(host)
         elif state is _UNREACHABLE:
             host.disc_unreach = reason
         job = host.job
@@ -404,6 +402,20 @@ class Scheduler:
             host.pending -= n
             if host.pending == 0:
                 self._host_done(host)
+
+    def _host_up(self, host: Host) -> None:
+        """First answer from a host: its discovery ports not yet sent become plain probes."""
+        job = host.job
+        host.up = True
+        host.in_discovery = False
+        unsent = list(host.cursor)
+        host.disc_left -= len(unsent)
+        unsent = [p for p in unsent if p in job.ports_set]
+        host.cursor = itertools.chain(unsent, job.nondisc_ports) if unsent else iter(
+            job.nondisc_ports)
+        if not host.queued:
+            host.queued = True
+            self.ready.append(host)
 
     # ---- outcomes -------------------------------------------------------------------------
 
