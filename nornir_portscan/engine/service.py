@@ -1,0 +1,139 @@
+"""One long-lived engine per process that many callers feed at once.
+
+nornir runs host tasks on a thread pool; if each task ran its own loop, a run
+would be capped at the pool size and every task would learn RTTs and respect
+rate caps alone. Here every task submits a job to the same scheduler on one
+engine thread, so concurrency, timing and rate caps cover the whole inventory.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from .api import ScanPlan
+from .limits import concurrency_budget
+from .loop import ReadinessLoop
+from .outcome import ProbeOutcome
+from .resolve import resolve
+from .scheduler import EngineError, Job, Scheduler
+
+_DONE = object()
+
+
+class JobHandle:
+    """A submitted scan: iterate it for outcomes as they are decided (thread-safe)."""
+
+    def __init__(self, plan: ScanPlan,
+                 on_outcome: Callable[[ProbeOutcome], None] | None = None) -> None:
+        self.plan = plan
+        self.on_outcome = on_outcome
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.job: Job | None = None
+        self.cancelled = False
+
+    def _put(self, outcome: ProbeOutcome | None) -> None:
+        if outcome is None:
+            self._queue.put(_DONE)
+            return
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:  # noqa: BLE001 - a progress callback must not kill the engine
+                self.on_outcome = None
+        self._queue.put(outcome)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._queue.put(exc)
+
+    def __iter__(self) -> Iterator[ProbeOutcome]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                job = self.job
+                if job is not None and job.emitted != job.addresses * len(job.ports):
+                    raise EngineError(f"accounting error: {job.emitted} outcomes for "
+                                      f"{job.addresses} hosts x {len(job.ports)} ports")
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, ProbeOutcome)
+            yield item
+
+    def result(self) -> list[ProbeOutcome]:
+        return list(self)
+
+
+class Engine:
+    """A readiness loop on a daemon thread, accepting jobs at any time."""
+
+    def __init__(self, concurrency: int | None = None, rate: float | None = None) -> None:
+        self.concurrency = concurrency_budget(concurrency)
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._inbox: list[JobHandle] = []
+        self._thread: threading.Thread | None = None
+        self._rfd, self._wfd = os.pipe()
+        os.set_blocking(self._rfd, False)
+        self.sched: Scheduler | None = None
+
+    def submit(self, plan: ScanPlan,
+               on_outcome: Callable[[ProbeOutcome], None] | None = None) -> JobHandle:
+        handle = JobHandle(plan, on_outcome)
+        with self._lock:
+            self._inbox.append(handle)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="portscan-engine",
+                                                daemon=True)
+                self._thread.start()
+        os.write(self._wfd, b"x")
+        return handle
+
+    def _take_inbox(self) -> None:
+        with self._lock:
+            handles, self._inbox = self._inbox, []
+        assert self.sched is not None
+        for handle in handles:
+            plan = handle.plan
+            handle.job = self.sched.add_job(Job(plan.spec, plan.ports, plan.options, tag=handle))
+
+    def _serve(self) -> None:
+        sched = self.sched = Scheduler(concurrency=self.concurrency, rate=self.rate,
+                                       resolver=resolve)
+        sched.keep_alive = True
+        loop = ReadinessLoop(sched, wake_fd=self._rfd, on_wake=self._take_inbox)
+        self._take_inbox()
+        try:
+            for job, outcome in loop.run():
+                job.tag._put(outcome)
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear of it
+            for job in list(sched.jobs):
+                job.tag._fail(exc)
+            with self._lock:
+                for handle in self._inbox:
+                    handle._fail(exc)
+                self._inbox = []
+            self.sched = None
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def shared_engine() -> Engine:
+    """The process's engine, created on first use."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = Engine()
+        return _engine
+
+
+def _forget_after_fork() -> None:
+    global _engine
+    _engine = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
