@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..spec.ports import parse_ports
-from ..spec.targets import TargetSpec, parse_targets
+from ..spec.targets import TargetSource, TargetSpec, parse_targets
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
 from .outcome import ProbeOutcome
@@ -28,19 +28,19 @@ TargetsArg = str | Iterable[str] | TargetSpec
 class ScanPlan:
     """A validated scan: what and how, ready to run."""
 
-    spec: TargetSpec
+    spec: TargetSource
     ports: tuple[int, ...]
     options: JobOptions
     concurrency: int
     rate: float | None
-    min_timeout: float | None = None
+    shards: int | None = None  # worker processes; None decides from the scan's size
 
 
 def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[str] = (),
               timeout: float | None = None, retries: int | None = None,
               concurrency: int | None = None, rate: float | None = None,
               discovery: bool = True, banners: bool = False,
-              banner_wait: float = 1.0) -> ScanPlan:
+              banner_wait: float = 1.0, shards: int | None = None) -> ScanPlan:
     spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
     port_list = parse_ports(ports)
     if timeout is not None and not timeout > 0:
@@ -53,11 +53,20 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     discovery = discovery and spec.count() > 1
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
                          banners=banners, banner_wait=banner_wait)
-    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate)
+    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
 
 
 def run_plan(plan: ScanPlan) -> Iterator[ProbeOutcome]:
-    """Run one plan in this thread; outcomes stream out as they are decided."""
+    """Run one plan; outcomes stream out as they are decided.
+
+    Large scans are sharded over worker processes, one per core.
+    """
+    from .shard import run_sharded, shard_count
+
+    count = shard_count(plan.spec, len(plan.ports), plan.shards)
+    if count > 1:
+        yield from run_sharded(plan, count)
+        return
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
                       rtt=RttEstimator())
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))

@@ -15,7 +15,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..errors import SpecError
 
@@ -31,6 +31,14 @@ class Target(NamedTuple):
     address: str | None
     name: str | None = None
     version: int = 4
+
+
+class TargetSource(Protocol):
+    """Anything the engine can pull targets from lazily and size up front."""
+
+    def __iter__(self) -> Iterator[Target]: ...
+
+    def count(self) -> int: ...
 
 
 def _never_a_host(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -1,0 +1,157 @@
+"""Process sharding: one engine per core, each with its share of the address x port space.
+
+The kernel's connect path is the floor of a scan's cost, and a single Python
+process keeps only one core busy with it. Large scans fork workers (one
+scheduler and readiness loop each) and merge their outcome streams in order
+of completion; small scans stay in one process, where a fork would dominate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import selectors
+import signal
+import struct
+from collections.abc import Iterator
+from dataclasses import replace
+from time import monotonic
+from typing import Any
+
+from ..spec.targets import Target, TargetSource
+from .outcome import PortState, ProbeOutcome
+from .scheduler import EngineError
+
+#: Below this many probes a single process wins: forking costs more than it saves.
+SHARD_MIN_PROBES = 8192
+_HEADER = struct.Struct("!I")
+_STATES = {s.value: s for s in PortState}
+
+
+def shard_count(spec: TargetSource, ports: int, requested: int | None = None) -> int:
+    if requested is not None:
+        return max(1, requested)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not cpus or cpus < 2 or spec.count() * ports < SHARD_MIN_PROBES:
+        return 1
+    return min(cpus, 8)
+
+
+class _HostShare:
+    """Every n-th target of a lazy target stream, starting at ``index``."""
+
+    def __init__(self, spec: TargetSource, index: int, count: int) -> None:
+        self.spec, self.index, self.step = spec, index, count
+
+    def __iter__(self) -> Iterator[Target]:
+        return itertools.islice(iter(self.spec), self.index, None, self.step)
+
+    def count(self) -> int:
+        return -(-self.spec.count() // self.step)
+
+
+def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
+    from .api import run_plan  # late: the module imports this one
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if by_hosts:
+        share = replace(plan, spec=_HostShare(plan.spec, index, count))
+    else:
+        share = replace(plan, ports=plan.ports[index::count])
+    share = replace(share, concurrency=max(1, plan.concurrency // count),
+                    rate=None if plan.rate is None else plan.rate / count, shards=1)
+    batch: list[tuple[Any, ...]] = []
+    last = monotonic()
+
+    def flush(obj: object) -> None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        while view:
+            n = os.write(wfd, view)
+            view = view[n:]
+
+    try:
+        for o in run_plan(share):
+            batch.append((o.host, o.port, o.state.value, o.reason, o.rtt_ms, o.attempts,
+                          o.name, o.banner))
+            now = monotonic()
+            if len(batch) >= 1024 or now - last > 0.05:
+                flush(batch)
+                batch = []
+                last = now
+        flush(batch)
+        flush(None)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            flush(batch)
+            flush(EngineError(f"scan worker {index} failed: {exc!r}"))
+        except OSError:
+            pass
+        os._exit(1)
+    os._exit(0)
+
+
+def run_sharded(plan: Any, count: int) -> Iterator[ProbeOutcome]:
+    """Fork ``count`` workers and yield their outcomes as they arrive."""
+    by_hosts = plan.spec.count() >= count * 4
+    children: dict[int, int] = {}  # pipe read end -> worker pid
+    sel = selectors.DefaultSelector()
+    buffers: dict[int, bytearray] = {}
+    try:
+        for i in range(count):
+            rfd, wfd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(rfd)
+                _worker(plan, i, count, by_hosts, wfd)
+            os.close(wfd)
+            children[rfd] = pid
+            buffers[rfd] = bytearray()
+            sel.register(rfd, selectors.EVENT_READ)
+            finished: set[int] = set()
+        error: BaseException | None = None
+        while len(finished) < len(children) or sel.get_map():
+            for key, _ in sel.select():
+                fd = int(key.fd)  # type: ignore[arg-type]
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    sel.unregister(fd)
+                    if fd not in finished and error is None:
+                        error = EngineError("a scan worker exited before it finished")
+                    finished.add(fd)
+                    continue
+                buf = buffers[fd]
+                buf += chunk
+                while len(buf) >= 4:
+                    (size,) = _HEADER.unpack_from(buf)
+                    if len(buf) < 4 + size:
+                        break
+                    obj = pickle.loads(bytes(buf[4:4 + size]))
+                    del buf[:4 + size]
+                    if obj is None:
+                        finished.add(fd)
+                    elif isinstance(obj, BaseException):
+                        error = obj
+                    else:
+                        for h, p, st, reason, rtt, attempts, name, banner in obj:
+                            yield ProbeOutcome(h, p, _STATES[st], reason, rtt, attempts, name,
+                                               banner)
+        if error is not None:
+            raise error
+    finally:
+        for fd, pid in children.items():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        sel.close()
