@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
     s.add_argument("--exclude", action="append", default=[], metavar="TARGET",
                    help="targets to leave out (repeatable)")
+    s.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
+                   help="file of targets to leave out, one per line, # comments")
+    s.add_argument("--allow", action="append", default=[], metavar="NETWORK",
+                   help="refuse any target outside these networks (repeatable)")
+    s.add_argument("--max-hosts", type=_count, default=None, metavar="N",
+                   help="refuse scans over N addresses (default 65536)")
     add_engine_options(s)
     s.add_argument("--format", choices=SCAN_FORMATS, default="table")
     s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
@@ -122,10 +128,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from .engine.api import plan_scan, run_plan
     from .report import ScanSummary, writer_for
 
+    from .spec.scope import DEFAULT_MAX_ADDRESSES, read_target_file
+
     try:
-        plan = plan_scan(args.targets, args.ports, exclude=args.exclude, timeout=args.timeout,
+        exclude = list(args.exclude)
+        for path in args.exclude_file:
+            exclude.extend(read_target_file(path))
+        plan = plan_scan(args.targets, args.ports, exclude=exclude, timeout=args.timeout,
                          retries=args.retries, concurrency=args.concurrency or None,
-                         rate=args.rate, discovery=args.discovery, banners=args.banners)
+                         rate=args.rate, discovery=args.discovery, banners=args.banners,
+                         allowed=args.allow,
+                         max_addresses=args.max_hosts or DEFAULT_MAX_ADDRESSES)
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,

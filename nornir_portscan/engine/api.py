@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..spec.ports import parse_ports
+from ..spec.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
 from ..spec.targets import TargetSource, TargetSpec, parse_targets
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
@@ -40,8 +41,11 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
               timeout: float | None = None, retries: int | None = None,
               concurrency: int | None = None, rate: float | None = None,
               discovery: bool = True, banners: bool = False,
-              banner_wait: float = 1.0, shards: int | None = None) -> ScanPlan:
+              banner_wait: float = 1.0, shards: int | None = None,
+              allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanPlan:
     spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
+    scope = Scope(parse_networks(allowed), max_addresses)
+    scope.check(spec)
     port_list = parse_ports(ports)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be positive, not {timeout!r}")
@@ -52,7 +56,8 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     # discovery only pays when there is more than one host to tell apart
     discovery = discovery and spec.count() > 1
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
-                         banners=banners, banner_wait=banner_wait)
+                         banners=banners, banner_wait=banner_wait,
+                         allowed=tuple(scope.allowed))
     return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
 
 

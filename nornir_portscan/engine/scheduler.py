@@ -37,6 +37,33 @@ _UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
 Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
 
 
+def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int, ...]:
+    """Ports to tell up from down with; () when discovery would not save probes.
+
+    Requested ports come first, so on an up host no discovery probe is wasted;
+    for long port lists the remaining places go to the well-known ports that
+    answer most often.
+    """
+    n = len(DISCOVERY_PORTS)
+    if len(ports) <= n:
+        return ()
+    chosen = [p for p in DISCOVERY_PORTS if p in wanted]
+    pool = DISCOVERY_PORTS if len(ports) >= 8 * n else ports
+    for p in pool:
+        if len(chosen) >= n:
+            break
+        if p not in chosen:
+            chosen.append(p)
+    return tuple(chosen)
+
+
+def _in_networks(addr: str, networks: tuple[Any, ...]) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(addr)
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
 class EngineError(RuntimeError):
     """The scan cannot go on (the machine cannot open sockets at all)."""
 
@@ -50,6 +77,7 @@ class JobOptions:
     discovery: bool = True
     banners: bool = False
     banner_wait: float = 1.0
+    allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
 
 
 class Job:
@@ -64,8 +92,8 @@ class Job:
         self.ports: tuple[int, ...] = tuple(ports)
         self.ports_set = frozenset(self.ports)
         self.options = options or JobOptions()
-        discovery = self.options.discovery and len(self.ports) > len(DISCOVERY_PORTS)
-        self.disc_ports: tuple[int, ...] = DISCOVERY_PORTS if discovery else ()
+        self.disc_ports: tuple[int, ...] = (
+            discovery_ports(self.ports, self.ports_set) if self.options.discovery else ())
         disc = set(self.disc_ports)
         self.nondisc_ports = tuple(p for p in self.ports if p not in disc) if disc else self.ports
         self.active = 0
@@ -223,7 +251,12 @@ class Scheduler:
         if not addresses:
             self._unresolved(job, name, "unresolved")
             return
+        allowed = job.options.allowed
         for version, addr in addresses:
+            if allowed and not _in_networks(addr, allowed):
+                job.addresses += 1
+                self._emit_bulk(job, addr, name, job.ports, _ERROR, "out-of-scope")
+                continue
             self._add_host(job, addr, version, name)
 
     def _unresolved(self, job: Job, name: str, reason: str) -> None:

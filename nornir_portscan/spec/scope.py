@@ -1,0 +1,81 @@
+"""Scope guards: what a scan may touch, checked before the first packet.
+
+A scanner run unattended must not wander: an allow-list bounds every target,
+a size limit stops a mistyped prefix (/8 for /28) from becoming a huge scan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ScopeError, SpecError
+from .targets import TargetSpec, parse_target
+
+#: Scans over this many addresses are refused unless the limit is raised explicitly.
+DEFAULT_MAX_ADDRESSES = 65536
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[str], what: str = "allowed network") -> list[Network]:
+    nets: list[Network] = []
+    for value in values:
+        try:
+            nets.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise SpecError(f"{what} {value!r} is not a valid address or network") from None
+    return nets
+
+
+def read_target_file(path: str) -> list[str]:
+    """Targets from a file, one or more per line, '#' starts a comment."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {path}: {exc.strerror}") from None
+    out: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        for token in line.split():
+            try:
+                parse_target(token)
+            except SpecError as exc:
+                raise SpecError(f"{path}:{lineno}: {exc}") from None
+            out.append(token)
+    return out
+
+
+@dataclass
+class Scope:
+    """The allow-list (empty: anything named) and the size limit."""
+
+    allowed: list[Network] = field(default_factory=list)
+    max_addresses: int = DEFAULT_MAX_ADDRESSES
+
+    def allows(self, address: str) -> bool:
+        if not self.allowed:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip.version == n.version and ip in n for n in self.allowed)
+
+    def check(self, spec: TargetSpec) -> None:
+        """Refuse the whole scan, naming the target, before anything is sent."""
+        total = spec.count()
+        if total > self.max_addresses:
+            raise ScopeError(
+                f"the targets cover {total} addresses, over the limit of {self.max_addresses}: "
+                f"check the prefix, or raise the limit (--max-hosts {total})")
+        if not self.allowed:
+            return
+        for item in spec.items:
+            if item.kind == "name":
+                continue  # checked once resolved, before any probe to it
+            for lo, hi in item.intervals():
+                if not any(n.version == item.version and int(n.network_address) <= lo
+                           and hi <= int(n.broadcast_address) for n in self.allowed):
+                    allowed = ", ".join(str(n) for n in self.allowed)
+                    raise ScopeError(f"target {item.text!r} is outside the allowed networks "
+                                     f"({allowed})")
