@@ -107,7 +107,7 @@ class Job:
 
 class Host:
     __slots__ = ("job", "addr", "sockaddr", "family", "name", "up", "cursor", "pending",
-                 "disc_left", "disc_unreach", "in_discovery", "queued")
+                 "disc_left", "disc_unreach", "in_discovery", "queued", "deferred")
 
     def __init__(self, job: Job, addr: str, version: int, name: str | None) -> None:
         self.job = job
@@ -121,13 +121,16 @@ class Host:
         self.disc_unreach: str | None = None
         self.in_discovery = bool(job.disc_ports)
         self.queued = True  # in the scheduler's ready deque
+        # silent discovery ports wait for the host's verdict: on an unreachable host a
+        # lost ICMP error is no evidence that this port differs from the others
+        self.deferred: list[tuple[int, int]] = []
         self.cursor: Iterator[int] = iter(job.disc_ports if job.disc_ports else job.ports)
 
 
 class Probe:
     """One try at one (host, port). The loop stores its socket here."""
 
-    __slots__ = ("host", "port", "attempt", "discovery", "sent", "sock", "done", "rtt")
+    __slots__ = ("host", "port", "attempt", "discovery", "sent", "sock", "done", "rtt", "young")
 
     def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
         self.host = host
@@ -138,6 +141,7 @@ class Probe:
         self.sock: Any = None
         self.done = False
         self.rtt: float | None = None
+        self.young = False  # counted in the congestion window
 
 
 OutcomeItem = Union[ProbeOutcome, Iterator[ProbeOutcome], None]
@@ -160,7 +164,9 @@ class Scheduler:
         self.heap: list[tuple[float, int, Probe]] = []
         self._heap_timeout = self.rtt.timeout
         self._seq = itertools.count()
-        self.inflight = 0
+        self.inflight = 0  # probes holding a socket: bounded by cwnd.limit (descriptors)
+        self.young = 0  # probes sent less than a few RTTs ago: bounded by the window
+        self._young_q: deque[Probe] = deque()
         self.active_hosts = 0
         self.max_success_attempt = 1
         self.outcomes: deque[tuple[Job, OutcomeItem]] = deque()
@@ -276,8 +282,12 @@ class Scheduler:
 
     def next_probe(self, now: float) -> Probe | None:
         """The next probe to start now, or None when the window, the rate or the work says wait."""
-        if self.inflight >= self.cwnd.size:
+        if self.inflight >= self.cwnd.limit:
             return None
+        if self.young >= self.cwnd.size:
+            self._age(now)
+            if self.young >= self.cwnd.size:
+                return None
         if self.rate.rate is not None and self.rate.available(now) < 1:
             return None
         if self.retry:
@@ -299,9 +309,34 @@ class Scheduler:
                 break
         self.rate.take()
         self.inflight += 1
+        self.young += 1
+        probe.young = True
+        self._young_q.append(probe)
         self.probes_sent += 1
         probe.sent = now
         return probe
+
+    def _young_limit(self) -> float:
+        srtt = self.rtt.srtt
+        return self.rtt.timeout if srtt is None else max(2 * srtt, 0.002)
+
+    def _age(self, now: float) -> None:
+        """Stop counting probes that are done or silent for longer than a couple of RTTs."""
+        q = self._young_q
+        horizon = now - self._young_limit()
+        while q and (q[0].done or q[0].sent <= horizon):
+            probe = q.popleft()
+            if probe.young:
+                probe.young = False
+                self.young -= 1
+
+    def _settle(self, probe: Probe) -> None:
+        """A probe stopped holding its socket."""
+        probe.done = True
+        self.inflight -= 1
+        if probe.young:
+            probe.young = False
+            self.young -= 1
 
     def on_sent(self, probe: Probe, now: float) -> None:
         """The connect is under way: start its clock."""
@@ -310,13 +345,17 @@ class Scheduler:
 
     def poll_timeout(self, now: float) -> float | None:
         """How long the loop may block waiting for sockets; None means until something happens."""
-        if self.inflight < self.cwnd.size and (self.retry or self.ready or (
+        if self.inflight < self.cwnd.limit and self.young < self.cwnd.size and (
+                self.retry or self.ready or (
                 self.jobs and self.active_hosts < self.max_active_hosts
                 and any(not j.exhausted for j in self.jobs))):
             return self.rate.wait_time()
         wait: float | None = None
         if self.heap:
             wait = max(0.0, self.heap[0][0] - now)
+        if self._young_q and self.young >= self.cwnd.size:
+            age_out = max(0.0, self._young_q[0].sent + self._young_limit() - now)
+            wait = age_out if wait is None else min(wait, age_out)
         if self.stalled_since is not None or self.resolving:
             wait = 0.01 if wait is None else min(wait, 0.01)
         return wait
@@ -330,12 +369,11 @@ class Scheduler:
         """
         if probe.done:
             return False
-        probe.done = True
         result = classify(err)
         if result is None:
             self.on_local_error(probe, err, now)
             return False
-        self.inflight -= 1
+        self._settle(probe)
         self.stalled_since = None
         state, reason = result
         rtt = now - probe.sent
@@ -344,7 +382,7 @@ class Scheduler:
             self.cwnd.on_answer()
             if probe.attempt > 1:
                 # an answer to a retry: the earlier try was lost on the way
-                self.cwnd.on_loss()
+                self.cwnd.on_loss(now, self.rtt.srtt or 0.0)
                 if probe.attempt > self.max_success_attempt:
                     self.max_success_attempt = probe.attempt
         if state is _OPEN and probe.host.job.options.banners and not probe.discovery:
@@ -360,8 +398,7 @@ class Scheduler:
 
     def on_local_error(self, probe: Probe, err: int, now: float) -> None:
         """The machine ran short (EMFILE, EADDRNOTAVAIL, ...): never a port state; try later."""
-        probe.done = True
-        self.inflight -= 1
+        self._settle(probe)
         self.cwnd.on_local_shortage(self.inflight)
         if self.inflight == 0:
             if self.stalled_since is None:
@@ -373,8 +410,7 @@ class Scheduler:
 
     def on_self_connect(self, probe: Probe) -> None:
         """The socket connected to itself (source port == target port): not an open port."""
-        probe.done = True
-        self.inflight -= 1
+        self._settle(probe)
         self.retry.append(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
 
     def expire(self, now: float) -> list[Probe]:
@@ -392,8 +428,7 @@ class Scheduler:
                 if real > now:
                     heapq.heappush(heap, (real, next(self._seq), probe))
                     continue
-            probe.done = True
-            self.inflight -= 1
+            self._settle(probe)
             out.append(probe)
             if probe.attempt < self.allowed_attempts(probe.host.job):
                 self.retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
@@ -423,13 +458,20 @@ class Scheduler:
             host.disc_unreach = reason
         job = host.job
         if probe.port in job.ports_set and host.pending > 0:
-            self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
+            if state is _FILTERED and not host.up:
+                host.deferred.append((probe.port, probe.attempt))
+            else:
+                self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
         if host.disc_left == 0 and not host.up and host.pending > 0:
             # discovery is over and nothing answered: the host is down or unreachable
             if host.disc_unreach is not None:
                 st, why = _UNREACHABLE, host.disc_unreach
+                self._emit_deferred(host, st, why)
             else:
+                self._emit_deferred(host, _FILTERED, "no-response")
                 st, why = _FILTERED, "host-down"
+            if host.pending == 0:
+                return
             n = len(job.nondisc_ports)
             self._emit_bulk(job, host.addr, host.name, job.nondisc_ports, st, why)
             host.pending -= n
@@ -449,6 +491,12 @@ class Scheduler:
         if not host.queued:
             host.queued = True
             self.ready.append(host)
+        self._emit_deferred(host, _FILTERED, "no-response")
+
+    def _emit_deferred(self, host: Host, state: PortState, reason: str) -> None:
+        deferred, host.deferred = host.deferred, []
+        for port, attempts in deferred:
+            self._emit(host, port, state, reason, None, attempts)
 
     # ---- outcomes -------------------------------------------------------------------------
 

@@ -52,17 +52,23 @@ class RttEstimator:
 
 @dataclass
 class CongestionWindow:
-    """How many probes may be in flight: slow start, then halve on evidence of loss.
+    """How many young probes may be in flight: slow start, then cut on evidence of loss.
 
     Loss is only inferred from a retry that got an answer (the earlier try was
-    dropped); a port that never answers is filtered, not congestion.
+    lost); a port that never answers is filtered, not congestion. At most one
+    cut per round trip, as TCP does, so a burst of losses counts once. The
+    window counts only probes younger than a couple of round trips: an older
+    silent probe is no longer in the network, it only holds a descriptor, and
+    ``limit`` (the descriptor budget) bounds those.
     """
 
     limit: int
     size: float = 0.0
-    minimum: int = 8
+    minimum: int = 64
     ssthresh: float = float("inf")
     losses: int = 0
+    cuts: int = 0
+    last_cut: float = float("-inf")
 
     def __post_init__(self) -> None:
         if self.size <= 0:
@@ -79,14 +85,19 @@ class CongestionWindow:
         else:
             self.size = min(self.size + 1.0 / max(self.size, 1.0), self.limit)
 
-    def on_loss(self) -> None:
+    def on_loss(self, now: float = 0.0, rtt: float = 0.0) -> None:
         self.losses += 1
-        self.ssthresh = max(self.size / 2, self.minimum)
+        if now - self.last_cut < rtt:
+            return
+        self.last_cut = now
+        self.cuts += 1
+        self.ssthresh = max(self.size * 0.7, self.minimum)
         self.size = self.ssthresh
 
     def on_local_shortage(self, in_flight: int) -> None:
         """The machine ran short (fds, ports, buffers): do not go above what worked."""
-        self.limit = max(self.minimum, min(self.limit, in_flight))
+        self.limit = max(1, min(self.limit, in_flight))
+        self.minimum = min(self.minimum, self.limit)
         self.size = min(self.size, self.limit)
 
 

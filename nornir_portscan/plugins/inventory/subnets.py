@@ -1,0 +1,320 @@
+"""``PortscanInventory``: nornir's SimpleInventory files plus subnets expanded to hosts.
+
+Audits describe whole subnets, not devices, yet nornir filters and reports per
+host; expanding each subnet into one host per address gives ``nr.filter`` and
+per-address Results for free. This module is the inventory entry point, which
+nornir imports at ``InitNornir`` time, so it imports only the standard library,
+yaml and nornir (``nornir_portscan.errors`` is stdlib-only): a broken inventory
+is reported before any scanner code loads, and listing inventories stays cheap.
+
+Unlike SimpleInventory, unknown keys are errors: a misspelt ``group:`` that is
+silently ignored puts a device outside every audit that filters on groups.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import pathlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import yaml
+from nornir.core.inventory import (
+    ConnectionOptions,
+    Defaults,
+    Group,
+    Groups,
+    Host,
+    Hosts,
+    Inventory,
+    ParentGroups,
+)
+
+from nornir_portscan.errors import InventoryError
+
+DEFAULT_MAX_HOSTS = 4096
+DEFAULT_NAME_FORMAT = "{entry}/{address}"
+
+_ATTRS = ("hostname", "port", "username", "password", "platform")
+_DEFAULTS_KEYS = frozenset({*_ATTRS, "data", "connection_options"})
+_ELEMENT_KEYS = _DEFAULTS_KEYS | {"groups"}
+_SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "name_format",
+                          "port", "username", "password", "platform", "connection_options"})
+_CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _fail(path: pathlib.Path, where: str, message: str) -> InventoryError:
+    return InventoryError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+
+
+def _load_yaml(path: pathlib.Path, encoding: str) -> dict[str, Any]:
+    """A file's top-level mapping; malformed YAML becomes one line naming file and line."""
+    try:
+        text = path.read_text(encoding=encoding)
+    except OSError as exc:
+        raise _fail(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _fail(path, where, f"malformed YAML: {problem}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise _fail(path, "", f"expected a mapping of names to entries, got "
+                              f"{type(doc).__name__} {doc!r:.60}")
+    return {str(k): v for k, v in doc.items()}
+
+
+def _check_keys(path: pathlib.Path, where: str, entry: Any,
+                allowed: frozenset[str]) -> dict[str, Any]:
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise _fail(path, where, f"expected a mapping, got {entry!r:.60}")
+    for key, value in entry.items():
+        if key not in allowed:
+            raise _fail(path, where, f"unknown key {key!r} (value {value!r:.60}); "
+                                     f"allowed: {', '.join(sorted(allowed))}")
+    return entry
+
+
+def _typed(path: pathlib.Path, where: str, key: str, value: Any,
+           kind: type | tuple[type, ...], label: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _fail(path, where, f"{key}: expected {label}, got {value!r:.60}")
+    return value
+
+
+def _str_list(path: pathlib.Path, where: str, key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, where, f"{key}: expected a list of names, got {value!r:.60}")
+    return list(value)
+
+
+def _connection_options(path: pathlib.Path, where: str,
+                        value: Any) -> dict[str, ConnectionOptions]:
+    options = _typed(path, where, "connection_options", value, dict, "a mapping") or {}
+    out: dict[str, ConnectionOptions] = {}
+    for name, raw in options.items():
+        opts = _check_keys(path, f"{where}: connection_options {name!r}", raw, _CONNECTION_KEYS)
+        out[str(name)] = ConnectionOptions(
+            hostname=opts.get("hostname"), port=opts.get("port"),
+            username=opts.get("username"), password=opts.get("password"),
+            platform=opts.get("platform"), extras=opts.get("extras"))
+    return out
+
+
+def _attributes(path: pathlib.Path, where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes and data every element kind shares, type-checked."""
+    attrs: dict[str, Any] = {
+        name: _typed(path, where, name, entry.get(name), str, "a string")
+        for name in ("hostname", "username", "password", "platform")}
+    attrs["port"] = _typed(path, where, "port", entry.get("port"), int, "a port number")
+    attrs["data"] = copy.deepcopy(_typed(path, where, "data", entry.get("data"), dict,
+                                         "a mapping")) or {}
+    attrs["connection_options"] = _connection_options(path, where,
+                                                      entry.get("connection_options"))
+    return attrs
+
+
+def _parent_groups(path: pathlib.Path, where: str, names: list[str],
+                   groups: Groups) -> ParentGroups:
+    parents = ParentGroups()
+    for name in names:
+        if name not in groups:
+            raise _fail(path, where, f"groups: unknown group {name!r}")
+        parents.add(groups[name])
+    return parents
+
+
+def _fill(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Add what ``target`` lacks, recursing into mappings: the target's own values win."""
+    for key, value in extra.items():
+        if key not in target:
+            target[key] = copy.deepcopy(value)
+        elif isinstance(target[key], dict) and isinstance(value, Mapping):
+            _fill(target[key], value)
+
+
+def _address_of(host: Host) -> IPAddress | None:
+    """The address a known host answers on, when its inventory names one (no DNS lookups)."""
+    for text in (host.hostname, host.name):
+        if text:
+            try:
+                return ipaddress.ip_address(text)
+            except ValueError:
+                pass
+    return None
+
+
+def _host_count(net: IPNetwork) -> int:
+    """Addresses ``hosts()`` yields: the network (and IPv4 broadcast) address is no host."""
+    if net.version == 4:
+        return net.num_addresses - 2 if net.prefixlen < 31 else net.num_addresses
+    return net.num_addresses - 1 if net.prefixlen < 127 else net.num_addresses
+
+
+class _SubnetEntry:
+    """One validated entry of the subnet file."""
+
+    def __init__(self, path: pathlib.Path, name: str, raw: Any, groups: Groups,
+                 default_limit: int) -> None:
+        where = f"subnet entry {name!r}"
+        entry = _check_keys(path, where, raw, _SUBNET_KEYS)
+        self.name = name
+        text = entry.get("subnet")
+        if not isinstance(text, str) or not text.strip():
+            raise _fail(path, where, f"subnet: required, a CIDR such as 10.1.0.0/28, "
+                                     f"got {text!r:.60}")
+        try:
+            self.net: IPNetwork = ipaddress.ip_network(text.strip())
+        except ValueError as exc:
+            raise _fail(path, where, f"subnet: {text!r} is not a valid CIDR ({exc})") from None
+        limit = _typed(path, where, "max_hosts", entry.get("max_hosts"), int, "a whole number")
+        if limit is not None and limit < 1:
+            raise _fail(path, where, f"max_hosts: must be 1 or more, got {limit!r}")
+        count = _host_count(self.net)
+        if count > (limit or default_limit):
+            raise _fail(path, where, f"subnet {text!r} expands to {count} addresses, over the "
+                                     f"limit of {limit or default_limit}; set max_hosts: "
+                                     f"{count} on the entry to allow it")
+        self.excludes: list[IPNetwork] = []
+        for item in _str_list(path, where, "exclude", entry.get("exclude")):
+            try:
+                self.excludes.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise _fail(path, where, f"exclude: {item!r} is not an address or CIDR") from None
+        self.name_format = _typed(path, where, "name_format", entry.get("name_format"), str,
+                                  "a format string") or DEFAULT_NAME_FORMAT
+        try:
+            self.name_format.format(entry=name, address=self.net.network_address, index=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise _fail(path, where, f"name_format: {self.name_format!r} is not usable "
+                                     f"({exc!r}); placeholders: {{entry}}, {{address}}, "
+                                     f"{{index}}") from None
+        self.groups = _str_list(path, where, "groups", entry.get("groups"))
+        _parent_groups(path, where, self.groups, groups)
+        self.attrs = _attributes(path, where, entry)
+
+    def addresses(self) -> Iterator[IPAddress]:
+        for address in self.net.hosts() if _host_count(self.net) else ():
+            if not any(address in ex for ex in self.excludes):
+                yield address
+
+
+class PortscanInventory:
+    """SimpleInventory's host/group/defaults files, plus ``subnet_file`` expanded to hosts.
+
+    ``host_file`` and ``subnet_file`` default to ``hosts.yaml`` and ``subnets.yaml`` when
+    present; a file named explicitly must exist, so a typo in a path is an error, not an
+    empty inventory. ``max_hosts`` caps every subnet (an entry may raise its own cap).
+    """
+
+    def __init__(self, host_file: str | None = None, group_file: str = "groups.yaml",
+                 defaults_file: str = "defaults.yaml", subnet_file: str | None = None,
+                 encoding: str = "utf-8", max_hosts: int = DEFAULT_MAX_HOSTS) -> None:
+        self.host_file = pathlib.Path(host_file or "hosts.yaml").expanduser()
+        self.host_required = host_file is not None
+        self.group_file = pathlib.Path(group_file).expanduser()
+        self.defaults_file = pathlib.Path(defaults_file).expanduser()
+        self.subnet_file = pathlib.Path(subnet_file or "subnets.yaml").expanduser()
+        self.subnet_required = subnet_file is not None
+        self.encoding = encoding
+        if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
+            raise InventoryError(f"PortscanInventory option max_hosts must be a whole number "
+                                 f"of 1 or more, got {max_hosts!r}")
+        self.max_hosts = max_hosts
+
+    def _read(self, path: pathlib.Path, required: bool) -> dict[str, Any] | None:
+        if not required and not path.exists():
+            return None
+        return _load_yaml(path, self.encoding)
+
+    def load(self) -> Inventory:
+        hosts_doc = self._read(self.host_file, self.host_required)
+        subnets_doc = self._read(self.subnet_file, self.subnet_required)
+        if hosts_doc is None and subnets_doc is None:
+            raise InventoryError(f"PortscanInventory: neither {self.host_file} nor "
+                                 f"{self.subnet_file} exists: give host_file or subnet_file")
+        defaults = self._defaults()
+        groups = self._groups(defaults)
+        hosts = Hosts()
+        for name, raw in (hosts_doc or {}).items():
+            hosts[name] = self._element(Host, self.host_file, f"host {name!r}", name, raw,
+                                        groups, defaults)
+        if subnets_doc:
+            self._expand(subnets_doc, hosts, groups, defaults)
+        return Inventory(hosts=hosts, groups=groups, defaults=defaults)
+
+    def _defaults(self) -> Defaults:
+        doc = self._read(self.defaults_file, False) or {}
+        entry = _check_keys(self.defaults_file, "defaults", doc, _DEFAULTS_KEYS)
+        attrs = _attributes(self.defaults_file, "defaults", entry)
+        return Defaults(**attrs)
+
+    def _groups(self, defaults: Defaults) -> Groups:
+        doc = self._read(self.group_file, False) or {}
+        groups = Groups()
+        parents: dict[str, list[str]] = {}
+        for name, raw in doc.items():
+            where = f"group {name!r}"
+            entry = _check_keys(self.group_file, where, raw, _ELEMENT_KEYS)
+            parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"))
+            groups[name] = Group(name=name, defaults=defaults,
+                                 **_attributes(self.group_file, where, entry))
+        for name, names in parents.items():
+            groups[name].groups = _parent_groups(self.group_file, f"group {name!r}", names,
+                                                 groups)
+        return groups
+
+    def _element(self, kind: type[Host], path: pathlib.Path, where: str, name: str, raw: Any,
+                 groups: Groups, defaults: Defaults) -> Host:
+        entry = _check_keys(path, where, raw, _ELEMENT_KEYS)
+        parents = _parent_groups(path, where, _str_list(path, where, "groups",
+                                                        entry.get("groups")), groups)
+        return kind(name=name, groups=parents, defaults=defaults,
+                    **_attributes(path, where, entry))
+
+    def _expand(self, doc: dict[str, Any], hosts: Hosts, groups: Groups,
+                defaults: Defaults) -> None:
+        """One host per address; an address already in the inventory gains groups and data."""
+        by_address: dict[IPAddress, Host] = {}
+        for host in hosts.values():
+            address = _address_of(host)
+            if address is not None:
+                by_address.setdefault(address, host)
+        for entry_name, raw in doc.items():
+            entry = _SubnetEntry(self.subnet_file, entry_name, raw, groups, self.max_hosts)
+            for index, address in enumerate(entry.addresses()):
+                known = by_address.get(address)
+                if known is not None:
+                    for group in entry.groups:
+                        known.groups.add(groups[group])
+                    _fill(known.data, entry.attrs["data"])
+                    continue
+                name = entry.name_format.format(entry=entry_name, address=address, index=index)
+                if name in hosts:
+                    raise _fail(self.subnet_file, f"subnet entry {entry_name!r}",
+                                f"host name {name!r} made by name_format is already taken")
+                # nornir completes a host's connection options in place: never share them
+                attrs = dict(entry.attrs, hostname=str(address),
+                             data=copy.deepcopy(entry.attrs["data"]),
+                             connection_options=copy.deepcopy(
+                                 entry.attrs["connection_options"]))
+                host = Host(name=name, defaults=defaults,
+                            groups=ParentGroups(groups[g] for g in entry.groups), **attrs)
+                hosts[name] = host
+                by_address[address] = host

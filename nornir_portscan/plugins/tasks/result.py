@@ -1,0 +1,205 @@
+"""The plain dict a scan leaves in ``Result.result``, expectations and baseline diffs.
+
+The dict holds only builtins so that ``print_result``, ``json.dump`` and a later
+run's ``baseline=`` all read it as is; a baseline that went through JSON comes
+back with string port keys, which is why everything read back is normalised.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ...engine.outcome import PortState, ProbeOutcome
+
+STATES = tuple(state.value for state in PortState)
+_UP = ("open", "closed")
+
+Targets = dict[str, dict[str, Any]]
+
+
+def _address_order(address: str) -> tuple[int, int, str]:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return (9, 0, address)
+    return (ip.version, int(ip), address)
+
+
+def host_status(ports: Mapping[int, Mapping[str, Any]]) -> str:
+    """up when anything answered (even a reset), unreachable when the network said so."""
+    states = {p.get("state") for p in ports.values()}
+    if states & set(_UP):
+        return "up"
+    return "unreachable" if "unreachable" in states else "down"
+
+
+def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "state": outcome.state.value, "reason": outcome.reason,
+        "rtt_ms": None if outcome.rtt_ms is None else round(outcome.rtt_ms, 3)}
+    if outcome.banner is not None:
+        entry["banner"] = outcome.banner
+    return entry
+
+
+def build(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:
+    """targets / open / summary for one host's outcomes (violations are added by the caller)."""
+    targets: Targets = {}
+    for o in outcomes:
+        entry = targets.setdefault(o.host, {"status": "down", "name": o.name, "ports": {}})
+        entry["ports"][o.port] = port_entry(o)
+    return finish_targets(targets)
+
+
+def finish_targets(targets: Targets) -> dict[str, Any]:
+    ordered: Targets = {}
+    summary = dict.fromkeys(STATES, 0)
+    for address in sorted(targets, key=_address_order):
+        entry = targets[address]
+        entry["ports"] = dict(sorted(entry["ports"].items()))
+        entry["status"] = host_status(entry["ports"])
+        for port in entry["ports"].values():
+            summary[port["state"]] = summary.get(port["state"], 0) + 1
+        ordered[address] = entry
+    return {"targets": ordered, "open": open_ports(ordered), "summary": summary,
+            "violations": []}
+
+
+def open_ports(targets: Targets) -> dict[str, list[int]]:
+    return {address: sorted(p for p, v in entry["ports"].items() if v.get("state") == "open")
+            for address, entry in targets.items()}
+
+
+def scan_errors(targets: Targets) -> list[str]:
+    """Probes the engine could not make at all: a scan failure, not a port state."""
+    errors: list[str] = []
+    for address, entry in targets.items():
+        failed = [p for p, v in entry["ports"].items() if v.get("state") == "error"]
+        if not failed:
+            continue
+        reasons = sorted({entry["ports"][p]["reason"] for p in failed})
+        if reasons == ["unresolved"]:
+            errors.append(f"{address}: name could not be resolved")
+        else:
+            errors.append(f"{address}: {len(failed)} port(s) could not be probed "
+                          f"({', '.join(reasons)})")
+    return errors
+
+
+def _actual(port: Mapping[str, Any] | None) -> str:
+    if port is None:
+        return "not scanned"
+    return f"{port.get('state')} ({port.get('reason')})"
+
+
+def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
+    """One readable line per (address, port) that contradicts an expectation."""
+    violations: list[str] = []
+    wanted: list[tuple[str, tuple[int, ...], str, Any]] = [
+        ("open", tuple(expect.get("open", ())), "open", lambda s: s == "open"),
+        ("closed", tuple(expect.get("closed", ())), "closed", lambda s: s == "closed"),
+        ("not_open", tuple(expect.get("not_open", ())), "not open", lambda s: s != "open"),
+        ("filtered", tuple(expect.get("filtered", ())), "filtered", lambda s: s == "filtered"),
+    ]
+    only = tuple(expect["only_open"]) if "only_open" in expect else None
+    for address, entry in targets.items():
+        ports = entry["ports"]
+        for _, listed, label, holds in wanted:
+            for port in listed:
+                got = ports.get(port)
+                if got is None or not holds(got.get("state")):
+                    violations.append(f"{address}:{port} expected {label}, got {_actual(got)}")
+        if only is not None:
+            allowed = ", ".join(map(str, only)) or "none"
+            for port, got in ports.items():
+                if got.get("state") == "open" and port not in only:
+                    violations.append(f"{address}:{port} expected not open (only_open: "
+                                      f"{allowed}), got {_actual(got)}")
+    return violations
+
+
+# ---- baselines ---------------------------------------------------------------------------
+
+def _normal_targets(raw: Mapping[str, Any]) -> Targets:
+    """Targets with int port keys and a status, whatever JSON did to them."""
+    out: Targets = {}
+    for address, entry in raw.items():
+        if not isinstance(entry, Mapping):
+            continue
+        ports: dict[int, dict[str, Any]] = {}
+        for port, value in (entry.get("ports") or {}).items():
+            try:
+                number = int(port)
+            except (TypeError, ValueError):
+                continue
+            ports[number] = dict(value) if isinstance(value, Mapping) else {"state": value}
+        status = entry.get("status") or host_status(ports)
+        out[str(address)] = {"status": status, "name": entry.get("name"), "ports": ports}
+    return out
+
+
+def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> Targets:
+    """This host's targets in a previous scan; empty when the baseline does not know it.
+
+    Accepts a Result dict (``targets``), the saved run JSON (``hosts`` -> nornir host name
+    -> ``result``) and the ``scan --format json`` document (``hosts`` -> address).
+    """
+    if "targets" in baseline:
+        return _normal_targets(baseline.get("targets") or {})
+    hosts = baseline.get("hosts") or {}
+    entry = hosts.get(host_name)
+    if isinstance(entry, Mapping) and "result" in entry:
+        result = entry["result"]
+        if isinstance(result, Mapping):
+            return _normal_targets(result.get("targets") or {})
+        return {}
+    if hosts and all(isinstance(e, Mapping) and "ports" in e for e in hosts.values()):
+        return _normal_targets(hosts)
+    return {}
+
+
+def diff(old: Targets, new: Targets) -> dict[str, Any]:
+    """What moved between two scans of the same targets; empty lists when nothing did.
+
+    Only what was scanned both times is compared: a port or address left out of the new
+    scan has not closed or vanished, it was simply not looked at.
+    """
+    opened: dict[str, list[int]] = {}
+    closed: dict[str, list[int]] = {}
+    appeared: list[str] = []
+    vanished: list[str] = []
+    for address, entry in new.items():
+        before = old.get(address)
+        before_ports = before["ports"] if before else {}
+        was_open = {p for p, v in before_ports.items() if v.get("state") == "open"}
+        now_open = {p for p, v in entry["ports"].items() if v.get("state") == "open"}
+        if now_open - was_open:
+            opened[address] = sorted(now_open - was_open)
+        gone = {p for p in was_open - now_open if p in entry["ports"]}
+        if gone:
+            closed[address] = sorted(gone)
+        was_up = before is not None and before.get("status") == "up"
+        if entry["status"] == "up" and not was_up:
+            appeared.append(address)
+        elif was_up and entry["status"] != "up":
+            vanished.append(address)
+    return {"opened": opened, "closed": closed, "appeared": appeared, "vanished": vanished}
+
+
+def changed(d: Mapping[str, Any]) -> bool:
+    return any(bool(v) for v in d.values())
+
+
+def diff_text(d: Mapping[str, Any], new: Targets) -> str:
+    """The diff as lines a person reads in ``print_result``: + for new, - for gone."""
+    lines: list[str] = []
+    lines += [f"+ host {a} appeared" for a in d["appeared"]]
+    lines += [f"- host {a} vanished (now {new[a]['status']})" for a in d["vanished"]]
+    for address, ports in d["opened"].items():
+        lines += [f"+ {address}:{p} opened" for p in ports]
+    for address, ports in d["closed"].items():
+        lines += [f"- {address}:{p} closed (now {_actual(new[address]['ports'].get(p))})"
+                  for p in ports]
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""One nornir run, one burst of jobs: pre-submission of every host's scan.
+
+nornir's threaded runner gives each host a worker (20 by default). A task that
+submitted its own scan and then waited for it would keep at most 20 scans in
+flight, and a /24 would crawl through in batches of 20. So the first host task
+of a run resolves the options of every host of the run, submits all their jobs
+to the shared engine at once, and parks the handles here; each host task then
+only collects its own.
+
+nornir tells a task nothing about "its run", so runs are inferred, per Nornir
+object (``nr.filter`` makes a new one): a pending handle is used only if it was
+planned with the same scan settings, and a batch is over when one of its hosts
+asks again, or when every worker thread that used it has ended (the threaded
+runner's pool is shut down at the end of each run). A host the batch left out
+(a failed host run with ``on_failed=True``) simply submits its own job.
+
+Subtasks (``task.run(portscan)`` inside a grouped task) are not pre-submitted:
+their results must describe the moment the subtask runs, not the moment the
+first host started the group.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ...engine.outcome import ProbeOutcome
+from ...engine.service import JobHandle, shared_engine
+from ...errors import PortscanError
+from .options import ScanKey, ScanOptions
+
+if TYPE_CHECKING:
+    from nornir.core import Nornir
+    from nornir.core.inventory import Host
+    from nornir.core.task import Task
+
+
+@runtime_checkable
+class ScanObserver(Protocol):
+    """What a processor implements to hear about probes, not just hosts (see progress.py).
+
+    ``probe_done`` runs on the engine thread: it must be quick and must not block.
+    """
+
+    def scan_submitted(self, host: str, probes: int) -> None: ...
+
+    def probe_done(self, outcome: ProbeOutcome) -> None: ...
+
+    def scan_collected(self, host: str, planned: int, probes: int) -> None: ...
+
+
+@dataclass
+class Pending:
+    """A submitted scan, and how many probes it was planned to be (for progress totals)."""
+
+    handle: JobHandle
+    key: ScanKey
+    planned: int
+
+
+@dataclass
+class _Batch:
+    members: set[str]
+    threads: weakref.WeakSet[threading.Thread] = field(default_factory=weakref.WeakSet)
+
+    def over(self, host: str, pending: Pending | None) -> bool:
+        if pending is None and host in self.members:
+            return True  # this host already collected its scan: a new run has begun
+        current = threading.current_thread()
+        threads = [t for t in self.threads if t is not current]
+        return bool(threads) and current not in self.threads and not any(
+            t.is_alive() for t in threads)
+
+
+@dataclass
+class _RunState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: dict[str, Pending] = field(default_factory=dict)
+    batch: _Batch | None = None
+
+
+_states: weakref.WeakKeyDictionary[Nornir, _RunState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def observers(task: Task) -> list[ScanObserver]:
+    return [p for p in task.processors if isinstance(p, ScanObserver)]
+
+
+def submit(host: str, options: ScanOptions, watchers: list[ScanObserver]) -> Pending:
+    """Hand one host's scan to the process's engine; watchers hear every outcome."""
+    plan = options.plan()
+    planned = plan.spec.count() * len(plan.ports)
+    callback: Callable[[ProbeOutcome], None] | None = None
+    if watchers:
+        def callback(outcome: ProbeOutcome) -> None:
+            for w in watchers:
+                w.probe_done(outcome)
+        for w in watchers:
+            w.scan_submitted(host, planned)
+    return Pending(shared_engine().submit(plan, on_outcome=callback), options.key, planned)
+
+
+def _run_hosts(task: Task) -> list[Host]:
+    """The hosts nornir is running this task on, as far as a task can tell.
+
+    nr.run skips failed hosts unless asked; a task cannot see on_good/on_failed, so it
+    takes the hosts that share its own host's failed state.
+    """
+    failed = task.nornir.data.failed_hosts
+    mine = task.host.name in failed
+    return [h for name, h in task.nornir.inventory.hosts.items() if (name in failed) == mine]
+
+
+def acquire(task: Task, options: ScanOptions,
+            resolve: Callable[[Host], ScanOptions]) -> Pending:
+    """This host's scan: pre-submitted by the run's first task, or submitted now."""
+    watchers = observers(task)
+    name = task.host.name
+    if task.parent_task is not None:
+        return submit(name, options, watchers)
+    with _states_lock:
+        state = _states.setdefault(task.nornir, _RunState())
+    with state.lock:
+        pending = state.pending.pop(name, None)
+        batch = state.batch
+        fresh = batch is not None and not batch.over(name, pending)
+        if fresh and batch is not None:
+            batch.threads.add(threading.current_thread())
+            if pending is not None and pending.key == options.key:
+                return pending
+            if name not in batch.members:
+                return submit(name, options, watchers)
+        return _new_batch(task, state, options, resolve, watchers)
+
+
+def _new_batch(task: Task, state: _RunState, options: ScanOptions,
+               resolve: Callable[[Host], ScanOptions],
+               watchers: list[ScanObserver]) -> Pending:
+    """Submit every host of the run; hosts whose data is invalid fail in their own task."""
+    name = task.host.name
+    state.pending.clear()  # leftovers of an earlier run would be stale results
+    own = submit(name, options, watchers)
+    members = {name}
+    for host in _run_hosts(task):
+        if host.name == name:
+            continue
+        try:
+            other = resolve(host)
+        except PortscanError:
+            continue
+        state.pending[host.name] = submit(host.name, other, watchers)
+        members.add(host.name)
+    batch = _Batch(members)
+    batch.threads.add(threading.current_thread())
+    state.batch = batch
+    return own
