@@ -1,0 +1,100 @@
+"""The run document: one JSON-ready dict describing a whole scan or nornir run.
+
+Every whole-run format (json, junit, nmap-xml, html) renders this one shape,
+and ``--save`` / ``--baseline`` read and write it, so formats cannot drift.
+
+Shape::
+
+    {"tool": "nornir-portscan", "version": str, "started": ISO-8601 UTC str,
+     "elapsed_s": float, "interrupted": bool, "options": {...},
+     "hosts": {nornir_host_name: {
+         "failed": bool, "error": str | None,
+         "result": {"targets": {address: {"status": "up"|"down"|"unreachable",
+                                          "name": str | None,
+                                          "ports": {port: {"state", "reason", "rtt_ms",
+                                                           "banner"?}}}},
+                    "open": {address: [port, ...]},
+                    "summary": {state: count},
+                    "violations": [str, ...],
+                    "diff"?: {...}}}},
+     "summary": {"hosts": int, "failed": int, "probes": int, "counts": {state: count},
+                 "violations": int}}
+
+``port`` keys are ints in memory and strings once through JSON; readers
+normalise with ``int()``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .. import __version__
+from ..engine.outcome import ProbeOutcome
+
+STATES = ("open", "closed", "filtered", "unreachable", "error")
+
+
+def host_status(ports: Iterable[dict[str, Any]]) -> str:
+    """up if anything answered, unreachable if only ICMP errors came back, else down."""
+    seen = {p["state"] for p in ports}
+    if "open" in seen or "closed" in seen:
+        return "up"
+    if "unreachable" in seen:
+        return "unreachable"
+    return "down"
+
+
+def result_from_outcomes(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:
+    """A Result-shaped dict (targets/open/summary/violations) from raw outcomes."""
+    targets: dict[str, dict[str, Any]] = {}
+    summary: Counter[str] = Counter()
+    for o in outcomes:
+        entry = targets.setdefault(o.host, {"status": "down", "name": o.name, "ports": {}})
+        port: dict[str, Any] = {"state": o.state.value, "reason": o.reason,
+                                "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3)}
+        if o.banner is not None:
+            port["banner"] = o.banner
+        entry["ports"][o.port] = port
+        summary[o.state.value] += 1
+    for entry in targets.values():
+        entry["ports"] = dict(sorted(entry["ports"].items()))
+        entry["status"] = host_status(entry["ports"].values())
+    return {"targets": targets,
+            "open": {a: [p for p, v in e["ports"].items() if v["state"] == "open"]
+                     for a, e in targets.items()},
+            "summary": dict(summary), "violations": []}
+
+
+def new_document(options: dict[str, Any], started: _dt.datetime | None = None) -> dict[str, Any]:
+    started = started or _dt.datetime.now(_dt.timezone.utc)
+    return {"tool": "nornir-portscan", "version": __version__,
+            "started": started.isoformat(timespec="seconds"), "elapsed_s": 0.0,
+            "interrupted": False, "options": options, "hosts": {}, "summary": {}}
+
+
+def finish_document(doc: dict[str, Any], elapsed: float, interrupted: bool = False) -> None:
+    counts: Counter[str] = Counter()
+    violations = failed = 0
+    for entry in doc["hosts"].values():
+        result = entry.get("result") or {}
+        counts.update(result.get("summary", {}))
+        violations += len(result.get("violations", []))
+        failed += bool(entry.get("failed"))
+    doc["elapsed_s"] = round(elapsed, 3)
+    doc["interrupted"] = interrupted
+    doc["summary"] = {"hosts": len(doc["hosts"]), "failed": failed,
+                      "probes": sum(counts.values()), "counts": dict(counts),
+                      "violations": violations}
+
+
+def iter_ports(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any], int,
+                                                      dict[str, Any]]]:
+    """(nornir host, address, address entry, port, port entry) for every probe, sorted."""
+    for host_name, entry in doc["hosts"].items():
+        targets = (entry.get("result") or {}).get("targets", {})
+        for address, target in targets.items():
+            for port, pentry in sorted(target["ports"].items(), key=lambda kv: int(kv[0])):
+                yield host_name, address, target, int(port), pentry
