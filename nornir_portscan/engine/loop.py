@@ -13,6 +13,7 @@ import os
 import select
 import socket
 import struct
+from _socket import socket as _raw_socket  # skips socket.socket's Python-level __init__
 from collections.abc import Callable, Iterator
 from time import monotonic
 
@@ -67,7 +68,7 @@ class ReadinessLoop:
             ep.register(self.wake_fd, _EPOLLIN)
         register = ep.register
         poll = ep.poll
-        new_socket = socket.socket
+        new_socket = _raw_socket
         next_probe = sched.next_probe
         on_sent = sched.on_sent
         on_answer = sched.on_answer
@@ -85,7 +86,6 @@ class ReadinessLoop:
                     except OSError as exc:
                         sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
                         break
-                    sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
                     err = sock.connect_ex((host.addr, probe.port, *host.sockaddr[2:]))
                     if err == _EINPROGRESS:
                         fd = sock.fileno()
@@ -141,10 +141,13 @@ class ReadinessLoop:
     def _answer(self, probe: Probe, sock: socket.socket, err: int, now: float,
                 registered: bool = False) -> None:
         sched = self.sched
-        if err == 0 and is_self_connect(sock, probe):
-            sock.close()
-            sched.on_self_connect(probe)
-            return
+        if err == 0:
+            # only a connected socket can leave TIME_WAIT behind: make its close an RST
+            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
+            if is_self_connect(sock, probe):
+                sock.close()
+                sched.on_self_connect(probe)
+                return
         if sched.on_answer(probe, err, now):
             self._start_banner(probe, sock, registered, now)
             return

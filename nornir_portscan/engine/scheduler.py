@@ -84,7 +84,7 @@ class Job:
     """One scan request: a lazy stream of targets crossed with a port list."""
 
     __slots__ = ("targets", "ports", "ports_set", "options", "disc_ports", "nondisc_ports",
-                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted")
+                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted", "fed")
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
                  options: JobOptions | None = None, tag: Any = None) -> None:
@@ -98,6 +98,7 @@ class Job:
         self.nondisc_ports = tuple(p for p in self.ports if p not in disc) if disc else self.ports
         self.active = 0
         self.exhausted = False
+        self.fed = False  # every target admitted or resolved
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
         self.tag = tag
@@ -173,11 +174,13 @@ class Scheduler:
         self.stalled_since: float | None = None
         self.probes_sent = 0
         self.keep_alive = False
+        self.feeding = 0  # jobs whose targets are not all admitted yet
 
     # ---- jobs and hosts -------------------------------------------------------------------
 
     def add_job(self, job: Job) -> Job:
         self.jobs.append(job)
+        self.feeding += 1
         if not job.ports:
             job.exhausted = True
             self._maybe_finish(job)
@@ -212,6 +215,9 @@ class Scheduler:
         self._maybe_finish(job)
 
     def _maybe_finish(self, job: Job) -> None:
+        if job.exhausted and not job.resolving and not job.fed:
+            job.fed = True
+            self.feeding -= 1
         if job.exhausted and not job.resolving and job.active == 0 and not job.done:
             job.done = True
             self.outcomes.append((job, None))
@@ -293,7 +299,7 @@ class Scheduler:
         if self.retry:
             probe = self.retry.popleft()
         else:
-            if self.active_hosts < self.max_active_hosts and self.jobs:
+            if self.active_hosts < self.max_active_hosts and self.feeding:
                 self._admit()
             ready = self.ready
             while True:
@@ -347,7 +353,7 @@ class Scheduler:
         """How long the loop may block waiting for sockets; None means until something happens."""
         if self.inflight < self.cwnd.limit and self.young < self.cwnd.size and (
                 self.retry or self.ready or (
-                self.jobs and self.active_hosts < self.max_active_hosts
+                self.feeding and self.active_hosts < self.max_active_hosts
                 and any(not j.exhausted for j in self.jobs))):
             return self.rate.wait_time()
         wait: float | None = None

@@ -13,6 +13,7 @@ value came from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -49,13 +50,15 @@ class ScanOptions:
     banners: bool = False
     expect: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     baseline: Mapping[str, Any] | None = None
+    #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
+    plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
         return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
                 self.discovery, self.banners)
 
-    def plan(self) -> ScanPlan:
+    def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
                          timeout=self.timeout, retries=self.retries, discovery=self.discovery,
                          banners=self.banners)
@@ -211,7 +214,7 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
     exclude = _strings(given["exclude"], "exclude") if "exclude" in given else ()
     if exclude:
         _check_targets(given["exclude"], exclude)
-    return ScanOptions(
+    options = ScanOptions(
         targets=targets, ports=tuple(sorted(ports)), exclude=exclude,
         timeout=_number(given["timeout"]) if "timeout" in given else None,
         retries=_count(given["retries"]) if "retries" in given else None,
@@ -219,3 +222,11 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         banners=_flag(given["banners"]) if "banners" in given else False,
         expect=expect,
         baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None)
+    try:
+        plan = options.make_plan()
+    except (PortscanError, ValueError) as exc:
+        source = given.get("targets")
+        where = (f"targets {list(targets)!r}" if source is None
+                 else f"{source.key} {source.value!r} ({source.source})")
+        raise InventoryError(f"host {host.name!r}: cannot scan {where}: {exc}") from None
+    return dataclasses.replace(options, plan=plan)

@@ -92,7 +92,7 @@ def observers(task: Task) -> list[ScanObserver]:
 
 def submit(host: str, options: ScanOptions, watchers: list[ScanObserver]) -> Pending:
     """Hand one host's scan to the process's engine; watchers hear every outcome."""
-    plan = options.plan()
+    plan = options.plan or options.make_plan()
     planned = plan.spec.count() * len(plan.ports)
     callback: Callable[[ProbeOutcome], None] | None = None
     if watchers:

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Benchmarks against nmap, in lab namespaces built by ../shared/lab/netlab.py.
+
+Every scenario runs nornir-portscan and nmap in the same namespace, in the same
+run, and prints ratios: this machine is shared and noisy, absolute times drift.
+Accuracy is scored against the lab's ground truth.
+
+    sudo python3 benchmarks/bench.py [--lab PATH] [--only full,sweep,wan,big] [--repeat N]
+
+Needs root, iproute2, nftables, nmap; nornir-portscan installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
+
+# name: (lab hosts, lab ports, extra lab args, our args, nmap args, targets)
+SCENARIOS: dict[str, dict[str, object]] = {
+    "full": {"hosts": "127.20.0.1/32", "ports": "1-65535", "lab": ["--open", "40", "--filtered", "20"],
+             "target": "127.20.0.1", "scan_ports": "-",
+             "nmap": ["-sT", "-Pn", "-n", "-p-"]},
+    "sweep": {"hosts": "127.10.0.0/24", "ports": "1-1024", "lab": [],
+              "target": "127.10.0.0/24", "scan_ports": "1-1024",
+              "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-1024"]},
+    "wan": {"hosts": "198.18.1.0/26", "ports": "1-300",
+            "lab": ["--delay-ms", "30", "--jitter-ms", "10", "--loss", "0.05"],
+            "target": "198.18.1.0/26", "scan_ports": "1-300",
+            "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-300"]},
+    "big": {"hosts": "127.64.0.0/16", "ports": "1-10", "lab": [],
+            "target": "127.64.0.0/16", "scan_ports": "1-10",
+            "nmap": None},  # nmap on a /16 x 10 takes minutes; ours is checked for scale
+}
+
+
+def timed(cmd: list[str], stdout: Path | None = None) -> dict[str, float]:
+    """Wall, CPU (user+sys of the whole process tree) and peak RSS of one command."""
+    fmt = "%e %U %S %M"
+    with tempfile.NamedTemporaryFile("r") as tf:
+        out = open(stdout, "w") if stdout else subprocess.DEVNULL
+        try:
+            subprocess.run(["/usr/bin/time", "-f", fmt, "-o", tf.name, *cmd], stdout=out,
+                           stderr=subprocess.DEVNULL, check=False)
+        finally:
+            if stdout:
+                out.close()  # type: ignore[union-attr]
+        wall, user, sys_, rss = tf.read().split()[-4:]
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
+
+
+def nmap_to_jsonl(xml_path: Path, truth: dict[tuple[str, int], str], out: Path) -> None:
+    """nmap lists only the interesting ports; the rest take the host's extraports state."""
+    root = ET.parse(xml_path).getroot()
+    ports_by_host: dict[str, dict[int, str]] = {}
+    default: dict[str, str] = {}
+    for host in root.iter("host"):
+        addr = host.find("address").get("addr")  # type: ignore[union-attr]
+        status = host.find("status").get("state")  # type: ignore[union-attr]
+        if status != "up":
+            continue
+        ports_el = host.find("ports")
+        ports_by_host[addr] = {}
+        if ports_el is None:
+            continue
+        extra = ports_el.find("extraports")
+        if extra is not None:
+            default[addr] = extra.get("state", "closed")
+        for p in ports_el.iter("port"):
+            st = p.find("state").get("state")  # type: ignore[union-attr]
+            ports_by_host[addr][int(p.get("portid"))] = st  # type: ignore[arg-type]
+    with open(out, "w") as f:
+        for (h, port), _ in truth.items():
+            if h in ports_by_host:
+                st = ports_by_host[h].get(port, default.get(h, "closed"))
+            else:
+                st = "filtered"  # host reported down
+            f.write(json.dumps({"host": h, "port": port, "state": st}) + "\n")
+
+
+def score(lab: Path, truth: Path, got: Path) -> dict[str, object]:
+    r = subprocess.run([sys.executable, str(lab), "score", str(truth), str(got)],
+                       capture_output=True, text=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
+    sc = SCENARIOS[name]
+    ns = f"bench-{name}"
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    truth = work / "truth.jsonl"
+    subprocess.run([sys.executable, str(lab), "up", ns, "--hosts", str(sc["hosts"]), "--ports",
+                    str(sc["ports"]), "--truth", str(truth), *sc["lab"]],  # type: ignore[misc]
+                   check=True, stdout=subprocess.DEVNULL)
+    rows = []
+    try:
+        ours_cmd = ["ip", "netns", "exec", ns, "nornir-portscan", "scan", str(sc["target"]),
+                    "-p", str(sc["scan_ports"]), "--format", "jsonl"]
+        ours, theirs = [], []
+        got = work / "ours.jsonl"
+        for _ in range(repeat):
+            ours.append(timed(ours_cmd, got))
+            if sc["nmap"] is not None:
+                xml = work / "nmap.xml"
+                theirs.append(timed(["ip", "netns", "exec", ns, "nmap", *sc["nmap"],  # type: ignore[misc]
+                                     "-oX", str(xml), str(sc["target"])]))
+        s_ours = score(lab, truth, got)
+        tmap = {}
+        with open(truth) as f:
+            for line in f:
+                r = json.loads(line)
+                tmap[(r["host"], int(r["port"]))] = r["state"]
+        med = {k: statistics.median(x[k] for x in ours) for k in ("wall", "cpu", "rss_mib")}
+        probes = int(s_ours["probes"])  # type: ignore[call-overload]
+        line = (f"{name:<6} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
+                f"rss {med['rss_mib']:6.1f}MiB  {probes / med['wall']:9.0f} probes/s  "
+                f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}")
+        rows.append(line)
+        if theirs:
+            nmap_jsonl = work / "nmap.jsonl"
+            nmap_to_jsonl(work / "nmap.xml", tmap, nmap_jsonl)
+            s_nmap = score(lab, truth, nmap_jsonl)
+            nm = {k: statistics.median(x[k] for x in theirs) for k in ("wall", "cpu", "rss_mib")}
+            rows.append(f"{name:<6} nmap   wall {nm['wall']:7.2f}s  cpu {nm['cpu']:6.2f}s  "
+                        f"rss {nm['rss_mib']:6.1f}MiB  {probes / nm['wall']:9.0f} probes/s  "
+                        f"wrong {s_nmap['wrong_state']} (nmap has no 'unreachable' state)")
+            rows.append(f"{name:<6} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
+                        f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  (ours / nmap, lower is better)")
+    finally:
+        subprocess.run([sys.executable, str(lab), "down", ns], check=False)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lab", type=Path, default=DEFAULT_LAB)
+    ap.add_argument("--only", default="full,sweep,wan,big")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (it builds network namespaces)")
+    print(f"# nornir-portscan vs nmap, {os.cpu_count()} cores, median of {a.repeat}")
+    for name in a.only.split(","):
+        for row in run_scenario(name.strip(), a.lab, a.repeat):
+            print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""nornir processors: ``ProgressProcessor`` draws scan progress on stderr."""
+
+from .progress import ProgressProcessor
+
+__all__ = ["ProgressProcessor"]

@@ -1,0 +1,150 @@
+"""The ``portscan`` task and its ``async`` twin ``aportscan``.
+
+Both feed the process's one shared engine, never an engine per host, so
+concurrency, adaptive timeouts and rate caps cover the whole inventory. The
+threaded variant collects a scan the run's first task pre-submitted (runs.py);
+the async variant submits its own, since coroutines do not queue behind workers.
+
+Invalid input is returned as a failed Result with one line naming host, key and
+value, not raised: nornir would print a traceback for a typo in a YAML file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from nornir.core.inventory import Host
+from nornir.core.task import Result, Task
+
+from ...engine.outcome import ProbeOutcome
+from ...errors import PortscanError
+from . import result as results
+from .options import ScanOptions, resolve_options
+from .runs import Pending, acquire, observers, submit
+
+PortsArg = str | int | list[str | int] | None
+TargetsArg = str | list[str] | None
+
+
+def _args(ports: PortsArg, targets: TargetsArg, exclude: TargetsArg, timeout: float | None,
+          retries: int | None, discovery: bool | None, banners: bool | None,
+          expect: dict[str, Any] | None, baseline: Any) -> dict[str, Any]:
+    return {"ports": ports, "targets": targets, "exclude": exclude, "timeout": timeout,
+            "retries": retries, "discovery": discovery, "banners": banners, "expect": expect,
+            "baseline": baseline}
+
+
+def _invalid(host: Host, exc: PortscanError) -> Result:
+    return Result(host=host, result=str(exc), failed=True, exception=exc)
+
+
+def _scan_failed(host: Host, exc: Exception) -> Result:
+    return Result(host=host, result=f"host {host.name!r}: scan failed: {exc}", failed=True,
+                  exception=exc)
+
+
+def _collected(task: Task, options: ScanOptions, pending: Pending,
+               outcomes: list[ProbeOutcome]) -> Result:
+    """Build the Result; tell progress watchers the real probe count (excludes shrink it)."""
+    for watcher in observers(task):
+        watcher.scan_collected(task.host.name, pending.planned, len(outcomes))
+    return make_result(task.host, options, outcomes)
+
+
+def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome]) -> Result:
+    doc = results.build(outcomes)
+    targets = doc["targets"]
+    doc["violations"] = violations = results.check(targets, options.expect)
+    errors = results.scan_errors(targets)
+    if errors:
+        doc["errors"] = errors
+    changed, diff_text = False, ""
+    if options.baseline is not None:
+        old = results.baseline_targets(options.baseline, host.name)
+        doc["diff"] = d = results.diff(old, targets)
+        changed = results.changed(d)
+        diff_text = results.diff_text(d, targets)
+    return Result(host=host, result=doc, changed=changed, diff=diff_text,
+                  failed=bool(violations or errors), open_ports=doc["open"],
+                  violations=violations, summary=doc["summary"])
+
+
+def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
+             timeout: float | None = None, retries: int | None = None,
+             discovery: bool | None = None, banners: bool | None = None,
+             expect: dict[str, Any] | None = None, baseline: Any = None,
+             exclude: TargetsArg = None) -> Result:
+    """Scan the host's address (or its ``portscan.targets``) on the shared engine.
+
+    Every argument left at None comes from inventory data under ``portscan``; see the
+    Results documentation for the dict in ``Result.result``. ``failed`` means an
+    expectation was violated, the input is invalid or the scan failed: closed ports alone
+    never fail a host, since nornir would skip it in later runs.
+    """
+    args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
+                 baseline)
+    try:
+        options = resolve_options(task.host, args)
+    except PortscanError as exc:
+        return _invalid(task.host, exc)
+
+    def resolve_other(host: Host) -> ScanOptions:
+        return resolve_options(host, args, with_baseline=False)
+
+    try:
+        pending = acquire(task, options, resolve_other)
+        outcomes = pending.handle.result()
+    except Exception as exc:  # a failed scan is this host's Result, not a crash
+        return _scan_failed(task.host, exc)
+    return _collected(task, options, pending, outcomes)
+
+
+async def _gather(pending: Pending) -> list[ProbeOutcome]:
+    """Await a handle without blocking the loop or borrowing the loop's default executor.
+
+    The default executor has a few dozen threads: a thousand awaiting hosts would queue
+    behind them. A plain daemon thread per scan only sleeps on the handle's queue.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[list[ProbeOutcome]] = loop.create_future()
+
+    def deliver(outcomes: list[ProbeOutcome] | None, exc: BaseException | None) -> None:
+        if future.done():
+            return  # the awaiting coroutine was cancelled
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(outcomes or [])
+
+    def drain() -> None:
+        try:
+            outcomes = pending.handle.result()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(deliver, None, exc)
+        else:
+            loop.call_soon_threadsafe(deliver, outcomes, None)
+
+    threading.Thread(target=drain, name="portscan-await", daemon=True).start()
+    return await future
+
+
+async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
+                    timeout: float | None = None, retries: int | None = None,
+                    discovery: bool | None = None, banners: bool | None = None,
+                    expect: dict[str, Any] | None = None, baseline: Any = None,
+                    exclude: TargetsArg = None) -> Result:
+    """``portscan`` for async callers: same arguments, same Result, same shared engine."""
+    args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
+                 baseline)
+    try:
+        options = resolve_options(task.host, args)
+    except PortscanError as exc:
+        return _invalid(task.host, exc)
+    try:
+        pending = submit(task.host.name, options, observers(task))
+        outcomes = await _gather(pending)
+    except Exception as exc:  # a failed scan is this host's Result
+        return _scan_failed(task.host, exc)
+    return _collected(task, options, pending, outcomes)

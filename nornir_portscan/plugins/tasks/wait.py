@@ -1,0 +1,116 @@
+"""``wait_for_ports``: block a runbook until a rebooted device's ports answer again.
+
+Each round is an ordinary job on the shared engine (one try per port, since the
+next round is the retry), and a port once seen open is not probed again: a
+device coming back opens SSH before NETCONF, and re-probing SSH would only add
+load. Rounds start ``interval`` seconds apart; the last one runs at the deadline,
+so a port that opens just in time still counts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nornir.core.task import Result, Task
+
+from ...engine.outcome import ProbeOutcome
+from ...engine.service import shared_engine
+from ...errors import PortscanError
+from ...spec.ports import parse_ports
+from . import result as results
+from .options import ScanOptions, resolve_options
+
+#: Per-try timeout when none is given: long enough for a slow WAN, short next to a deadline.
+DEFAULT_TRY_TIMEOUT = 1.0
+
+
+def _seconds(name: str, value: Any, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise PortscanError(f"argument {name}={value!r}: must be a number of seconds, "
+                            f"{minimum:g} or more")
+    return float(value)
+
+
+def _round(options: ScanOptions, ports: tuple[int, ...], try_timeout: float) -> list[ProbeOutcome]:
+    plan = ScanOptions(targets=options.targets, ports=ports, exclude=options.exclude,
+                       timeout=try_timeout, retries=0, discovery=False).make_plan()
+    return shared_engine().submit(plan).result()
+
+
+def _never_open(latest: dict[tuple[str, int], ProbeOutcome], ports: tuple[int, ...],
+                current: set[str]) -> dict[str, list[int]]:
+    """Ports not yet seen open, on the addresses the targets stand for now (names move)."""
+    missing: dict[str, list[int]] = {}
+    for address in sorted(current):
+        closed = [p for p in ports if (o := latest.get((address, p))) is None
+                  or o.state.value != "open"]
+        if closed:
+            missing[address] = closed
+    return missing
+
+
+def _last(latest: dict[tuple[str, int], ProbeOutcome], address: str, port: int) -> str:
+    o = latest.get((address, port))
+    return "not probed" if o is None else f"{o.state} ({o.reason})"
+
+
+def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: float = 300.0,
+                   interval: float = 2.0, timeout: float | None = None,
+                   targets: str | list[str] | None = None) -> Result:
+    """Probe until every port in ``ports`` is open on every target address, or fail at
+    ``deadline`` seconds naming what never opened.
+
+    Targets come from the argument, inventory ``portscan.targets`` or the hostname; the
+    inventory's ``portscan.ports`` is ignored on purpose: waiting for every audited port
+    would wait for ports nobody expects to open.
+    """
+    host = task.host
+    try:
+        wanted = parse_ports(ports)
+        limit = _seconds("deadline", deadline, 0.0)
+        pause = _seconds("interval", interval, 0.0)
+        per_try = _seconds("timeout", timeout, 0.001) if timeout is not None else None
+        options = resolve_options(host, {"targets": targets, "ports": list(wanted),
+                                         "expect": {}}, with_baseline=False,
+                                  default_ports=None)
+    except PortscanError as exc:
+        message = str(exc) if str(exc).startswith("host ") else f"host {host.name!r}: {exc}"
+        return Result(host=host, result=message, failed=True, exception=exc)
+    started = time.monotonic()
+    end = started + limit
+    latest: dict[tuple[str, int], ProbeOutcome] = {}
+    pending = wanted
+    rounds = 0
+    while True:
+        round_start = time.monotonic()
+        try_timeout = min(per_try or DEFAULT_TRY_TIMEOUT, max(end - round_start, 0.05))
+        try:
+            outcomes = _round(options, pending, try_timeout)
+        except Exception as exc:  # a failed scan is this host's Result
+            return Result(host=host, result=f"host {host.name!r}: scan failed: {exc}",
+                          failed=True, exception=exc)
+        rounds += 1
+        if not outcomes:
+            return Result(host=host, failed=True, result=f"host {host.name!r}: nothing to wait "
+                          f"for: the targets {list(options.targets)} are all excluded")
+        for o in outcomes:
+            latest[(o.host, o.port)] = o
+        missing = _never_open(latest, wanted, {o.host for o in outcomes})
+        pending = tuple(sorted({p for ports_left in missing.values() for p in ports_left}))
+        now = time.monotonic()
+        if not missing or now >= end:
+            break
+        time.sleep(max(0.0, min(round_start + pause - now, end - now)))
+    current = {o.host for o in outcomes}
+    doc = results.build(o for o in latest.values() if o.host in current)
+    doc["waited_s"] = round(time.monotonic() - started, 3)
+    doc["rounds"] = rounds
+    if not missing:
+        return Result(host=host, result=doc, open_ports=doc["open"])
+    doc["never_open"] = missing
+    doc["violations"] = [
+        f"{address}:{port} never opened within {limit:g} s, last {_last(latest, address, port)}"
+        for address, ports_left in missing.items() for port in ports_left]
+    return Result(host=host, result=doc, failed=True, open_ports=doc["open"],
+                  violations=doc["violations"])
