@@ -76,6 +76,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    value = 0.0 if text == "0" else _positive_float(text)
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -117,7 +122,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="tries after the first for silent ports (default: as deep as loss requires)")
     p.add_argument("--concurrency", type=_count, metavar="N",
                    help="probes in flight at most (default: from the open-file limit)")
-    p.add_argument("--rate", type=_positive_float, metavar="N", help="probes per second at most")
+    p.add_argument("--rate", type=_rate, metavar="N",
+                   help="probes per second at most; 0 for no cap (default: no cap on loopback, "
+                        "10000 beyond it)")
     p.add_argument("--no-discovery", dest="discovery", action="store_false",
                    help="probe every port of every host, even hosts that answer nothing")
     p.add_argument("--banners", action="store_true",

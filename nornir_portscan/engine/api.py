@@ -21,6 +21,10 @@ from .resolve import resolve
 from .scheduler import EngineError, Job, JobOptions, Scheduler
 from .timing import RttEstimator
 
+#: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,
+#: yet far below what trips an IDS or fills a firewall's state table. ``rate=0`` lifts it.
+DEFAULT_REMOTE_RATE = 10000.0
+
 PortsArg = str | int | Iterable[str | int]
 TargetsArg = str | Iterable[str] | TargetSpec
 
@@ -51,8 +55,12 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
         raise ValueError(f"timeout must be positive, not {timeout!r}")
     if retries is not None and retries < 0:
         raise ValueError(f"retries must be 0 or more, not {retries!r}")
-    if rate is not None and not rate > 0:
-        raise ValueError(f"rate must be positive, not {rate!r}")
+    if rate is not None and rate < 0:
+        raise ValueError(f"rate must be 0 (no cap) or positive, not {rate!r}")
+    if rate is None and isinstance(spec, TargetSpec) and not spec.loopback_only():
+        rate = DEFAULT_REMOTE_RATE
+    if rate == 0:
+        rate = None
     # discovery only pays when there is more than one host to tell apart
     discovery = discovery and spec.count() > 1
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -64,6 +66,25 @@ def _in_networks(addr: str, networks: tuple[Any, ...]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
+def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
+    """Every item once, in a keyed pseudo-random order, without building a shuffled copy.
+
+    An affine map i -> (offset + i * stride) mod n with gcd(stride, n) == 1 is a
+    permutation; as masscan and ZMap do, this spreads a host's probes over its
+    port range so a rate-limiting firewall or a lossy link does not eat a block.
+    """
+    n = len(items)
+    if n < 3:
+        yield from items
+        return
+    stride = (key % n) | 1
+    while math.gcd(stride, n) != 1:
+        stride += 2
+    offset = (key >> 16) % n
+    for i in range(n):
+        yield items[(offset + i * stride) % n]
+
+
 class EngineError(RuntimeError):
     """The scan cannot go on (the machine cannot open sockets at all)."""
 
@@ -78,13 +99,15 @@ class JobOptions:
     banners: bool = False
     banner_wait: float = 1.0
     allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
+    shuffle: bool = True  # probe each host's ports in a keyed random order
 
 
 class Job:
     """One scan request: a lazy stream of targets crossed with a port list."""
 
     __slots__ = ("targets", "ports", "ports_set", "options", "disc_ports", "nondisc_ports",
-                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted", "fed")
+                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted", "fed",
+                 "key")
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
                  options: JobOptions | None = None, tag: Any = None) -> None:
@@ -99,11 +122,19 @@ class Job:
         self.active = 0
         self.exhausted = False
         self.fed = False  # every target admitted or resolved
+        self.key = random.getrandbits(40) if self.options.shuffle else 0
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
         self.tag = tag
         self.addresses = 0  # hosts admitted (for the H x P invariant)
         self.emitted = 0
+
+
+    def port_order(self, salt: int) -> Iterator[int]:
+        """The non-discovery ports of one host, in this job's keyed order."""
+        if not self.key:
+            return iter(self.nondisc_ports)
+        return permuted(self.nondisc_ports, self.key ^ (salt & 0xFFFFFFFFFF))
 
 
 class Host:
@@ -125,7 +156,8 @@ class Host:
         # silent discovery ports wait for the host's verdict: on an unreachable host a
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
-        self.cursor: Iterator[int] = iter(job.disc_ports if job.disc_ports else job.ports)
+        self.cursor: Iterator[int] = (iter(job.disc_ports) if job.disc_ports
+                                      else job.port_order(hash(addr)))
 
 
 class Probe:
@@ -492,8 +524,8 @@ class Scheduler:
         unsent = list(host.cursor)
         host.disc_left -= len(unsent)
         unsent = [p for p in unsent if p in job.ports_set]
-        host.cursor = itertools.chain(unsent, job.nondisc_ports) if unsent else iter(
-            job.nondisc_ports)
+        rest = job.port_order(hash(host.addr))
+        host.cursor = itertools.chain(unsent, rest) if unsent else rest
         if not host.queued:
             host.queued = True
             self.ready.append(host)

@@ -211,6 +211,20 @@ class TargetSpec:
     def is_excluded_name(self, name: str) -> bool:
         return name.lower().rstrip(".") in self._ex_names
 
+    def loopback_only(self) -> bool:
+        """True when nothing can leave the machine (127/8, ::1, localhost)."""
+        for item in self.items:
+            if item.kind == "name":
+                if item.text.strip().lower().rstrip(".") not in ("localhost", "localhost6"):
+                    return False
+                continue
+            for lo, hi in item.intervals():
+                if item.version == 4 and not (lo >> 24 == 127 and hi >> 24 == 127):
+                    return False
+                if item.version == 6 and not (lo == hi == 1):
+                    return False
+        return True
+
     def count(self) -> int:
         """Upper bound of addresses to scan (excludes not subtracted); cheap for a /8."""
         return sum(item.count() for item in self.items)

@@ -1,0 +1,150 @@
+"""Helpers the run-document renderers share: safe text, port lists, service names, order.
+
+Banners and names are untrusted bytes from the network; every renderer goes
+through these helpers so that one of them cannot forget to clean a value.
+XML 1.0 cannot carry most control characters at all, not even as character
+references, so they are made visible (``\\x07``) instead of dropped silently.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..spec.services import SERVICES
+
+# Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# C0/C1 controls a person should see as escapes rather than as layout or nothing.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean_text(value: object) -> str:
+    """``str(value)`` with control characters (other than tab and newline) made visible."""
+    return _CONTROL.sub(_visible, str(value))
+
+
+def one_line(value: object, limit: int | None = None) -> str:
+    """Cleaned text with whitespace runs collapsed, cut to ``limit`` characters."""
+    text = " ".join(clean_text(value).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return text
+
+
+def xml_text(value: object) -> str:
+    """Element content: legal XML characters only, markup characters escaped."""
+    text = _XML_ILLEGAL.sub(_visible, str(value))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def xml_attr(value: object) -> str:
+    """A double-quoted attribute value, quotes included.
+
+    Newlines and tabs become character references: a parser would otherwise
+    normalise them to spaces, and a banner's line structure would be lost.
+    """
+    text = (xml_text(value).replace('"', "&quot;").replace("\n", "&#10;")
+            .replace("\r", "&#13;").replace("\t", "&#9;"))
+    return f'"{text}"'
+
+
+def xml_comment(value: object) -> str:
+    """A comment body: ``--`` may not appear inside one, nor a trailing ``-``."""
+    text = _XML_ILLEGAL.sub(_visible, str(value))
+    while "--" in text:
+        text = text.replace("--", "- -")
+    return text + " " if text.endswith("-") else text
+
+
+def address_key(address: str) -> tuple[int, int, str]:
+    """IPv4 by number, then IPv6 by number, then anything that is not an address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return (9, 0, address)
+    return (ip.version, int(ip), address)
+
+
+def ip_version(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None
+
+
+def sorted_ports(ports: Mapping[Any, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(port, entry) pairs in port order; keys are ints in memory, strings after JSON."""
+    return sorted(((int(p), dict(v)) for p, v in ports.items()), key=lambda kv: kv[0])
+
+
+def port_ranges(ports: Iterable[int]) -> str:
+    """``1-3,5,7-8``: the compact list nmap writes in ``scaninfo services``."""
+    out: list[str] = []
+    numbers = sorted(set(ports))
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        out.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def _service_names() -> dict[int, str]:
+    # SERVICES maps typed names to ports, aliases included; the first name listed
+    # for a port is the canonical one (``domain`` before ``dns``).
+    names: dict[int, str] = {}
+    for name, port in SERVICES.items():
+        names.setdefault(port, name)
+    return names
+
+
+_NAMES = _service_names()
+
+
+def service_name(port: int) -> str | None:
+    return _NAMES.get(port)
+
+
+def started_at(doc: Mapping[str, Any]) -> _dt.datetime:
+    """The run's start as an aware datetime (UTC when the document has no zone)."""
+    raw = doc.get("started")
+    try:
+        when = _dt.datetime.fromisoformat(str(raw))
+    except ValueError:
+        when = _dt.datetime.fromtimestamp(0, _dt.timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when
+
+
+def elapsed_of(doc: Mapping[str, Any]) -> float:
+    try:
+        return max(0.0, float(doc.get("elapsed_s") or 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def host_result(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A nornir host's Result dict, ``{}`` when it failed before producing one."""
+    result = entry.get("result")
+    return dict(result) if isinstance(result, Mapping) else {}
+
+
+def targets_of(entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    targets = host_result(entry).get("targets") or {}
+    return {str(a): dict(t) for a, t in targets.items() if isinstance(t, Mapping)}
+
+
+def violations_of(entry: Mapping[str, Any]) -> list[str]:
+    return [str(v) for v in host_result(entry).get("violations") or []]
