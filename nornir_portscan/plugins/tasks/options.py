@@ -14,6 +14,7 @@ value came from.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -152,13 +153,20 @@ def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _read_json(path: str, mtime_ns: int, size: int) -> Any:
+    """Parsed once per file version: every host of a run names the same baseline file."""
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
 def _baseline(v: _Value) -> Mapping[str, Any]:
     """A Result dict or the command line's saved JSON, given inline or as a file path."""
     value = v.value
     if isinstance(value, (str, os.PathLike)):
         try:
-            with open(value, encoding="utf-8") as stream:
-                value = json.load(stream)
+            st = os.stat(value)
+            value = _read_json(os.path.realpath(value), st.st_mtime_ns, st.st_size)
         except OSError as exc:
             raise v.error(f"cannot read the baseline file: {exc.strerror or exc}") from None
         except ValueError as exc:

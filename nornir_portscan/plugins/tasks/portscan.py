@@ -36,24 +36,44 @@ def _args(ports: PortsArg, targets: TargetsArg, exclude: TargetsArg, timeout: fl
             "baseline": baseline}
 
 
-def _invalid(host: Host, exc: PortscanError) -> Result:
-    return Result(host=host, result=str(exc), failed=True, exception=exc)
+class ScanResult(Result):
+    """nornir's Result with the scan's attributes declared, so type checkers know them.
+
+    They are set on every ScanResult, empty when the host's input was invalid, so code
+    reading ``r.open_ports`` across a run needs no special case for failed hosts.
+    """
+
+    open_ports: dict[str, list[int]]
+    violations: list[str]
+    summary: dict[str, int]
+
+    def __init__(self, host: Host | None, result: Any = None, *,
+                 open_ports: dict[str, list[int]] | None = None,
+                 violations: list[str] | None = None, summary: dict[str, int] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(host, result, open_ports=open_ports or {},
+                         violations=violations or [], summary=summary or {}, **kwargs)
 
 
-def _scan_failed(host: Host, exc: Exception) -> Result:
-    return Result(host=host, result=f"host {host.name!r}: scan failed: {exc}", failed=True,
-                  exception=exc)
+def _invalid(host: Host, exc: PortscanError) -> ScanResult:
+    return ScanResult(host=host, result=str(exc), failed=True, exception=exc)
+
+
+def _scan_failed(host: Host, exc: Exception) -> ScanResult:
+    return ScanResult(host=host, result=f"host {host.name!r}: scan failed: {exc}",
+                      failed=True, exception=exc)
 
 
 def _collected(task: Task, options: ScanOptions, pending: Pending,
-               outcomes: list[ProbeOutcome]) -> Result:
+               outcomes: list[ProbeOutcome]) -> ScanResult:
     """Build the Result; tell progress watchers the real probe count (excludes shrink it)."""
     for watcher in observers(task):
         watcher.scan_collected(task.host.name, pending.planned, len(outcomes))
     return make_result(task.host, options, outcomes)
 
 
-def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome]) -> Result:
+def make_result(host: Host, options: ScanOptions,
+                outcomes: list[ProbeOutcome]) -> ScanResult:
     doc = results.build(outcomes)
     targets = doc["targets"]
     doc["violations"] = violations = results.check(targets, options.expect)
@@ -66,16 +86,16 @@ def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome]) 
         doc["diff"] = d = results.diff(old, targets)
         changed = results.changed(d)
         diff_text = results.diff_text(d, targets)
-    return Result(host=host, result=doc, changed=changed, diff=diff_text,
-                  failed=bool(violations or errors), open_ports=doc["open"],
-                  violations=violations, summary=doc["summary"])
+    return ScanResult(host=host, result=doc, changed=changed, diff=diff_text,
+                      failed=bool(violations or errors), open_ports=doc["open"],
+                      violations=violations, summary=doc["summary"])
 
 
 def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
              timeout: float | None = None, retries: int | None = None,
              discovery: bool | None = None, banners: bool | None = None,
              expect: dict[str, Any] | None = None, baseline: Any = None,
-             exclude: TargetsArg = None) -> Result:
+             exclude: TargetsArg = None) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
     Every argument left at None comes from inventory data under ``portscan``; see the
@@ -134,7 +154,7 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
                     timeout: float | None = None, retries: int | None = None,
                     discovery: bool | None = None, banners: bool | None = None,
                     expect: dict[str, Any] | None = None, baseline: Any = None,
-                    exclude: TargetsArg = None) -> Result:
+                    exclude: TargetsArg = None) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
                  baseline)

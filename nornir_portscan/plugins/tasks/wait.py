@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nornir.core.task import Result, Task
+from nornir.core.task import Task
 
 from ...engine.outcome import ProbeOutcome
 from ...engine.service import shared_engine
@@ -20,6 +20,7 @@ from ...errors import PortscanError
 from ...spec.ports import parse_ports
 from . import result as results
 from .options import ScanOptions, resolve_options
+from .portscan import ScanResult
 
 #: Per-try timeout when none is given: long enough for a slow WAN, short next to a deadline.
 DEFAULT_TRY_TIMEOUT = 1.0
@@ -57,7 +58,7 @@ def _last(latest: dict[tuple[str, int], ProbeOutcome], address: str, port: int) 
 
 def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: float = 300.0,
                    interval: float = 2.0, timeout: float | None = None,
-                   targets: str | list[str] | None = None) -> Result:
+                   targets: str | list[str] | None = None) -> ScanResult:
     """Probe until every port in ``ports`` is open on every target address, or fail at
     ``deadline`` seconds naming what never opened.
 
@@ -67,7 +68,10 @@ def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: flo
     """
     host = task.host
     try:
-        wanted = parse_ports(ports)
+        try:
+            wanted = parse_ports(ports)
+        except PortscanError as exc:
+            raise PortscanError(f"argument ports={ports!r}: {exc}") from None
         limit = _seconds("deadline", deadline, 0.0)
         pause = _seconds("interval", interval, 0.0)
         per_try = _seconds("timeout", timeout, 0.001) if timeout is not None else None
@@ -76,41 +80,41 @@ def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: flo
                                   default_ports=None)
     except PortscanError as exc:
         message = str(exc) if str(exc).startswith("host ") else f"host {host.name!r}: {exc}"
-        return Result(host=host, result=message, failed=True, exception=exc)
+        return ScanResult(host=host, result=message, failed=True, exception=exc)
     started = time.monotonic()
     end = started + limit
     latest: dict[tuple[str, int], ProbeOutcome] = {}
-    pending = wanted
-    rounds = 0
+    pending, rounds = wanted, 0
     while True:
         round_start = time.monotonic()
         try_timeout = min(per_try or DEFAULT_TRY_TIMEOUT, max(end - round_start, 0.05))
         try:
             outcomes = _round(options, pending, try_timeout)
         except Exception as exc:  # a failed scan is this host's Result
-            return Result(host=host, result=f"host {host.name!r}: scan failed: {exc}",
-                          failed=True, exception=exc)
+            return ScanResult(host=host, result=f"host {host.name!r}: scan failed: {exc}",
+                              failed=True, exception=exc)
         rounds += 1
         if not outcomes:
-            return Result(host=host, failed=True, result=f"host {host.name!r}: nothing to wait "
-                          f"for: the targets {list(options.targets)} are all excluded")
+            return ScanResult(host=host, failed=True,
+                              result=f"host {host.name!r}: nothing to wait for: the targets "
+                                     f"{list(options.targets)} are all excluded")
         for o in outcomes:
             latest[(o.host, o.port)] = o
-        missing = _never_open(latest, wanted, {o.host for o in outcomes})
-        pending = tuple(sorted({p for ports_left in missing.values() for p in ports_left}))
+        current = {o.host for o in outcomes}
+        missing = _never_open(latest, wanted, current)
+        pending = tuple(sorted({p for left in missing.values() for p in left}))
         now = time.monotonic()
         if not missing or now >= end:
             break
         time.sleep(max(0.0, min(round_start + pause - now, end - now)))
-    current = {o.host for o in outcomes}
     doc = results.build(o for o in latest.values() if o.host in current)
     doc["waited_s"] = round(time.monotonic() - started, 3)
     doc["rounds"] = rounds
     if not missing:
-        return Result(host=host, result=doc, open_ports=doc["open"])
+        return ScanResult(host=host, result=doc, open_ports=doc["open"])
     doc["never_open"] = missing
     doc["violations"] = [
         f"{address}:{port} never opened within {limit:g} s, last {_last(latest, address, port)}"
-        for address, ports_left in missing.items() for port in ports_left]
-    return Result(host=host, result=doc, failed=True, open_ports=doc["open"],
-                  violations=doc["violations"])
+        for address, left in missing.items() for port in left]
+    return ScanResult(host=host, result=doc, failed=True, open_ports=doc["open"],
+                      violations=doc["violations"])
