@@ -7,7 +7,8 @@ any of them and still finish cleanly (with a summary) after an interruption.
 from __future__ import annotations
 
 import importlib
-from typing import IO
+from collections.abc import Callable
+from typing import IO, Any
 
 from .base import OutcomeWriter, ScanSummary
 
@@ -27,4 +28,22 @@ def writer_for(fmt: str, stream: IO[str], color: bool = False) -> OutcomeWriter:
     return writer
 
 
-__all__ = ["WRITERS", "OutcomeWriter", "ScanSummary", "writer_for"]
+#: whole-run format name -> module exposing ``render(doc, stream)`` for a run document
+#: (see ``document.py``); imported on demand like the writers.
+DOCUMENT_RENDERERS: dict[str, str] = {
+    "json": "json_",
+    "junit": "junit",
+    "nmap-xml": "nmap_xml",
+    "html": "html",
+}
+
+
+def render_document(fmt: str, doc: dict[str, Any], stream: IO[str]) -> None:
+    """Render a run document in a whole-run format; KeyError names an unknown format."""
+    mod = importlib.import_module(f"{__name__}.{DOCUMENT_RENDERERS[fmt]}")
+    render: Callable[[dict[str, Any], IO[str]], None] = mod.render
+    render(doc, stream)
+
+
+__all__ = ["DOCUMENT_RENDERERS", "WRITERS", "OutcomeWriter", "ScanSummary", "render_document",
+           "writer_for"]

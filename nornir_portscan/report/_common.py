@@ -148,3 +148,14 @@ def targets_of(entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def violations_of(entry: Mapping[str, Any]) -> list[str]:
     return [str(v) for v in host_result(entry).get("violations") or []]
+
+
+def errors_of(entry: Mapping[str, Any]) -> list[str]:
+    """Why a host's scan broke: the task's error, then probes that could not be made.
+
+    ``result["errors"]`` (set by the portscan task next to ``violations``) lists
+    addresses whose ports could not be probed at all, e.g. a name that did not resolve.
+    """
+    errors = [str(entry["error"])] if entry.get("error") else []
+    errors += [str(e) for e in host_result(entry).get("errors") or []]
+    return errors

@@ -34,3 +34,14 @@ class JsonWriter:
         json.dump(doc, self.stream, indent=2)
         self.stream.write("\n")
         self.stream.flush()
+
+
+def render(doc: dict[str, Any], stream: IO[str]) -> None:
+    """Write a run document as indented JSON: the ``--save`` file ``--baseline`` reads back.
+
+    ``default=str`` keeps a stray non-JSON value (a datetime in the options) from
+    losing the whole report at the end of a long run.
+    """
+    json.dump(doc, stream, indent=2, default=str)
+    stream.write("\n")
+    stream.flush()
