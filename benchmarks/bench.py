@@ -27,7 +27,8 @@ DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
 
 # name: (lab hosts, lab ports, extra lab args, our args, nmap args, targets)
 SCENARIOS: dict[str, dict[str, object]] = {
-    "full": {"hosts": "127.20.0.1/32", "ports": "1-65535", "lab": ["--open", "40", "--filtered", "20"],
+    "full": {"hosts": "127.20.0.1/32", "ports": "1-65535",
+             "lab": ["--open", "40", "--filtered", "20"],
              "target": "127.20.0.1", "scan_ports": "-",
              "nmap": ["-sT", "-Pn", "-n", "-p-"]},
     "sweep": {"hosts": "127.10.0.0/24", "ports": "1-1024", "lab": [],
@@ -134,7 +135,8 @@ def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
                         f"rss {nm['rss_mib']:6.1f}MiB  {probes / nm['wall']:9.0f} probes/s  "
                         f"wrong {s_nmap['wrong_state']} (nmap has no 'unreachable' state)")
             rows.append(f"{name:<6} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
-                        f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  (ours / nmap, lower is better)")
+                        f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  "
+                        "(ours / nmap, lower is better)")
     finally:
         subprocess.run([sys.executable, str(lab), "down", ns], check=False)
     return rows

@@ -1,8 +1,9 @@
 """The ``nornir-portscan`` command line.
 
 Exit status: 0 the scan completed, 1 an expectation failed (``run``), 2 bad
-usage or input (one line naming the value, never a traceback), 130
-interrupted (what was scanned is still written, to a file only by rename).
+usage or input (one line naming the value, never a traceback), 3 the scan
+could not run (the machine cannot open sockets at all), 130 interrupted
+(what was scanned is still written, to a file only by rename).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import IO, Any, NoReturn
 from . import __version__
 from .errors import PortscanError
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SCAN_FORMATS = ("table", "jsonl", "json", "csv")
 
 
@@ -53,8 +54,16 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
     if path is None or path == "-":
         yield sys.stdout
         return
+    if os.path.exists(path) and not os.path.isfile(path):
+        # a device or FIFO (/dev/null, a pipe): never rename over it
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             yield stream
@@ -93,7 +102,8 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nornir-portscan",
-                     description="Fast, exact TCP connect scans, standalone or over a nornir inventory.")
+                     description="Fast, exact TCP connect scans, standalone or over a "
+                                 "nornir inventory.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("scan", help="scan targets given on the command line")
@@ -119,7 +129,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="fixed per-try timeout in seconds (default: adapts to measured RTT)")
     p.add_argument("--retries", type=_count, metavar="N",
-                   help="tries after the first for silent ports (default: as deep as loss requires)")
+                   help="tries after the first for silent ports "
+                        "(default: as deep as loss requires)")
     p.add_argument("--concurrency", type=_count, metavar="N",
                    help="probes in flight at most (default: from the open-file limit)")
     p.add_argument("--rate", type=_rate, metavar="N",
@@ -133,8 +144,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from .engine.api import plan_scan, run_plan
+    from .engine.scheduler import EngineError
     from .report import ScanSummary, writer_for
-
     from .spec.scope import DEFAULT_MAX_ADDRESSES, read_target_file
 
     try:
@@ -166,6 +177,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, Interrupted):
             summary.interrupted = True
             status = EXIT_INTERRUPTED
+        except EngineError as exc:
+            # the machine could not run the scan (no sockets at all): keep what was decided
+            print(f"nornir-portscan: error: {exc}", file=sys.stderr)
+            summary.interrupted = True
+            status = EXIT_FAILED
         summary.elapsed = time.monotonic() - started
         writer.finish(summary)
     if args.format != "table" or args.output not in (None, "-"):

@@ -123,7 +123,7 @@ async def astream(targets: TargetsArg, ports: PortsArg,
             if batch:
                 loop.call_soon_threadsafe(queue.put_nowait, batch)
             loop.call_soon_threadsafe(queue.put_nowait, None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+        except BaseException as exc:
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 
     thread = threading.Thread(target=worker, name="portscan-engine", daemon=True)

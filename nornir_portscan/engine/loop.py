@@ -37,7 +37,7 @@ def decode_banner(data: bytes) -> str | None:
     return text or None
 
 
-def is_self_connect(sock: socket.socket, probe: Probe) -> bool:
+def is_self_connect(sock: _raw_socket, probe: Probe) -> bool:
     """A connect to a local port inside the ephemeral range can pick that port as its source."""
     try:
         local = sock.getsockname()
@@ -71,7 +71,6 @@ class ReadinessLoop:
         new_socket = _raw_socket
         next_probe = sched.next_probe
         on_sent = sched.on_sent
-        on_answer = sched.on_answer
         try:
             while not sched.done or inflight or banners:
                 now = monotonic()
@@ -102,7 +101,7 @@ class ReadinessLoop:
                     bt = max(0.0, self.banner_heap[0][0] - now)
                     timeout = bt if timeout is None else min(timeout, bt)
                 if sched.done and not inflight and not banners:
-                    break
+                    break  # the outcomes decided so far are drained below
                 events = poll(-1 if timeout is None else timeout, MAX_EVENTS)
                 now = monotonic()
                 for fd, _ in events:
@@ -130,6 +129,8 @@ class ReadinessLoop:
                     self._expire_banners(now)
                 if sched.outcomes:
                     yield from sched.drain()
+            # outcomes decided without any socket (unresolved names, out-of-scope addresses)
+            yield from sched.drain()
         finally:
             for probe in list(inflight.values()) + list(banners.values()):
                 if probe.sock is not None:
@@ -138,7 +139,7 @@ class ReadinessLoop:
             banners.clear()
             ep.close()
 
-    def _answer(self, probe: Probe, sock: socket.socket, err: int, now: float,
+    def _answer(self, probe: Probe, sock: _raw_socket, err: int, now: float,
                 registered: bool = False) -> None:
         sched = self.sched
         if err == 0:
@@ -146,14 +147,14 @@ class ReadinessLoop:
             sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
             if is_self_connect(sock, probe):
                 sock.close()
-                sched.on_self_connect(probe)
+                sched.on_self_connect(probe, now)
                 return
         if sched.on_answer(probe, err, now):
             self._start_banner(probe, sock, registered, now)
             return
         sock.close()
 
-    def _start_banner(self, probe: Probe, sock: socket.socket, registered: bool,
+    def _start_banner(self, probe: Probe, sock: _raw_socket, registered: bool,
                       now: float) -> None:
         """Keep an open port's socket a moment to read what the service says first."""
         fd = sock.fileno()

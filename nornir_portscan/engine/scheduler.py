@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..spec.targets import Target
 from .outcome import PortState, ProbeOutcome, classify
@@ -32,6 +32,10 @@ DISCOVERY_PORTS: tuple[int, ...] = (80, 443, 22, 445, 3389, 23, 21, 8080)
 MAX_ADAPTIVE_ATTEMPTS = 11
 #: After this long without being able to open any socket, the scan fails instead of spinning.
 LOCAL_STALL_LIMIT = 10.0
+#: Pause after the machine ran short of descriptors, ports or buffers.
+LOCAL_BACKOFF = 0.002
+#: Self-connects to one port before it is taken as closed (nothing listens there).
+MAX_SELF_CONNECTS = 8
 
 _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
@@ -105,9 +109,23 @@ class JobOptions:
 class Job:
     """One scan request: a lazy stream of targets crossed with a port list."""
 
-    __slots__ = ("targets", "ports", "ports_set", "options", "disc_ports", "nondisc_ports",
-                 "active", "exhausted", "resolving", "done", "tag", "addresses", "emitted", "fed",
-                 "key")
+    __slots__ = (
+        "active",
+        "addresses",
+        "disc_ports",
+        "done",
+        "emitted",
+        "exhausted",
+        "fed",
+        "key",
+        "nondisc_ports",
+        "options",
+        "ports",
+        "ports_set",
+        "resolving",
+        "tag",
+        "targets",
+    )
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
                  options: JobOptions | None = None, tag: Any = None) -> None:
@@ -138,8 +156,21 @@ class Job:
 
 
 class Host:
-    __slots__ = ("job", "addr", "sockaddr", "family", "name", "up", "cursor", "pending",
-                 "disc_left", "disc_unreach", "in_discovery", "queued", "deferred")
+    __slots__ = (
+        "addr",
+        "cursor",
+        "deferred",
+        "disc_left",
+        "disc_unreach",
+        "family",
+        "in_discovery",
+        "job",
+        "name",
+        "pending",
+        "queued",
+        "sockaddr",
+        "up",
+    )
 
     def __init__(self, job: Job, addr: str, version: int, name: str | None) -> None:
         self.job = job
@@ -163,7 +194,8 @@ class Host:
 class Probe:
     """One try at one (host, port). The loop stores its socket here."""
 
-    __slots__ = ("host", "port", "attempt", "discovery", "sent", "sock", "done", "rtt", "young")
+    __slots__ = ("attempt", "discovery", "done", "host", "port", "rtt", "self_connects", "sent",
+                 "sock", "young")
 
     def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
         self.host = host
@@ -175,9 +207,10 @@ class Probe:
         self.done = False
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
+        self.self_connects = 0
 
 
-OutcomeItem = Union[ProbeOutcome, Iterator[ProbeOutcome], None]
+OutcomeItem = ProbeOutcome | Iterator[ProbeOutcome] | None
 
 
 class Scheduler:
@@ -207,6 +240,8 @@ class Scheduler:
         self.probes_sent = 0
         self.keep_alive = False
         self.feeding = 0  # jobs whose targets are not all admitted yet
+        self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
+        self._young_q_cap = 4 * self.cwnd.limit + 1024
 
     # ---- jobs and hosts -------------------------------------------------------------------
 
@@ -290,7 +325,7 @@ class Scheduler:
     def _resolved(self, job: Job, name: str, fut: Future[list[tuple[int, str]]]) -> None:
         try:
             addresses = fut.result()
-        except Exception:  # noqa: BLE001 - any failure of the lookup means "unresolved"
+        except Exception:
             addresses = []
         if not addresses:
             self._unresolved(job, name, "unresolved")
@@ -320,9 +355,9 @@ class Scheduler:
 
     def next_probe(self, now: float) -> Probe | None:
         """The next probe to start now, or None when the window, the rate or the work says wait."""
-        if self.inflight >= self.cwnd.limit:
+        if self.inflight >= self.cwnd.limit or now < self.backoff_until:
             return None
-        if self.young >= self.cwnd.size:
+        if self.young >= self.cwnd.size or len(self._young_q) > self._young_q_cap:
             self._age(now)
             if self.young >= self.cwnd.size:
                 return None
@@ -384,6 +419,7 @@ class Scheduler:
     def poll_timeout(self, now: float) -> float | None:
         """How long the loop may block waiting for sockets; None means until something happens."""
         if self.inflight < self.cwnd.limit and self.young < self.cwnd.size and (
+                now >= self.backoff_until) and (
                 self.retry or self.ready or (
                 self.feeding and self.active_hosts < self.max_active_hosts
                 and any(not j.exhausted for j in self.jobs))):
@@ -394,6 +430,9 @@ class Scheduler:
         if self._young_q and self.young >= self.cwnd.size:
             age_out = max(0.0, self._young_q[0].sent + self._young_limit() - now)
             wait = age_out if wait is None else min(wait, age_out)
+        if self.backoff_until > now:
+            pause = self.backoff_until - now
+            wait = pause if wait is None else min(wait, pause)
         if self.stalled_since is not None or self.resolving:
             wait = 0.01 if wait is None else min(wait, 0.01)
         return wait
@@ -423,7 +462,11 @@ class Scheduler:
                 self.cwnd.on_loss(now, self.rtt.srtt or 0.0)
                 if probe.attempt > self.max_success_attempt:
                     self.max_success_attempt = probe.attempt
-        if state is _OPEN and probe.host.job.options.banners and not probe.discovery:
+        host = probe.host
+        if state is _OPEN and host.job.options.banners and (
+                not probe.discovery or probe.port in host.job.ports_set):
+            if probe.discovery and not host.up:
+                self._host_up(host)  # do not hold the host's scan back for the banner
             self.inflight += 1  # the socket stays open while the loop reads
             probe.rtt = rtt
             return True
@@ -438,6 +481,7 @@ class Scheduler:
         """The machine ran short (EMFILE, EADDRNOTAVAIL, ...): never a port state; try later."""
         self._settle(probe)
         self.cwnd.on_local_shortage(self.inflight)
+        self.backoff_until = now + LOCAL_BACKOFF
         if self.inflight == 0:
             if self.stalled_since is None:
                 self.stalled_since = now
@@ -446,13 +490,26 @@ class Scheduler:
                                   f"(errno {err}): the machine is out of descriptors or ports")
         self.retry.appendleft(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
 
-    def on_self_connect(self, probe: Probe) -> None:
-        """The socket connected to itself (source port == target port): not an open port."""
+    def on_self_connect(self, probe: Probe, now: float | None = None) -> None:
+        """The socket connected to itself (source port == target port): not an open port.
+
+        Retried with a fresh socket; the kernel could only pick the target port as
+        source because nothing listens on it, so when the tiny ephemeral range keeps
+        choosing it, the port is reported closed rather than retried forever.
+        """
         self._settle(probe)
-        self.retry.append(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
+        self_connects = probe.self_connects + 1
+        if self_connects >= MAX_SELF_CONNECTS:
+            self._final(probe, _CLOSED, "self-connect",
+                        None if now is None else now - probe.sent)
+            return
+        retry = Probe(probe.host, probe.port, probe.attempt, probe.discovery)
+        retry.self_connects = self_connects
+        self.retry.append(retry)
 
     def expire(self, now: float) -> list[Probe]:
         """Probes whose time is up; the loop closes their sockets. Retries are queued here."""
+        self._age(now)
         heap = self.heap
         if self.rtt.timeout < self._heap_timeout / 2:
             self._rebuild_heap()

@@ -41,7 +41,7 @@ class JobHandle:
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
-            except Exception:  # noqa: BLE001 - a progress callback must not kill the engine
+            except Exception:
                 self.on_outcome = None
         self._queue.put(outcome)
 
@@ -108,7 +108,7 @@ class Engine:
         try:
             for job, outcome in loop.run():
                 job.tag._put(outcome)
-        except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear of it
+        except BaseException as exc:
             for job in list(sched.jobs):
                 job.tag._fail(exc)
             with self._lock:

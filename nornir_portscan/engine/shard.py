@@ -83,7 +83,7 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
                 last = now
         flush(batch)
         flush(None)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+    except BaseException as exc:
         try:
             flush(batch)
             flush(EngineError(f"scan worker {index} failed: {exc!r}"))
@@ -114,7 +114,7 @@ def run_sharded(plan: Any, count: int) -> Iterator[ProbeOutcome]:
         error: BaseException | None = None
         while len(finished) < len(children) or sel.get_map():
             for key, _ in sel.select():
-                fd = int(key.fd)  # type: ignore[arg-type]
+                fd = int(key.fd)
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:
                     sel.unregister(fd)

@@ -115,8 +115,12 @@ def _looks_numeric(text: str) -> bool:
     return bool(re.fullmatch(r"[\d.*,\-]+", text))
 
 
-def parse_target(text: str) -> TargetItem:
-    """Parse one target entry, raising ``SpecError`` naming the value and the reason."""
+def parse_target(text: str, whole_network: bool = False) -> TargetItem:
+    """Parse one target entry, raising ``SpecError`` naming the value and the reason.
+
+    ``whole_network`` keeps a CIDR's network and broadcast addresses: an exclude of
+    10.0.0.0/24 must cover all of it, though a scan of it skips those two.
+    """
     raw = text
     text = text.strip()
     if not text:
@@ -130,7 +134,7 @@ def parse_target(text: str) -> TargetItem:
             raise SpecError(f"{raw!r} is not a valid network: {exc}") from None
         first, last = int(net.network_address), int(net.broadcast_address)
         bits = _IPV4_BITS if net.version == 4 else _IPV6_BITS
-        if net.prefixlen < bits - 1:
+        if net.prefixlen < bits - 1 and not whole_network:
             # skip the network address (and, for IPv4, the broadcast address)
             first += 1
             if net.version == 4:
@@ -152,7 +156,7 @@ def parse_target(text: str) -> TargetItem:
                 lo_s, _, hi_s = text.partition("-")
                 return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
             raise SpecError(f"{raw!r} is not a valid IPv4 address, range or network")
-        if "-" in text and text.count("-") == 1 and re.fullmatch(r"[\d.]+-[\d.]+\.[\d.]+", text):
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+", text):
             lo_s, _, hi_s = text.partition("-")
             return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
         for p in parts:
@@ -274,5 +278,5 @@ def parse_targets(targets: str | Iterable[str], exclude: str | Iterable[str] = (
     if not entries:
         raise SpecError("no targets given: name at least one address, network or hostname")
     items = [parse_target(e) for e in entries]
-    excludes = [parse_target(e) for e in _split(exclude)] if exclude else []
+    excludes = [parse_target(e, whole_network=True) for e in _split(exclude)] if exclude else []
     return TargetSpec(items, excludes)
