@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_options(s)
     s.add_argument("--format", choices=SCAN_FORMATS, default="table")
     s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
+    from .cli_run import add_run_parser
+
+    add_run_parser(sub, add_engine_options)
     return parser
 
 
@@ -192,7 +195,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     args = build_parser().parse_args(argv)
-    handlers = {"scan": cmd_scan}
+    from .cli_run import cmd_run
+
+    handlers = {"scan": cmd_scan, "run": cmd_run}
     try:
         return handlers[args.command](args)
     except PortscanError as exc:
