@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
     if any(e["failed"] and e["result"] is None for e in doc["hosts"].values()):
-        for name, e in doc["hosts"].items():
+        for e in doc["hosts"].values():
             if e["result"] is None:
                 print(f"nornir-portscan: error: {e['error']}", file=sys.stderr)
         return EXIT_USAGE
