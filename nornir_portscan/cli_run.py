@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _write(args.output, report)
     if args.save:
-        _write(args.save, lambda s: (json.dump(doc, s, indent=2, default=str), s.write("\n")))
+        _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"))
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
