@@ -95,6 +95,8 @@ class ReadinessLoop:
                     else:
                         # refused (or unreachable) straight from connect(): same path as SO_ERROR
                         self._answer(probe, sock, err, now)
+                if sched.cancelled:
+                    self._close_cancelled()
                 # 2. wait for sockets, deadlines, or a wake-up
                 timeout = sched.poll_timeout(now)
                 if self.banner_heap:
@@ -117,6 +119,8 @@ class ReadinessLoop:
                         os.read(fd, 4096)
                         if self.on_wake is not None:
                             self.on_wake()
+                if sched.cancelled:
+                    self._close_cancelled()
                 # 3. time out probes only once every ready event has been read,
                 #    so a late-noticed answer is never taken for silence
                 if len(events) < MAX_EVENTS:
@@ -127,6 +131,8 @@ class ReadinessLoop:
                             inflight.pop(sock.fileno(), None)
                             sock.close()
                     self._expire_banners(now)
+                    if sched.cancelled:
+                        self._close_cancelled()
                 if sched.outcomes:
                     yield from sched.drain()
             # outcomes decided without any socket (unresolved names, out-of-scope addresses)
@@ -138,6 +144,16 @@ class ReadinessLoop:
             inflight.clear()
             banners.clear()
             ep.close()
+
+    def _close_cancelled(self) -> None:
+        """Close tries made pointless by an answer to another try of the same port."""
+        for probe in self.sched.cancelled:
+            sock = probe.sock
+            if sock is not None:
+                probe.sock = None
+                self.inflight.pop(sock.fileno(), None)
+                sock.close()
+        self.sched.cancelled.clear()
 
     def _answer(self, probe: Probe, sock: _raw_socket, err: int, now: float,
                 registered: bool = False) -> None:

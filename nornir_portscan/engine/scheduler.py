@@ -194,8 +194,8 @@ class Host:
 class Probe:
     """One try at one (host, port). The loop stores its socket here."""
 
-    __slots__ = ("attempt", "discovery", "done", "host", "port", "rtt", "self_connects", "sent",
-                 "sock", "young")
+    __slots__ = ("attempt", "discovery", "done", "host", "live", "next", "port", "prev", "rtt",
+                 "self_connects", "sent", "sock", "start", "young")
 
     def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
         self.host = host
@@ -208,6 +208,34 @@ class Probe:
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
         self.self_connects = 0
+        # With a fixed timeout, the tries of one port overlap (see ``on_sent``): ``start``
+        # is the first try's send time, ``prev``/``next`` link the tries still alive.
+        self.start = -1.0  # unset until the first try is sent
+        self.live = False  # handed to the loop and not yet settled
+        self.prev: Probe | None = None
+        self.next: Probe | None = None
+
+    def retry_of(self, attempt: int) -> Probe:
+        """The next try of this (host, port), linked for the overlapping-tries scheme."""
+        retry = Probe(self.host, self.port, attempt, self.discovery)
+        retry.start = self.start
+        retry.self_connects = self.self_connects
+        return retry
+
+    def others(self) -> list[Probe]:
+        """The other tries of this port that are not over yet."""
+        out: list[Probe] = []
+        p = self.prev
+        while p is not None:
+            if not p.done:
+                out.append(p)
+            p = p.prev
+        n = self.next
+        while n is not None:
+            if not n.done:
+                out.append(n)
+            n = n.next
+        return out
 
 
 OutcomeItem = ProbeOutcome | Iterator[ProbeOutcome] | None
@@ -241,6 +269,7 @@ class Scheduler:
         self.keep_alive = False
         self.feeding = 0  # jobs whose targets are not all admitted yet
         self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
+        self.cancelled: list[Probe] = []  # in-flight tries the loop must close (answered elsewhere)
         self._young_q_cap = 4 * self.cwnd.limit + 1024
 
     # ---- jobs and hosts -------------------------------------------------------------------
@@ -363,6 +392,8 @@ class Scheduler:
                 return None
         if self.rate.rate is not None and self.rate.available(now) < 1:
             return None
+        while self.retry and self.retry[0].done:
+            self.retry.popleft()  # a try made pointless by an answer to another try
         if self.retry:
             probe = self.retry.popleft()
         else:
@@ -387,6 +418,7 @@ class Scheduler:
         self._young_q.append(probe)
         self.probes_sent += 1
         probe.sent = now
+        probe.live = True
         return probe
 
     def _young_limit(self) -> float:
@@ -406,15 +438,31 @@ class Scheduler:
     def _settle(self, probe: Probe) -> None:
         """A probe stopped holding its socket."""
         probe.done = True
+        probe.live = False
         self.inflight -= 1
         if probe.young:
             probe.young = False
             self.young -= 1
 
     def on_sent(self, probe: Probe, now: float) -> None:
-        """The connect is under way: start its clock."""
-        timeout = probe.host.job.options.timeout or self.rtt.timeout
-        heapq.heappush(self.heap, (now + timeout, next(self._seq), probe))
+        """The connect is under way: start its clock.
+
+        With an adaptive timeout, tries are sequential: each waits one RTO. With a
+        fixed timeout T the user asked to wait T for the port, so the tries overlap:
+        the n-th of N starts at (n-1)T/N after the first and all end at T. The port
+        costs T, not N x T, and a lost SYN is still sent again.
+        """
+        fixed = probe.host.job.options.timeout
+        if fixed is None:
+            heapq.heappush(self.heap, (now + self.rtt.timeout, next(self._seq), probe))
+            return
+        if probe.start < 0:
+            probe.start = now
+        end = probe.start + fixed
+        attempts = self.allowed_attempts(probe.host.job)
+        key = min(end, probe.start + probe.attempt * fixed / attempts) if (
+            probe.attempt < attempts) else end
+        heapq.heappush(self.heap, (key, next(self._seq), probe))
 
     def poll_timeout(self, now: float) -> float | None:
         """How long the loop may block waiting for sockets; None means until something happens."""
@@ -452,12 +500,17 @@ class Scheduler:
             return False
         self._settle(probe)
         self.stalled_since = None
+        if probe.prev is not None or probe.next is not None:
+            self._cancel_others(probe)
         state, reason = result
         rtt = now - probe.sent
         if state is not _ERROR:
             self.rtt.observe(rtt)
             self.cwnd.on_answer()
-            if probe.attempt > 1:
+            # an answer to a later try means an earlier one was lost, unless the tries
+            # overlap and the earlier one simply had not had this long yet
+            if probe.attempt > 1 and (probe.host.job.options.timeout is None
+                                      or rtt < probe.sent - probe.start):
                 # an answer to a retry: the earlier try was lost on the way
                 self.cwnd.on_loss(now, self.rtt.srtt or 0.0)
                 if probe.attempt > self.max_success_attempt:
@@ -472,6 +525,14 @@ class Scheduler:
             return True
         self._final(probe, state, reason, rtt)
         return False
+
+    def _cancel_others(self, probe: Probe) -> None:
+        for other in probe.others():
+            if other.live:
+                self._settle(other)
+                self.cancelled.append(other)
+            else:
+                other.done = True  # still queued: next_probe skips it
 
     def on_banner(self, probe: Probe, banner: str | None) -> None:
         self.inflight -= 1
@@ -488,7 +549,18 @@ class Scheduler:
             elif now - self.stalled_since > LOCAL_STALL_LIMIT:
                 raise EngineError(f"cannot open sockets for {LOCAL_STALL_LIMIT:.0f} s "
                                   f"(errno {err}): the machine is out of descriptors or ports")
-        self.retry.appendleft(Probe(probe.host, probe.port, probe.attempt, probe.discovery))
+        self.retry.appendleft(self._replacement(probe))
+
+    @staticmethod
+    def _replacement(probe: Probe) -> Probe:
+        """The same try again, taking the failed probe's place among its port's tries."""
+        again = probe.retry_of(probe.attempt)
+        again.prev, again.next = probe.prev, probe.next
+        if probe.prev is not None:
+            probe.prev.next = again
+        if probe.next is not None:
+            probe.next.prev = again
+        return again
 
     def on_self_connect(self, probe: Probe, now: float | None = None) -> None:
         """The socket connected to itself (source port == target port): not an open port.
@@ -500,10 +572,11 @@ class Scheduler:
         self._settle(probe)
         self_connects = probe.self_connects + 1
         if self_connects >= MAX_SELF_CONNECTS:
+            self._cancel_others(probe)
             self._final(probe, _CLOSED, "self-connect",
                         None if now is None else now - probe.sent)
             return
-        retry = Probe(probe.host, probe.port, probe.attempt, probe.discovery)
+        retry = self._replacement(probe)
         retry.self_connects = self_connects
         self.retry.append(retry)
 
@@ -518,11 +591,28 @@ class Scheduler:
             _, _, probe = heapq.heappop(heap)
             if probe.done:
                 continue
-            if probe.host.job.options.timeout is None:
+            fixed = probe.host.job.options.timeout
+            if fixed is None:
                 real = probe.sent + self.rtt.timeout
                 if real > now:
                     heapq.heappush(heap, (real, next(self._seq), probe))
                     continue
+            else:
+                end = probe.start + fixed
+                if now < end:
+                    # time for the next overlapping try; this one keeps waiting
+                    if probe.next is None and probe.attempt < self.allowed_attempts(
+                            probe.host.job):
+                        retry = probe.retry_of(probe.attempt + 1)
+                        retry.prev, probe.next = probe, retry
+                        self.retry.append(retry)
+                    heapq.heappush(heap, (end, next(self._seq), probe))
+                    continue
+                self._settle(probe)
+                out.append(probe)
+                if not probe.others():
+                    self._final(probe, _FILTERED, "no-response", None)
+                continue
             self._settle(probe)
             out.append(probe)
             if probe.attempt < self.allowed_attempts(probe.host.job):
@@ -533,8 +623,9 @@ class Scheduler:
 
     def _rebuild_heap(self) -> None:
         timeout = self.rtt.timeout
-        self.heap = [((p.sent + (p.host.job.options.timeout or timeout)), seq, p)
-                     for _, seq, p in self.heap if not p.done]
+        # fixed-timeout tries keep their keys (their next-try points); adaptive ones follow
+        self.heap = [(key if p.host.job.options.timeout else p.sent + timeout, seq, p)
+                     for key, seq, p in self.heap if not p.done]
         heapq.heapify(self.heap)
         self._heap_timeout = timeout
 
