@@ -6,12 +6,14 @@ scan with a message naming the value, not silently scan something else.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable
 
 from ..errors import SpecError
 from .services import SERVICES, TOP100, TOP1000
 
+_SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,62}")
 MIN_PORT = 1
 MAX_PORT = 65535
 _NAMED_SETS: dict[str, tuple[int, ...]] = {
@@ -32,11 +34,13 @@ def _port_number(text: str, whole: str) -> int:
     name = text.lower()
     if name in SERVICES:
         return SERVICES[name]
-    try:
-        # The local services database (/etc/services); never a network lookup.
-        return socket.getservbyname(name, "tcp")
-    except OSError:
-        raise SpecError(f"unknown port or service name {text!r} in {whole!r}") from None
+    if _SERVICE_NAME.fullmatch(name):
+        try:
+            # The local services database (/etc/services); never a network lookup.
+            return socket.getservbyname(name, "tcp")
+        except (OSError, ValueError, UnicodeError):
+            pass
+    raise SpecError(f"unknown port or service name {text!r} in {whole!r}")
 
 
 def _parse_item(item: str, whole: str) -> Iterable[int]:
