@@ -50,7 +50,7 @@ def _parse_item(item: str, whole: str) -> Iterable[int]:
     named = _NAMED_SETS.get(item.lower())
     if named is not None:
         return named
-    if "-" in item:
+    if "-" in item and not item[0].isalpha():
         low, _, high = item.partition("-")
         low, high = low.strip(), high.strip()
         if not low or not high:
