@@ -1,0 +1,266 @@
+"""The command line as a user runs it: ``python -m nornir_portscan scan ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from netns import LAB_DEAD, LAB_FILTERED_PORT, LAB_OPEN_PORT, LAB_UP, NetNS, by_key, jsonl
+
+SUMMARY = re.compile(r"^(\d+) probes on (\d+) hosts in [\d.]+ s: .+$")
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nornir_portscan", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def ports(listener: Callable[..., int], closed_port: Callable[..., int]) -> tuple[int, list[int]]:
+    """(open port, all ports): one listener and four closed ports on 127.0.0.1."""
+    op = listener()
+    return op, sorted([op, *(closed_port() for _ in range(4))])
+
+
+def port_arg(ports: list[int]) -> str:
+    return ",".join(map(str, ports))
+
+
+# ---- formats ----------------------------------------------------------------------------------
+
+
+def test_jsonl_one_object_per_probe(ports: tuple[int, list[int]]) -> None:
+    op, all_ports = ports
+    done = cli("scan", "127.0.0.1-3", "-p", port_arg(all_ports), "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    rows = jsonl(done.stdout)
+    assert len(rows) == 3 * len(all_ports)
+    got = by_key(rows)
+    assert set(got) == {(f"127.0.0.{i}", p) for i in (1, 2, 3) for p in all_ports}
+    for row in rows:
+        assert set(row) == {"host", "port", "state", "reason", "rtt_ms", "attempts"}
+        assert isinstance(row["rtt_ms"], float) and row["rtt_ms"] >= 0
+    assert got[("127.0.0.1", op)]["state"] == "open"
+    assert got[("127.0.0.1", op)]["reason"] == "syn-ack"
+    assert {r["state"] for k, r in got.items() if k != ("127.0.0.1", op)} == {"closed"}
+    # the summary goes to stderr, so stdout stays pure JSON lines
+    assert SUMMARY.match(done.stderr.strip().splitlines()[-1])
+
+
+def test_jsonl_names_the_host_when_a_name_was_given(ports: tuple[int, list[int]]) -> None:
+    op, all_ports = ports
+    done = cli("scan", "localhost", "-p", port_arg(all_ports), "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in jsonl(done.stdout) if r["host"] == "127.0.0.1"]
+    assert len(rows) == len(all_ports)
+    assert {r["name"] for r in rows} == {"localhost"}
+    assert {r["port"] for r in rows if r["state"] == "open"} == {op}
+
+
+def test_jsonl_rtt_is_null_without_an_answer(lab: NetNS) -> None:
+    done = lab.scan(LAB_UP, "-p", f"{LAB_FILTERED_PORT},{LAB_OPEN_PORT}", "--timeout", "0.2",
+                    "--retries", "0", "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    rows = by_key(jsonl(done.stdout))
+    silent = rows[(LAB_UP, LAB_FILTERED_PORT)]
+    assert (silent["state"], silent["reason"], silent["rtt_ms"]) == ("filtered", "no-response",
+                                                                     None)
+    assert '"rtt_ms":null' in done.stdout.replace(" ", "")
+    assert isinstance(rows[(LAB_UP, LAB_OPEN_PORT)]["rtt_ms"], float)
+
+
+def test_csv_header_and_rows(ports: tuple[int, list[int]]) -> None:
+    op, all_ports = ports
+    done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "host,name,port,state,reason,rtt_ms,attempts,banner"
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert len(rows) == len(all_ports)
+    assert sorted(int(r["port"]) for r in rows) == all_ports
+    assert {int(r["port"]) for r in rows if r["state"] == "open"} == {op}
+    assert {r["reason"] for r in rows if r["state"] == "closed"} == {"conn-refused"}
+    assert all(r["host"] == "127.0.0.1" and r["name"] == "" for r in rows)
+
+
+def test_json_document(ports: tuple[int, list[int]]) -> None:
+    op, all_ports = ports
+    done = cli("scan", "127.0.0.1", "127.0.0.2", "-p", port_arg(all_ports), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["summary"]["probes"] == 2 * len(all_ports)
+    assert doc["summary"]["hosts"] == 2
+    assert doc["summary"]["interrupted"] is False
+    assert doc["summary"]["counts"] == {"open": 1, "closed": 2 * len(all_ports) - 1}
+    assert set(doc["hosts"]) == {"127.0.0.1", "127.0.0.2"}
+    assert doc["hosts"]["127.0.0.1"]["open"] == [op]
+    assert doc["hosts"]["127.0.0.2"]["open"] == []
+    assert sorted(map(int, doc["hosts"]["127.0.0.1"]["ports"])) == all_ports
+    assert doc["hosts"]["127.0.0.1"]["ports"][str(op)]["state"] == "open"
+
+
+def test_table_shows_open_ports_and_a_summary(ports: tuple[int, list[int]]) -> None:
+    op, all_ports = ports
+    done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("127.0.0.1")
+    open_lines = [ln for ln in lines if re.match(rf"^\s+{op}\s+open\s+syn-ack", ln)]
+    assert len(open_lines) == 1
+    closed = [p for p in all_ports if p != op]
+    assert not any(re.match(rf"^\s+{p}\s", ln) for p in closed for ln in lines)
+    summary = SUMMARY.match(lines[-1])
+    assert summary and summary.group(1) == str(len(all_ports)) and summary.group(2) == "1"
+    assert f"1 open, {len(closed)} closed" in lines[-1]
+
+
+def test_table_with_nothing_open(closed_port: Callable[..., int]) -> None:
+    done = cli("scan", "127.0.0.1", "-p", str(closed_port()))
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[-2] == "1 host(s) with no open port"
+    assert SUMMARY.match(lines[-1]) and lines[-1].endswith(": 1 closed")
+
+
+# ---- output files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
+def test_output_file(ports: tuple[int, list[int]], tmp_path: Path, fmt: str) -> None:
+    op, all_ports = ports
+    out = tmp_path / f"scan.{fmt}"
+    done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports), "--format", fmt, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert SUMMARY.match(done.stderr.strip())
+    text = out.read_text(encoding="utf-8")
+    if fmt == "jsonl":
+        assert len(jsonl(text)) == len(all_ports)
+    elif fmt == "json":
+        assert json.loads(text)["hosts"]["127.0.0.1"]["open"] == [op]
+    elif fmt == "csv":
+        assert len(text.splitlines()) == 1 + len(all_ports)
+    else:
+        assert str(op) in text and SUMMARY.match(text.splitlines()[-1])
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
+
+
+def test_output_into_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+    """Regression: this was a FileNotFoundError traceback from tempfile.mkstemp, exit 1."""
+    target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+    done = cli("scan", "127.0.0.1", "-p", "1", "-o", str(target))
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 2
+    assert str(target.parent) in done.stderr
+
+
+def test_output_to_a_fifo_writes_through_it(ports: tuple[int, list[int]],
+                                            tmp_path: Path) -> None:
+    """A FIFO (or /dev/null) is written in place, never replaced by a renamed file."""
+    op, all_ports = ports
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+
+    def read() -> None:
+        with open(fifo, encoding="utf-8") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports), "--format", "jsonl",
+               "-o", str(fifo))
+    if reader.is_alive():  # nobody opened the FIFO for writing: let the reader go
+        with open(fifo, "w", encoding="utf-8"):
+            pass
+    reader.join(timeout=5)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    rows = jsonl(received[0])
+    assert len(rows) == len(all_ports)
+    assert {r["port"] for r in rows if r["state"] == "open"} == {op}
+
+
+# ---- usage errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["127.0.0.1", "-p", "0"], "'0'"),
+    (["127.0.0.1", "-p", "65536"], "'65536'"),
+    (["127.0.0.1", "-p", "1-"], "'1-'"),
+    (["127.0.0.1", "-p", "22,nosuchservice"], "'nosuchservice'"),
+    (["127.0.0.1", "-p", "443-22"], "'443-22'"),
+    (["127.0.0.1", "-p", ""], "empty port list"),
+    (["10.0.0.0/33", "-p", "22"], "'10.0.0.0/33'"),
+    (["300.1.1.1", "-p", "22"], "'300'"),
+    (["10.0.0.40-10.0.0.10", "-p", "22"], "'10.0.0.40-10.0.0.10'"),
+    (["", "-p", "22"], "empty target"),
+    (["127.0.0.1", "--exclude", "10.0.0.0/40", "-p", "22"], "'10.0.0.0/40'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], named: str) -> None:
+    done = cli("scan", *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("nornir-portscan: error: ")
+    assert named in lines[0]
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["--timeout", "0"], ["--timeout", "abc"], ["--retries", "-1"],
+                                  ["--format", "xml"], ["--concurrency", "many"]])
+def test_bad_options_exit_2_without_traceback(args: list[str]) -> None:
+    done = cli("scan", "127.0.0.1", "-p", "1", *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("nornir-portscan: error: ")
+    assert args[1] in done.stderr
+
+
+def test_scan_needs_a_target() -> None:
+    done = cli("scan")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+# ---- interruption -----------------------------------------------------------------------------
+
+
+def test_sigint_mid_scan_exits_130_with_complete_partial_output(lab: NetNS,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "partial.jsonl"
+    # LAB_UP answers at once; LAB_DEAD holds 2000 probes for 5 s: the scan is mid-way at 1 s
+    proc = lab.scan_popen(LAB_UP, LAB_DEAD, "-p", "1-2000", "--no-discovery", "--timeout", "5",
+                          "--format", "jsonl", "-o", str(out))
+    time.sleep(1.0)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 3
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    assert stdout == ""
+    text = out.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    rows = [json.loads(line) for line in text.splitlines()]  # every line is whole JSON
+    keys = by_key(rows)
+    # every port of the answering host is there (its dropped port was still waiting too)
+    answered = {(LAB_UP, p) for p in range(1, 2001) if p != LAB_FILTERED_PORT}
+    assert {k for k in keys if k[0] == LAB_UP} == answered
+    assert not any(k[0] == LAB_DEAD for k in keys)  # partial: still waiting at the signal
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -1,0 +1,544 @@
+"""The engine against real sockets: loopback in this process, and the namespace lab.
+
+Oracle for "open": the kernel's own list of listeners (/proc/net/tcp), so a test
+can scan wide port ranges and still know exactly which ports must be open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import select
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterable
+
+import pytest
+from netns import (
+    LAB_BANNER,
+    LAB_BANNER_PORT,
+    LAB_CLOSED_PORT,
+    LAB_DEAD,
+    LAB_FILTERED_PORT,
+    LAB_NOROUTE,
+    LAB_OPEN_PORT,
+    LAB_REJECT,
+    LAB_UP,
+    PYTHON,
+    NetNS,
+    by_key,
+    jsonl,
+    listening_ports,
+)
+
+from nornir_portscan import PortState, ProbeOutcome, SpecError, ascan, scan
+from nornir_portscan.engine import Job, JobOptions, Scheduler, classify
+from nornir_portscan.engine.scheduler import DISCOVERY_PORTS
+from nornir_portscan.spec import Target
+
+OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
+UNREACHABLE, ERROR = PortState.UNREACHABLE, PortState.ERROR
+
+
+def exactly_once(outcomes: list[ProbeOutcome], hosts: Iterable[str],
+                 ports: Iterable[int]) -> dict[tuple[str, int], ProbeOutcome]:
+    got: dict[tuple[str, int], ProbeOutcome] = {}
+    for o in outcomes:
+        assert (o.host, o.port) not in got, f"emitted twice: {o}"
+        got[(o.host, o.port)] = o
+    want = {(h, p) for h in hosts for p in ports}
+    assert set(got) == want, (f"missing {sorted(want - set(got))[:5]}, "
+                              f"extra {sorted(set(got) - want)[:5]}")
+    return got
+
+
+def ephemeral_range() -> tuple[int, int]:
+    with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+        lo, hi = f.read().split()
+    return int(lo), int(hi)
+
+
+def free_ports_near(port: int, below: int, above: int) -> list[int]:
+    """Ports around ``port`` with no listener on 127.0.0.1 (so they are closed)."""
+    busy = listening_ports()
+    lower = [p for p in range(port - 1, 0, -1) if p not in busy][:below]
+    upper = [p for p in range(port + 1, 65536) if p not in busy][:above]
+    return sorted(lower + upper)
+
+
+# ---- open, closed, and how the kernel's answer is read --------------------------------------
+
+
+def test_open_and_closed_ports(listener: Callable[..., int],
+                               closed_port: Callable[..., int]) -> None:
+    op, cp = listener(), closed_port()
+    got = exactly_once(list(scan("127.0.0.1", [op, cp])), ["127.0.0.1"], [op, cp])
+    o = got[("127.0.0.1", op)]
+    assert (o.state, o.reason, o.attempts, o.name, o.banner) == (OPEN, "syn-ack", 1, None, None)
+    assert o.rtt_ms is not None and 0 < o.rtt_ms < 1000
+    c = got[("127.0.0.1", cp)]
+    assert (c.state, c.reason, c.attempts) == (CLOSED, "conn-refused", 1)
+    assert c.rtt_ms is not None
+
+
+def test_classify_maps_the_kernels_answers() -> None:
+    assert classify(0) == (OPEN, "syn-ack")
+    assert classify(errno.ECONNREFUSED) == (CLOSED, "conn-refused")
+    assert classify(errno.ETIMEDOUT) == (FILTERED, "no-response")
+    assert classify(errno.EHOSTUNREACH) == (UNREACHABLE, "host-unreach")
+    assert classify(errno.ENETUNREACH) == (UNREACHABLE, "net-unreach")
+    assert classify(errno.EACCES) == (UNREACHABLE, "admin-prohibited")
+    assert classify(errno.ECONNRESET) == (CLOSED, "reset")
+    for local in (errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EAGAIN):
+        assert classify(local) is None  # never a port state: try again later
+    state, reason = classify(errno.EIO)  # type: ignore[misc]
+    assert state is ERROR and reason == "EIO"
+
+
+def refused_immediately(port: int) -> int:
+    """connect() itself returns the refusal (a blocking connect waits for the RST)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port))
+
+
+def refused_deferred(port: int) -> int:
+    """Non-blocking connect(): EINPROGRESS, then the refusal from SO_ERROR once writable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as s:
+        assert s.connect_ex(("127.0.0.1", port)) == errno.EINPROGRESS
+        _, writable, _ = select.select([], [s], [], 5)
+        assert writable
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+def test_immediate_and_deferred_refusal_give_the_same_outcome(
+        closed_port: Callable[..., int]) -> None:
+    port = closed_port()
+    immediate, deferred = refused_immediately(port), refused_deferred(port)
+    assert immediate == deferred == errno.ECONNREFUSED
+    assert classify(immediate) == classify(deferred) == (CLOSED, "conn-refused")
+
+    def outcome(err: int, via_so_error: bool) -> ProbeOutcome:
+        sched = Scheduler(concurrency=4)
+        sched.add_job(Job([Target("127.0.0.1", None, 4)], [port], JobOptions(discovery=False)))
+        probe = sched.next_probe(10.0)
+        assert probe is not None
+        if via_so_error:
+            sched.on_sent(probe, 10.0)  # the loop only starts a clock for EINPROGRESS
+        assert sched.on_answer(probe, err, 10.002) is False
+        [o] = [o for _, o in sched.drain() if o is not None]
+        return o
+
+    a, b = outcome(immediate, False), outcome(deferred, True)
+    assert a == b
+    assert (a.state, a.reason, a.attempts) == (CLOSED, "conn-refused", 1)
+    # and the real engine says the same about that port
+    [real] = scan("127.0.0.1", [port])
+    assert (real.state, real.reason, real.attempts) == (a.state, a.reason, a.attempts)
+
+
+# ---- self-connects ----------------------------------------------------------------------------
+
+
+def test_no_self_connect_is_ever_reported_open(listener: Callable[..., int]) -> None:
+    """Ports in the ephemeral range can be picked as a probe's own source port."""
+    lo, hi = ephemeral_range()
+    mine = [listener(), listener()]  # port 0 binds land in the ephemeral range too
+    start = max(lo, min(mine[0] - 1500, hi - 3500))
+    window = range(start, min(hi, start + 3500) + 1)
+    before = listening_ports()
+    outcomes = list(scan("127.0.0.1", f"{window.start}-{window.stop - 1}"))
+    after = listening_ports()
+    got = exactly_once(outcomes, ["127.0.0.1"], window)
+    opened = {p for (_, p), o in got.items() if o.state is OPEN}
+    assert opened <= (before | after), f"open without a listener: {opened - before - after}"
+    assert {p for p in mine if p in window} <= opened
+    assert {o.state for o in got.values()} <= {OPEN, CLOSED}
+
+
+SELF_CONNECT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from nornir_portscan.engine import Job, JobOptions, Scheduler
+    from nornir_portscan.engine.loop import ReadinessLoop
+    from nornir_portscan.spec import Target
+    ports = [int(p) for p in sys.argv[1].split(",")]
+    rounds = []
+    for _ in range(int(sys.argv[2])):
+        sched = Scheduler(concurrency=1)
+        sched.add_job(Job([Target("127.0.0.1", None, 4)], ports, JobOptions(discovery=False)))
+        outs = [o.as_dict() for _, o in ReadinessLoop(sched).run() if o is not None]
+        rounds.append({"sent": sched.probes_sent, "outcomes": outs})
+    print(json.dumps(rounds))
+""")
+
+
+def test_forced_self_connects_are_retried_not_reported(make_netns: Callable[[], NetNS]) -> None:
+    """With only four source ports, connects to those ports often pick themselves."""
+    ns = make_netns()
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40003")
+    ports = [40000, 40001, 40002, 40003]
+    done = ns.python(SELF_CONNECT_SCRIPT, ",".join(map(str, ports)), "25", timeout=30)
+    assert done.returncode == 0, done.stderr
+    rounds = json.loads(done.stdout)
+    for r in rounds:
+        rows = by_key(r["outcomes"])
+        assert set(rows) == {("127.0.0.1", p) for p in ports}
+        # a port that picks itself many times in a row may be called closed for that reason
+        assert {(row["state"], row["attempts"]) for row in rows.values()} == {("closed", 1)}
+        assert {row["reason"] for row in rows.values()} <= {"conn-refused", "self-connect"}
+    extra = sum(r["sent"] for r in rounds) - len(ports) * len(rounds)
+    assert extra > 0, "no self-connect happened: the test did not exercise the path"
+
+
+def test_scan_ends_when_every_connect_is_a_self_connect(make_netns: Callable[[], NetNS]) -> None:
+    """Regression: a self-connect was requeued without limit. With a two-port ephemeral
+    range (and the kernel's even-port preference) every connect to 40000 picks 40000."""
+    ns = make_netns()
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40001")
+    try:
+        done = ns.scan("127.0.0.1", "-p", "40000", "--format", "jsonl", timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the scan of one port did not finish in 10 s")
+    assert done.returncode == 0, done.stderr
+    [row] = jsonl(done.stdout)
+    assert row["state"] == "closed"  # nothing listens there; never "open"
+
+
+# ---- concurrency, descriptors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 7])
+def test_low_concurrency_gives_the_same_results(listener: Callable[..., int],
+                                                concurrency: int) -> None:
+    op = listener()
+    ports = [*free_ports_near(op, 100, 99), op]
+    got = exactly_once(list(scan("127.0.0.1", ports, concurrency=concurrency)),
+                       ["127.0.0.1"], ports)
+    assert {p for (_, p), o in got.items() if o.state is OPEN} == {op}
+    assert {o.reason for o in got.values() if o.state is not OPEN} == {"conn-refused"}
+
+
+FD_SCRIPT = textwrap.dedent("""
+    import json, os, resource, sys
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    spare = int(sys.argv[2])
+    if spare:  # use up descriptors until only `spare` are left: socket() will hit EMFILE
+        held = []
+        while True:
+            try:
+                held.append(os.dup(0))
+            except OSError:
+                break
+        for _ in range(spare):
+            os.close(held.pop())
+    lo, hi = map(int, sys.argv[1].split("-"))
+    if spare:
+        from nornir_portscan.engine import Job, JobOptions, Scheduler
+        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.spec import Target
+        sched = Scheduler(concurrency=1000)
+        sched.add_job(Job([Target("127.0.0.1", None, 4)], range(lo, hi + 1),
+                          JobOptions(discovery=False)))
+        outs = [o for _, o in ReadinessLoop(sched).run() if o is not None]
+        limit = sched.cwnd.limit
+    else:
+        from nornir_portscan import scan
+        outs = list(scan("127.0.0.1", f"{lo}-{hi}", concurrency=1000))
+        limit = None
+    print(json.dumps({"limit": limit, "outcomes": [o.as_dict() for o in outs]}))
+""")
+
+
+@pytest.mark.parametrize("spare", [0, 4], ids=["rlimit64", "starved"])
+def test_fd_limit_below_the_concurrency_asked_for(listener: Callable[..., int],
+                                                  spare: int) -> None:
+    op = listener()
+    lo = max(1024, op - 1000)
+    window = range(lo, lo + 2000)
+    before = listening_ports()
+    done = subprocess.run([sys.executable, "-c", FD_SCRIPT, f"{lo}-{lo + 1999}", str(spare)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    rows = by_key(doc["outcomes"])
+    assert set(rows) == {("127.0.0.1", p) for p in window}
+    opened = {p for (_, p), r in rows.items() if r["state"] == "open"}
+    assert op in opened
+    assert opened <= before | listening_ports()
+    assert {r["state"] for r in rows.values()} <= {"open", "closed"}  # no error states
+    if spare:
+        assert doc["limit"] < spare  # the engine learned how many sockets it can hold
+
+
+# ---- banners ----------------------------------------------------------------------------------
+
+
+def test_banner_is_read_when_asked(listener: Callable[..., int]) -> None:
+    port = listener(banner=b"SSH-2.0-test\r\n")
+    [with_banner] = scan("127.0.0.1", [port], banners=True, banner_wait=3.0)
+    assert (with_banner.state, with_banner.banner) == (OPEN, "SSH-2.0-test")
+    [without] = scan("127.0.0.1", [port])
+    assert (without.state, without.banner) == (OPEN, None)
+
+
+def test_silent_service_gives_no_banner_after_the_wait(listener: Callable[..., int]) -> None:
+    port = listener()  # handshakes complete in the backlog; nothing is ever sent
+    started = time.monotonic()
+    [o] = scan("127.0.0.1", [port], banners=True, banner_wait=0.3)
+    assert (o.state, o.reason, o.banner) == (OPEN, "syn-ack", None)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_banner_is_cleaned_of_control_characters(listener: Callable[..., int]) -> None:
+    port = listener(banner=b"220 mail\x1b[31m ready\r\n\x00junk")
+    [o] = scan("127.0.0.1", [port], banners=True, banner_wait=3.0)
+    assert o.banner is not None
+    assert o.banner.startswith("220 mail") and "\x1b" not in o.banner and "\x00" not in o.banner
+
+
+def banner_ports(banner_port: int) -> list[int]:
+    """Ten ports, the banner port first: a short list's discovery probes come from its head,
+    so in a host sweep the banner port is answered by a discovery probe."""
+    return [banner_port, *free_ports_near(banner_port, 0, 9)]
+
+
+def test_banner_on_a_single_host_scan_of_nine_ports(listener: Callable[..., int]) -> None:
+    port = listener(banner=b"SSH-2.0-test\r\n")
+    ports = banner_ports(port)
+    got = exactly_once(list(scan("127.0.0.1", ports, banners=True, banner_wait=3.0)),
+                       ["127.0.0.1"], ports)
+    assert got[("127.0.0.1", port)].banner == "SSH-2.0-test"
+
+
+def test_banner_on_a_host_sweep(listener: Callable[..., int]) -> None:
+    """Regression: in a multi-host scan with discovery, an open port that served as a
+    discovery probe was reported without its banner."""
+    port = listener(banner=b"SSH-2.0-test\r\n")
+    ports = banner_ports(port)
+    hosts = ["127.0.0.1", "127.0.0.2"]
+    got = exactly_once(list(scan(hosts, ports, banners=True, banner_wait=3.0)), hosts, ports)
+    assert got[("127.0.0.1", port)].state is OPEN
+    assert got[("127.0.0.1", port)].banner == "SSH-2.0-test"
+
+
+# ---- names, IPv6, async -----------------------------------------------------------------------
+
+
+def test_ipv6_loopback(listener: Callable[..., int], closed_port: Callable[..., int]) -> None:
+    try:
+        op = listener("::1")
+    except OSError as exc:
+        pytest.skip(f"no IPv6 on lo: {exc}")
+    cp = closed_port("::1")
+    got = exactly_once(list(scan("::1", [op, cp])), ["::1"], [op, cp])
+    assert (got[("::1", op)].state, got[("::1", op)].reason) == (OPEN, "syn-ack")
+    assert (got[("::1", cp)].state, got[("::1", cp)].reason) == (CLOSED, "conn-refused")
+
+
+def test_hostname_is_resolved_and_named(listener: Callable[..., int]) -> None:
+    op = listener()  # "localhost" comes from /etc/hosts: no DNS query is sent
+    outcomes = list(scan("localhost", [op]))
+    v4 = [o for o in outcomes if o.host == "127.0.0.1"]
+    assert len(v4) == 1 and v4[0].state is OPEN and v4[0].name == "localhost"
+    assert all(o.name == "localhost" for o in outcomes)
+
+
+def test_ascan_inside_a_running_event_loop(listener: Callable[..., int],
+                                           closed_port: Callable[..., int]) -> None:
+    silent = listener()
+    ports = [listener(), closed_port(), closed_port(), silent]
+    ticks = 0
+
+    async def ticker(stop: asyncio.Event) -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def main() -> list[ProbeOutcome]:
+        stop = asyncio.Event()
+        tick = asyncio.ensure_future(ticker(stop))
+        try:
+            # banners on a silent port keep the scan busy ~0.4 s: the loop must keep running
+            return await ascan("127.0.0.1", ports, banners=True, banner_wait=0.4)
+        finally:
+            stop.set()
+            await tick
+
+    async_outcomes = asyncio.run(main())
+    sync_outcomes = list(scan("127.0.0.1", ports, banners=True, banner_wait=0.4))
+
+    def key(outs: list[ProbeOutcome]) -> set[tuple[str, int, PortState, str, str | None]]:
+        return {(o.host, o.port, o.state, o.reason, o.banner) for o in outs}
+
+    exactly_once(async_outcomes, ["127.0.0.1"], ports)
+    assert key(async_outcomes) == key(sync_outcomes)
+    assert ticks >= 10, "the event loop was blocked while the scan ran"
+
+
+def test_bad_input_raises_at_call_time_before_any_socket() -> None:
+    with pytest.raises(SpecError):
+        scan("127.0.0.1", "0")
+    with pytest.raises(SpecError):
+        scan("127.0.0.300", "22")
+    with pytest.raises(ValueError):
+        scan("127.0.0.1", "22", timeout=0)
+
+
+# ---- the H x P invariant ----------------------------------------------------------------------
+
+
+def test_multi_host_scan_yields_every_pair_once(listener: Callable[..., int]) -> None:
+    op = listener()
+    hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    ports = [*free_ports_near(op, 15, 14), op]
+    got = exactly_once(list(scan("127.0.0.1-4", ports)), hosts, ports)
+    # the listener is bound to 127.0.0.1 only
+    assert {k for k, o in got.items() if o.state is OPEN} == {("127.0.0.1", op)}
+    assert {o.state for o in got.values()} == {OPEN, CLOSED}
+
+
+def test_excluded_hosts_are_not_scanned(closed_port: Callable[..., int]) -> None:
+    ports = [closed_port(), closed_port()]
+    outcomes = list(scan("127.0.0.1-6", ports, exclude=["127.0.0.2", "127.0.0.4-127.0.0.5"]))
+    exactly_once(outcomes, ["127.0.0.1", "127.0.0.3", "127.0.0.6"], ports)
+
+
+def test_many_hosts_and_ports(closed_port: Callable[..., int]) -> None:
+    ports = [closed_port() for _ in range(40)]
+    hosts = [f"127.0.1.{i}" for i in range(1, 51)]
+    outcomes = list(scan("127.0.1.1-50", ports))
+    got = exactly_once(outcomes, hosts, ports)
+    assert len(outcomes) == 50 * 40
+    assert {o.state for o in got.values()} == {CLOSED}
+
+
+# ---- the namespace lab ------------------------------------------------------------------------
+
+
+def lab_scan(lab: NetNS, *args: str) -> list[dict[str, object]]:
+    done = lab.scan(*args, "--format", "jsonl", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return jsonl(done.stdout)
+
+
+LAB_PORTS = [LAB_FILTERED_PORT, LAB_CLOSED_PORT, LAB_OPEN_PORT, LAB_BANNER_PORT,
+             *range(6000, 6031)]
+LAB_PORTS_ARG = f"{LAB_FILTERED_PORT},{LAB_CLOSED_PORT},{LAB_OPEN_PORT},{LAB_BANNER_PORT},6000-6030"
+
+
+def check_lab_up_host(rows: dict[tuple[str, int], dict[str, object]]) -> None:
+    def sr(port: int) -> tuple[object, object]:
+        return rows[(LAB_UP, port)]["state"], rows[(LAB_UP, port)]["reason"]
+
+    assert sr(LAB_OPEN_PORT) == ("open", "syn-ack")
+    assert sr(LAB_BANNER_PORT) == ("open", "syn-ack")
+    assert sr(LAB_CLOSED_PORT) == ("closed", "conn-refused")
+    assert sr(LAB_FILTERED_PORT) == ("filtered", "no-response")
+    assert rows[(LAB_UP, LAB_FILTERED_PORT)]["rtt_ms"] is None
+    assert {sr(p) for p in range(6000, 6031)} == {("closed", "conn-refused")}
+
+
+def test_lab_sweep_with_discovery(lab: NetNS) -> None:
+    rows = by_key(lab_scan(lab, "127.77.1.1-3", "-p", LAB_PORTS_ARG, "--timeout", "0.3",
+                           "--retries", "0"))
+    assert set(rows) == {(h, p) for h in (LAB_UP, LAB_DEAD, LAB_REJECT) for p in LAB_PORTS}
+    check_lab_up_host(rows)
+    dead = [rows[(LAB_DEAD, p)] for p in LAB_PORTS]
+    assert {r["state"] for r in dead} == {"filtered"}
+    # ports not probed during discovery are decided by it: the host is down
+    host_down = [r for r in dead if r["reason"] == "host-down"]
+    assert len(host_down) >= len(LAB_PORTS) - len(DISCOVERY_PORTS)
+    assert {(r["attempts"], r["rtt_ms"]) for r in host_down} == {(0, None)}
+    assert {r["reason"] for r in dead} <= {"host-down", "no-response"}
+    reject = {(rows[(LAB_REJECT, p)]["state"], rows[(LAB_REJECT, p)]["reason"])
+              for p in LAB_PORTS}
+    assert reject == {("unreachable", "host-unreach")}
+
+
+def test_lab_sweep_without_discovery(lab: NetNS) -> None:
+    rows = by_key(lab_scan(lab, "127.77.1.1-3", "-p", LAB_PORTS_ARG, "--timeout", "0.3",
+                           "--retries", "0", "--no-discovery"))
+    assert set(rows) == {(h, p) for h in (LAB_UP, LAB_DEAD, LAB_REJECT) for p in LAB_PORTS}
+    check_lab_up_host(rows)
+    assert {(rows[(LAB_DEAD, p)]["state"], rows[(LAB_DEAD, p)]["reason"],
+             rows[(LAB_DEAD, p)]["attempts"]) for p in LAB_PORTS} == {
+        ("filtered", "no-response", 1)}
+    assert {(rows[(LAB_REJECT, p)]["state"], rows[(LAB_REJECT, p)]["reason"])
+            for p in LAB_PORTS} == {("unreachable", "host-unreach")}
+
+
+def test_lab_filtered_port_is_retried(lab: NetNS) -> None:
+    rows = by_key(lab_scan(lab, LAB_UP, "-p", f"{LAB_FILTERED_PORT},{LAB_OPEN_PORT}",
+                           "--timeout", "0.2", "--retries", "2"))
+    assert rows[(LAB_UP, LAB_FILTERED_PORT)]["attempts"] == 3
+    assert rows[(LAB_UP, LAB_FILTERED_PORT)]["state"] == "filtered"
+    assert rows[(LAB_UP, LAB_OPEN_PORT)]["attempts"] == 1
+
+
+def test_lab_banner(lab: NetNS) -> None:
+    rows = by_key(lab_scan(lab, LAB_UP, "-p", f"{LAB_BANNER_PORT},{LAB_CLOSED_PORT}",
+                           "--banners"))
+    assert rows[(LAB_UP, LAB_BANNER_PORT)]["banner"] == LAB_BANNER
+    assert "banner" not in rows[(LAB_UP, LAB_CLOSED_PORT)]
+
+
+def test_lab_immediate_and_deferred_unreachable_agree(lab: NetNS) -> None:
+    """The same ICMP verdict two ways: from connect() itself (no route), or via SO_ERROR."""
+    rows = by_key(lab_scan(lab, LAB_REJECT, LAB_NOROUTE, "-p", "1-20", "--no-discovery"))
+    assert set(rows) == {(h, p) for h in (LAB_REJECT, LAB_NOROUTE) for p in range(1, 21)}
+    for host in (LAB_REJECT, LAB_NOROUTE):
+        assert {(rows[(host, p)]["state"], rows[(host, p)]["reason"], rows[(host, p)]["attempts"])
+                for p in range(1, 21)} == {("unreachable", "host-unreach", 1)}
+
+
+def test_lab_scan_where_every_connect_fails_at_once(lab: NetNS) -> None:
+    """Regression: outcomes decided in the send phase were lost when they ended the scan."""
+    rows = by_key(lab_scan(lab, LAB_NOROUTE, "-p", "80,443"))
+    assert set(rows) == {(LAB_NOROUTE, 80), (LAB_NOROUTE, 443)}
+    assert {(r["state"], r["reason"]) for r in rows.values()} == {("unreachable", "host-unreach")}
+
+
+UNRESOLVED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from nornir_portscan import scan
+    ports = [int(p) for p in sys.argv[1].split(",")]
+    targets = sys.argv[2:]
+    outcomes = scan(targets, ports, timeout=1.0, retries=0)
+    print(json.dumps([o.as_dict() for o in outcomes]))
+""")
+
+
+def scan_in_lab(lab: NetNS, ports: Iterable[int], *targets: str) -> dict[tuple[str, int], dict]:
+    # inside the namespace the DNS query cannot leave (no route): nothing is sent anywhere
+    done = lab.run(PYTHON, "-c", UNRESOLVED_SCRIPT, ",".join(map(str, ports)), *targets,
+                   timeout=30)
+    assert done.returncode == 0, done.stderr
+    return by_key(json.loads(done.stdout))
+
+
+def test_unresolvable_name_is_an_error_and_the_scan_goes_on(lab: NetNS) -> None:
+    ports = (LAB_OPEN_PORT, LAB_CLOSED_PORT)
+    # the dead host keeps the scan busy for a second, longer than the failed lookup takes
+    rows = scan_in_lab(lab, ports, "nohost.invalid", LAB_UP, LAB_DEAD)
+    assert set(rows) == {(h, p) for h in ("nohost.invalid", LAB_UP, LAB_DEAD) for p in ports}
+    for p in ports:
+        bad = rows[("nohost.invalid", p)]
+        assert (bad["state"], bad["reason"], bad["name"]) == ("error", "unresolved",
+                                                              "nohost.invalid")
+        assert rows[(LAB_DEAD, p)]["state"] == "filtered"
+    assert rows[(LAB_UP, LAB_OPEN_PORT)]["state"] == "open"
+    assert rows[(LAB_UP, LAB_CLOSED_PORT)]["state"] == "closed"
+
+
+def test_unresolvable_name_alone(lab: NetNS) -> None:
+    """Regression: an unresolved name is decided in the send phase, which ended the scan
+    before its outcomes were drained, so a scan of only that name yielded nothing."""
+    ports = (LAB_OPEN_PORT, LAB_CLOSED_PORT)
+    rows = scan_in_lab(lab, ports, "nohost.invalid")
+    assert set(rows) == {("nohost.invalid", p) for p in ports}
+    assert {(r["state"], r["reason"]) for r in rows.values()} == {("error", "unresolved")}
