@@ -50,9 +50,11 @@ def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int
     for long port lists the remaining places go to the well-known ports that
     answer most often.
     """
-    n = len(DISCOVERY_PORTS)
-    if len(ports) <= n:
+    if len(ports) <= len(DISCOVERY_PORTS):
         return ()
+    # short port lists on many hosts: every discovery probe to a dead host costs as much
+    # as a port probe, so fewer of them; long lists can afford all eight
+    n = len(DISCOVERY_PORTS) if len(ports) >= 64 else 4
     chosen = [p for p in DISCOVERY_PORTS if p in wanted]
     pool = DISCOVERY_PORTS if len(ports) >= 8 * n else ports
     for p in pool:
@@ -382,6 +384,15 @@ class Scheduler:
             return job.options.retries + 1
         return min(self.max_success_attempt + 1, MAX_ADAPTIVE_ATTEMPTS)
 
+    def attempts_for(self, probe: Probe) -> int:
+        """Tries for this probe. Discovery probes go out several at once to each host, so
+        they are their own redundancy: one try each until loss has been seen. A silent
+        discovery port of a host that turns out up gets its retry as a port probe."""
+        if probe.discovery and self.max_success_attempt == 1 and (
+                probe.host.job.options.retries is None):
+            return 1
+        return self.allowed_attempts(probe.host.job)
+
     def next_probe(self, now: float) -> Probe | None:
         """The next probe to start now, or None when the window, the rate or the work says wait."""
         if self.inflight >= self.cwnd.limit or now < self.backoff_until:
@@ -459,7 +470,7 @@ class Scheduler:
         if probe.start < 0:
             probe.start = now
         end = probe.start + fixed
-        attempts = self.allowed_attempts(probe.host.job)
+        attempts = self.attempts_for(probe)
         key = min(end, probe.start + probe.attempt * fixed / attempts) if (
             probe.attempt < attempts) else end
         heapq.heappush(self.heap, (key, next(self._seq), probe))
@@ -601,8 +612,7 @@ class Scheduler:
                 end = probe.start + fixed
                 if now < end:
                     # time for the next overlapping try; this one keeps waiting
-                    if probe.next is None and probe.attempt < self.allowed_attempts(
-                            probe.host.job):
+                    if probe.next is None and probe.attempt < self.attempts_for(probe):
                         retry = probe.retry_of(probe.attempt + 1)
                         retry.prev, probe.next = probe, retry
                         self.retry.append(retry)
@@ -615,7 +625,7 @@ class Scheduler:
                 continue
             self._settle(probe)
             out.append(probe)
-            if probe.attempt < self.allowed_attempts(probe.host.job):
+            if probe.attempt < self.attempts_for(probe):
                 self.retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
             else:
                 self._final(probe, _FILTERED, "no-response", None)
@@ -646,6 +656,9 @@ class Scheduler:
         if probe.port in job.ports_set and host.pending > 0:
             if state is _FILTERED and not host.up:
                 host.deferred.append((probe.port, probe.attempt))
+            elif state is _FILTERED and probe.attempt < self.allowed_attempts(job):
+                # a silent discovery try on an up host: retried like any port probe
+                self.retry.append(Probe(host, probe.port, probe.attempt + 1, False))
             else:
                 self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
         if host.disc_left == 0 and not host.up and host.pending > 0:
@@ -677,7 +690,12 @@ class Scheduler:
         if not host.queued:
             host.queued = True
             self.ready.append(host)
-        self._emit_deferred(host, _FILTERED, "no-response")
+        deferred, host.deferred = host.deferred, []
+        for port, attempts in deferred:
+            if attempts < self.allowed_attempts(job):
+                self.retry.append(Probe(host, port, attempts + 1, False))
+            else:
+                self._emit(host, port, _FILTERED, "no-response", None, attempts)
 
     def _emit_deferred(self, host: Host, state: PortState, reason: str) -> None:
         deferred, host.deferred = host.deferred, []
