@@ -6,8 +6,6 @@ target raises ``SpecError`` at call time rather than half-way through a scan.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -105,6 +103,9 @@ async def astream(targets: TargetsArg, ports: PortsArg,
                   **options: object) -> AsyncIterator[ProbeOutcome]:
     """Async twin of ``scan``: the engine runs on its own thread, so it works inside a
     running event loop without blocking it."""
+    import asyncio  # here, not at the top: the command line's start-up does without it
+    import threading
+
     plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[list[ProbeOutcome] | BaseException | None] = asyncio.Queue()

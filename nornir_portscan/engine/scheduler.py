@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import random
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -142,7 +142,7 @@ class Job:
         self.active = 0
         self.exhausted = False
         self.fed = False  # every target admitted or resolved
-        self.key = random.getrandbits(40) if self.options.shuffle else 0
+        self.key = int.from_bytes(os.urandom(5), "big") if self.options.shuffle else 0
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
         self.tag = tag
