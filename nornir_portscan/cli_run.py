@@ -31,6 +31,9 @@ def add_run_parser(sub: Any, add_engine_options: Any) -> None:
                      help=f"nornir config file (default: {DEFAULT_CONFIG})")
     src.add_argument("-i", "--inventory", metavar="DIR",
                      help="directory with hosts/groups/defaults/subnets.yaml")
+    r.add_argument("--allow", action="append", default=[], metavar="NETWORK",
+                   help="refuse any target outside these networks (adds to the config's "
+                        "portscan.allowed_networks)")
     r.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
     r.add_argument("-p", "--ports", help="ports for every host (overrides inventory data)")
@@ -150,6 +153,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .report.run_table import render, render_rows
 
     nr = _nornir(args)
+    if args.allow:
+        from .spec.scope import parse_networks
+
+        parse_networks(args.allow)  # a bad network is a usage error before anything runs
+        section = nr.config.user_defined.setdefault("portscan", {})
+        section["allowed_networks"] = [*(section.get("allowed_networks") or []), *args.allow]
+    if args.rate is not None or args.concurrency:
+        from .engine.service import shared_engine
+
+        shared_engine().configure(concurrency=args.concurrency or None,
+                                  rate=args.rate or None)
     baseline = _load_json(args.baseline) if args.baseline else None
     task_args: dict[str, Any] = {"ports": args.ports, "timeout": args.timeout,
                                  "retries": args.retries, "discovery": args.discovery,

@@ -7,7 +7,7 @@ import ipaddress
 import itertools
 
 import pytest
-from hypothesis import Phase, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nornir_portscan.errors import SpecError
@@ -84,11 +84,7 @@ def test_integers_outside_the_port_range_are_spec_errors(n: int) -> None:
             parse_ports(n)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_ports raises ValueError, not SpecError, "
-                                       "for '²' and other str.isdigit() characters int() "
-                                       "rejects")
-@settings(max_examples=300, deadline=None, database=None,
-          phases=[Phase.explicit, Phase.generate])  # no shrinking of a known failure
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.text(max_size=12))
 @example("²")
 def test_any_text_parses_or_raises_spec_error(text: str) -> None:
@@ -106,10 +102,8 @@ def test_nul_and_surrogates_are_spec_errors(text: str) -> None:
         parse_ports(text)
 
 
-@pytest.mark.parametrize("text", ["²", "1-²", "²²", "22,³"])
-@pytest.mark.xfail(strict=True, reason="BUG: '²'.isdigit() is True but int('²') raises "
-                                       "ValueError, which escapes parse_ports")
-def test_superscript_digits_are_spec_errors(text: str) -> None:
+@pytest.mark.parametrize("text", ["²", "1-²", "²²", "22,³", "٢٢"])
+def test_superscript_and_non_ascii_digits_are_spec_errors(text: str) -> None:
     with pytest.raises(SpecError):
         parse_ports(text)
 

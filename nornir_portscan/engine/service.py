@@ -19,6 +19,7 @@ from .loop import ReadinessLoop
 from .outcome import ProbeOutcome
 from .resolve import resolve
 from .scheduler import EngineError, Job, Scheduler
+from .timing import RateLimiter
 
 _DONE = object()
 
@@ -79,6 +80,12 @@ class Engine:
         os.set_blocking(self._rfd, False)
         self.sched: Scheduler | None = None
 
+    def configure(self, concurrency: int | None = None, rate: float | None = None) -> None:
+        """Settings for the engine's next start (the command line's --concurrency/--rate)."""
+        if concurrency is not None:
+            self.concurrency = concurrency_budget(concurrency)
+        self.rate = rate
+
     def submit(self, plan: ScanPlan,
                on_outcome: Callable[[ProbeOutcome], None] | None = None) -> JobHandle:
         handle = JobHandle(plan, on_outcome)
@@ -98,6 +105,19 @@ class Engine:
         for handle in handles:
             plan = handle.plan
             handle.job = self.sched.add_job(Job(plan.spec, plan.ports, plan.options, tag=handle))
+        self._apply_rate()
+
+    def _apply_rate(self) -> None:
+        """The strictest rate among the engine's own and its running jobs' plans.
+
+        The rate is the engine's (one shared loop), so a job beyond loopback caps the
+        probes of every job running beside it until it is done."""
+        sched = self.sched
+        assert sched is not None
+        rates = [r for r in (self.rate, *(j.tag.plan.rate for j in sched.jobs)) if r]
+        rate = min(rates) if rates else None
+        if rate != sched.rate.rate:
+            sched.rate = RateLimiter(rate)
 
     def _serve(self) -> None:
         sched = self.sched = Scheduler(concurrency=self.concurrency, rate=self.rate,
@@ -108,6 +128,8 @@ class Engine:
         try:
             for job, outcome in loop.run():
                 job.tag._put(outcome)
+                if outcome is None and sched.rate.rate is not None:
+                    self._apply_rate()  # a job ended: its rate cap may go with it
         except BaseException as exc:
             for job in list(sched.jobs):
                 job.tag._fail(exc)

@@ -26,7 +26,7 @@ _NAMED_SETS: dict[str, tuple[int, ...]] = {
 
 def _port_number(text: str, whole: str) -> int:
     """One port given as digits or a service name."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         value = int(text)
         if not MIN_PORT <= value <= MAX_PORT:
             raise SpecError(f"port {text!r} in {whole!r} is out of range: ports are 1-65535")
@@ -55,7 +55,7 @@ def _parse_item(item: str, whole: str) -> Iterable[int]:
         low, high = low.strip(), high.strip()
         if not low or not high:
             raise SpecError(f"port range {item!r} in {whole!r} needs both ends, e.g. 1-1024")
-        if not (low.isdigit() and high.isdigit()):
+        if not (low.isascii() and low.isdigit() and high.isascii() and high.isdigit()):
             raise SpecError(f"port range {item!r} in {whole!r} must be numeric")
         a, b = _port_number(low, whole), _port_number(high, whole)
         if a > b:

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 from ..errors import SpecError
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_OCTET_PART = re.compile(r"^(\*|\d{1,3}(-\d{1,3})?)(,(\d{1,3}(-\d{1,3})?))*$")
+_OCTET_PART = re.compile(r"^(\*|\d{1,3}(-\d{1,3})?)(,(\d{1,3}(-\d{1,3})?))*$", re.ASCII)
 _IPV4_BITS = 32
 _IPV6_BITS = 128
 
@@ -84,6 +84,17 @@ class TargetItem:
         elif self.kind != "name":
             yield self.start, self.end
 
+    def contains(self, version: int, value: int) -> bool:
+        """Whether iterating this entry yields the address (used to drop repeats)."""
+        if self.kind == "name" or version != self.version:
+            return False
+        if self.kind == "octets":
+            return all(((value >> shift) & 0xFF) in octets
+                       for shift, octets in zip((24, 16, 8, 0), self.octets, strict=True))
+        if not self.start <= value <= self.end:
+            return False
+        return self.kind == "address" or not _never_a_host(_to_address(version, value))
+
     def addresses(self) -> Iterator[int]:
         for lo, hi in self.intervals():
             yield from range(lo, hi + 1)
@@ -112,7 +123,7 @@ def _parse_address(text: str, whole: str) -> ipaddress.IPv4Address | ipaddress.I
 
 
 def _looks_numeric(text: str) -> bool:
-    return bool(re.fullmatch(r"[\d.*,\-]+", text))
+    return bool(re.fullmatch(r"[0-9.*,\-]+", text))
 
 
 def parse_target(text: str, whole_network: bool = False) -> TargetItem:
@@ -156,7 +167,7 @@ def parse_target(text: str, whole_network: bool = False) -> TargetItem:
                 lo_s, _, hi_s = text.partition("-")
                 return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
             raise SpecError(f"{raw!r} is not a valid IPv4 address, range or network")
-        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+", text):
+        if re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+-[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", text):
             lo_s, _, hi_s = text.partition("-")
             return _range_item(raw, _parse_address(lo_s, raw), _parse_address(hi_s, raw))
         for p in parts:
@@ -167,7 +178,7 @@ def parse_target(text: str, whole_network: bool = False) -> TargetItem:
     labels = text.rstrip(".").split(".")
     if len(text) > 253 or not all(_HOSTNAME_LABEL.match(label) for label in labels):
         raise SpecError(f"{raw!r} is not a valid address, network, range or hostname")
-    if labels[-1].isdigit():
+    if labels[-1].isascii() and labels[-1].isdigit():
         raise SpecError(f"{raw!r} is not a valid IP address or hostname")
     return TargetItem(raw, "name", 0)
 
@@ -234,23 +245,24 @@ class TargetSpec:
         return sum(item.count() for item in self.items)
 
     def __iter__(self) -> Iterator[Target]:
-        seen_single: set[tuple[int, int]] = set()
-        for item in self.items:
+        """Each address once, even when entries overlap (an address and its network)."""
+        seen_names: set[str] = set()
+        for i, item in enumerate(self.items):
             if item.kind == "name":
-                if not self.is_excluded_name(item.text):
-                    yield Target(None, item.text.strip().rstrip("."), 0)
+                name = item.text.strip().rstrip(".")
+                if not self.is_excluded_name(name) and name.lower() not in seen_names:
+                    seen_names.add(name.lower())
+                    yield Target(None, name, 0)
                 continue
+            earlier = [e for e in self.items[:i] if e.kind != "name" and e.version == item.version]
             single = item.kind == "address"
             for value in item.addresses():
                 if self.is_excluded(item.version, value):
                     continue
+                if earlier and any(e.contains(item.version, value) for e in earlier):
+                    continue
                 addr = _to_address(item.version, value)
-                if single:
-                    key = (item.version, value)
-                    if key in seen_single:
-                        continue
-                    seen_single.add(key)
-                elif _never_a_host(addr):
+                if not single and _never_a_host(addr):
                     continue
                 yield Target(str(addr), None, item.version)
 

@@ -44,6 +44,8 @@ _SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "n
 _CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: What str.format can raise for a bad format string or a field it cannot look up.
+_FORMAT_ERRORS = (KeyError, IndexError, ValueError, AttributeError, TypeError, OverflowError)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -57,6 +59,12 @@ def _load_yaml(path: pathlib.Path, encoding: str) -> dict[str, Any]:
         text = path.read_text(encoding=encoding)
     except OSError as exc:
         raise _fail(path, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise _fail(path, f"line {line}", f"not {encoding} text: {exc.reason} "
+                                          f"(byte {exc.object[exc.start]:#04x})") from None
+    except LookupError:
+        raise _fail(path, "", f"cannot read: unknown encoding {encoding!r}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -94,14 +102,23 @@ def _typed(path: pathlib.Path, where: str, key: str, value: Any,
     return value
 
 
-def _str_list(path: pathlib.Path, where: str, key: str, value: Any) -> list[str]:
+def _str_list(path: pathlib.Path, where: str, key: str, value: Any,
+              single: bool = True) -> list[str]:
+    """A list of strings; ``single`` also takes one string alone as a list of one."""
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, str) and single:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _fail(path, where, f"{key}: expected a list of names, got {value!r:.60}")
     return list(value)
+
+
+def _port(path: pathlib.Path, where: str, value: Any) -> int | None:
+    port = _typed(path, where, "port", value, int, "a port number")
+    if port is not None and not 1 <= port <= 65535:
+        raise _fail(path, where, f"port: expected a port number (1-65535), got {port!r}")
+    return port  # type: ignore[no-any-return]
 
 
 def _connection_options(path: pathlib.Path, where: str,
@@ -109,11 +126,13 @@ def _connection_options(path: pathlib.Path, where: str,
     options = _typed(path, where, "connection_options", value, dict, "a mapping") or {}
     out: dict[str, ConnectionOptions] = {}
     for name, raw in options.items():
-        opts = _check_keys(path, f"{where}: connection_options {name!r}", raw, _CONNECTION_KEYS)
+        at = f"{where}: connection_options {name!r}"
+        opts = _check_keys(path, at, raw, _CONNECTION_KEYS)
         out[str(name)] = ConnectionOptions(
-            hostname=opts.get("hostname"), port=opts.get("port"),
-            username=opts.get("username"), password=opts.get("password"),
-            platform=opts.get("platform"), extras=opts.get("extras"))
+            **{k: _typed(path, at, k, opts.get(k), str, "a string")
+               for k in ("hostname", "username", "password", "platform")},
+            port=_port(path, at, opts.get("port")),
+            extras=_typed(path, at, "extras", opts.get("extras"), dict, "a mapping"))
     return out
 
 
@@ -122,7 +141,7 @@ def _attributes(path: pathlib.Path, where: str, entry: Mapping[str, Any]) -> dic
     attrs: dict[str, Any] = {
         name: _typed(path, where, name, entry.get(name), str, "a string")
         for name in ("hostname", "username", "password", "platform")}
-    attrs["port"] = _typed(path, where, "port", entry.get("port"), int, "a port number")
+    attrs["port"] = _port(path, where, entry.get("port"))
     attrs["data"] = copy.deepcopy(_typed(path, where, "data", entry.get("data"), dict,
                                          "a mapping")) or {}
     attrs["connection_options"] = _connection_options(path, where,
@@ -199,15 +218,19 @@ class _SubnetEntry:
                 raise _fail(path, where, f"exclude: {item!r} is not an address or CIDR") from None
         self.name_format = _typed(path, where, "name_format", entry.get("name_format"), str,
                                   "a format string") or DEFAULT_NAME_FORMAT
-        try:
-            self.name_format.format(entry=name, address=self.net.network_address, index=0)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise _fail(path, where, f"name_format: {self.name_format!r} is not usable "
-                                     f"({exc!r}); placeholders: {{entry}}, {{address}}, "
-                                     f"{{index}}") from None
-        self.groups = _str_list(path, where, "groups", entry.get("groups"))
+        self.path, self.where = path, where
+        self.host_name(self.net.network_address, 0)  # an unusable format fails here, early
+        self.groups = _str_list(path, where, "groups", entry.get("groups"), single=False)
         _parent_groups(path, where, self.groups, groups)
         self.attrs = _attributes(path, where, entry)
+
+    def host_name(self, address: IPAddress, index: int) -> str:
+        try:
+            return self.name_format.format(entry=self.name, address=address, index=index)
+        except _FORMAT_ERRORS as exc:
+            raise _fail(self.path, self.where,
+                        f"name_format: {self.name_format!r} is not usable ({exc!r}); "
+                        f"placeholders: {{entry}}, {{address}}, {{index}}") from None
 
     def addresses(self) -> Iterator[IPAddress]:
         for address in self.net.hosts() if _host_count(self.net) else ():
@@ -272,19 +295,51 @@ class PortscanInventory:
         for name, raw in doc.items():
             where = f"group {name!r}"
             entry = _check_keys(self.group_file, where, raw, _ELEMENT_KEYS)
-            parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"))
+            parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"),
+                                      single=False)
             groups[name] = Group(name=name, defaults=defaults,
                                  **_attributes(self.group_file, where, entry))
         for name, names in parents.items():
             groups[name].groups = _parent_groups(self.group_file, f"group {name!r}", names,
                                                  groups)
+        self._check_cycles(parents)
         return groups
+
+    def _check_cycles(self, parents: dict[str, list[str]]) -> None:
+        """A group that is its own ancestor would send nornir's lookups into endless recursion."""
+        done: set[str] = set()
+        for start in parents:
+            if start in done:
+                continue
+            path: list[str] = []
+            on_path: set[str] = set()
+            stack: list[tuple[str, Iterator[str]]] = [(start, iter(parents[start]))]
+            path.append(start)
+            on_path.add(start)
+            while stack:
+                name, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    path.pop()
+                    on_path.discard(name)
+                    done.add(name)
+                    continue
+                if child in on_path:
+                    loop = [*path[path.index(child):], child]
+                    raise _fail(self.group_file, f"group {child!r}",
+                                f"groups: cycle {' -> '.join(map(repr, loop))}")
+                if child not in done:
+                    stack.append((child, iter(parents[child])))
+                    path.append(child)
+                    on_path.add(child)
 
     def _element(self, kind: type[Host], path: pathlib.Path, where: str, name: str, raw: Any,
                  groups: Groups, defaults: Defaults) -> Host:
         entry = _check_keys(path, where, raw, _ELEMENT_KEYS)
         parents = _parent_groups(path, where, _str_list(path, where, "groups",
-                                                        entry.get("groups")), groups)
+                                                        entry.get("groups"), single=False),
+                                 groups)
         return kind(name=name, groups=parents, defaults=defaults,
                     **_attributes(path, where, entry))
 
@@ -305,7 +360,7 @@ class PortscanInventory:
                         known.groups.add(groups[group])
                     _fill(known.data, entry.attrs["data"])
                     continue
-                name = entry.name_format.format(entry=entry_name, address=address, index=index)
+                name = entry.host_name(address, index)
                 if name in hosts:
                     raise _fail(self.subnet_file, f"subnet entry {entry_name!r}",
                                 f"host name {name!r} made by name_format is already taken")

@@ -51,18 +51,20 @@ class ScanOptions:
     banners: bool = False
     expect: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     baseline: Mapping[str, Any] | None = None
+    #: The run's allow-list (nornir config ``portscan.allowed_networks``); () allows anything.
+    allowed: tuple[str, ...] = ()
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
         return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners)
+                self.discovery, self.banners, self.allowed)
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
                          timeout=self.timeout, retries=self.retries, discovery=self.discovery,
-                         banners=self.banners)
+                         banners=self.banners, allowed=self.allowed)
 
 
 class _Value:
@@ -194,8 +196,24 @@ def _check_targets(v: _Value, entries: tuple[str, ...]) -> None:
         raise v.error(str(exc)) from None
 
 
+def allowed_networks(config: Any) -> tuple[str, ...]:
+    """The allow-list from a nornir config's ``user_defined.portscan.allowed_networks``."""
+    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
+    if not isinstance(section, Mapping):
+        raise InventoryError(f"nornir config user_defined.{DATA_KEY} must be a mapping, "
+                             f"not {section!r}")
+    value = section.get("allowed_networks") or ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.allowed_networks must be "
+                             f"a list of networks, not {value!r}")
+    return tuple(value)
+
+
 def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool = True,
-                    default_ports: str | None = DEFAULT_PORTS) -> ScanOptions:
+                    default_ports: str | None = DEFAULT_PORTS,
+                    allowed: tuple[str, ...] = ()) -> ScanOptions:
     """Merge ``args`` (None means "not given") over inventory data and validate the result.
 
     Expected ports are always scanned, so an expectation can never pass by not looking.
@@ -229,7 +247,8 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         discovery=_flag(given["discovery"]) if "discovery" in given else True,
         banners=_flag(given["banners"]) if "banners" in given else False,
         expect=expect,
-        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None)
+        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
+        allowed=allowed)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:
