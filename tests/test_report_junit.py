@@ -145,5 +145,7 @@ def test_json_document_renderer_round_trips(scanned: tuple[dict[str, Any], int, 
     out = io.StringIO()
     render_document("json", scanned[0], out)
     back = json.loads(out.getvalue())
-    assert back["hosts"]["lo"]["result"]["summary"] == {"open": 1, "closed": 1}
+    # the task's summary shape: every state, zero where none
+    assert back["hosts"]["lo"]["result"]["summary"] == {
+        "open": 1, "closed": 1, "filtered": 0, "unreachable": 0, "error": 0}
     assert back["started"] == "2024-05-06T07:08:09+00:00"

@@ -37,35 +37,15 @@ from ..engine.outcome import ProbeOutcome
 STATES = ("open", "closed", "filtered", "unreachable", "error")
 
 
-def host_status(ports: Iterable[dict[str, Any]]) -> str:
-    """up if anything answered, unreachable if only ICMP errors came back, else down."""
-    seen = {p["state"] for p in ports}
-    if "open" in seen or "closed" in seen:
-        return "up"
-    if "unreachable" in seen:
-        return "unreachable"
-    return "down"
-
-
 def result_from_outcomes(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:
-    """A Result-shaped dict (targets/open/summary/violations) from raw outcomes."""
-    targets: dict[str, dict[str, Any]] = {}
-    summary: Counter[str] = Counter()
-    for o in outcomes:
-        entry = targets.setdefault(o.host, {"status": "down", "name": o.name, "ports": {}})
-        port: dict[str, Any] = {"state": o.state.value, "reason": o.reason,
-                                "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3)}
-        if o.banner is not None:
-            port["banner"] = o.banner
-        entry["ports"][o.port] = port
-        summary[o.state.value] += 1
-    for entry in targets.values():
-        entry["ports"] = dict(sorted(entry["ports"].items()))
-        entry["status"] = host_status(entry["ports"].values())
-    return {"targets": targets,
-            "open": {a: [p for p, v in e["ports"].items() if v["state"] == "open"]
-                     for a, e in targets.items()},
-            "summary": dict(summary), "violations": []}
+    """A Result-shaped dict (targets/open/summary/violations) from raw outcomes.
+
+    The same builder the ``portscan`` task uses, so a scan's document and a nornir
+    run's cannot disagree on host status or summaries.
+    """
+    from ..plugins.tasks.result import build
+
+    return build(outcomes)
 
 
 def new_document(options: dict[str, Any], started: _dt.datetime | None = None) -> dict[str, Any]:
