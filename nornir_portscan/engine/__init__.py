@@ -4,9 +4,9 @@ This package knows nothing of nornir; the nornir plugins build on it.
 """
 
 from .api import ScanPlan, ascan, astream, plan_scan, run_plan, scan
-from .outcome import HostStatus, PortState, ProbeOutcome, classify
+from .outcome import PortState, ProbeOutcome, classify
 from .scheduler import EngineError, Job, JobOptions, Scheduler
 
-__all__ = ["EngineError", "HostStatus", "Job", "JobOptions", "PortState", "ProbeOutcome",
+__all__ = ["EngineError", "Job", "JobOptions", "PortState", "ProbeOutcome",
            "ScanPlan", "Scheduler", "ascan", "astream", "classify", "plan_scan", "run_plan",
            "scan"]

@@ -25,16 +25,6 @@ class PortState(str, Enum):
         return self.value
 
 
-class HostStatus(str, Enum):
-    UP = "up"
-    DOWN = "down"
-    UNREACHABLE = "unreachable"
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 class ProbeOutcome(NamedTuple):
     """The one outcome of one (address, port): the engine's only output."""
 
