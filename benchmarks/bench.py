@@ -142,18 +142,28 @@ def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
     return rows
 
 
+def run_nornir(lab: Path) -> list[str]:
+    """Scenario 3: nr.run(task=portscan) against nornir_utils' tcp_ping, its own script."""
+    r = subprocess.run([sys.executable, str(HERE / "nornir_vs_tcp_ping.py"), "--netlab", str(lab)],
+                       capture_output=True, text=True, check=False)
+    lines = [f"nornir {line.strip()}" for line in r.stdout.splitlines() if line.strip()]
+    return lines or [f"nornir failed: {r.stderr.strip()[-300:]}"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lab", type=Path, default=DEFAULT_LAB)
-    ap.add_argument("--only", default="full,sweep,wan,big")
+    ap.add_argument("--only", default="full,sweep,wan,big,nornir")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it builds network namespaces)")
     print(f"# nornir-portscan vs nmap, {os.cpu_count()} cores, median of {a.repeat}")
     for name in a.only.split(","):
-        for row in run_scenario(name.strip(), a.lab, a.repeat):
+        rows = run_nornir(a.lab) if name.strip() == "nornir" else run_scenario(
+            name.strip(), a.lab, a.repeat)
+        for row in rows:
             print(row, flush=True)
     return 0
 
