@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -60,7 +61,59 @@ def _load_json(path: str) -> dict[str, Any]:
         raise PortscanError(f"baseline {path} is not JSON: line {exc.lineno}: {exc.msg}") from None
     if not isinstance(data, dict):
         raise PortscanError(f"baseline {path} is not a saved run (a JSON object)")
+    _check_baseline(path, data)
     return data
+
+
+def _check_baseline(path: str, data: dict[str, Any]) -> None:
+    """The shape ``--save`` (or ``scan --format json``) writes, checked before any host uses it.
+
+    A baseline read by every host must not fail every host with the same message, nor
+    reach the comparison with a list where a mapping belongs.
+    """
+    def bad(where: str, what: str) -> PortscanError:
+        return PortscanError(f"baseline {path}: {where} must be {what}")
+
+    def targets(where: str, value: Any) -> None:
+        if not isinstance(value, dict):
+            raise bad(where, "a mapping of addresses")
+        for address, entry in value.items():
+            if not isinstance(entry, dict):
+                raise bad(f"{where}.{address}", "a mapping with 'ports'")
+            if not isinstance(entry.get("ports", {}), dict):
+                raise bad(f"{where}.{address}.ports", "a mapping of port numbers")
+
+    if "targets" in data:
+        targets("targets", data["targets"])
+        return
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict):
+        raise PortscanError(f"baseline {path} is not a saved run: no 'hosts' mapping "
+                            f"(write one with --save)")
+    for name, entry in hosts.items():
+        if not isinstance(entry, dict):
+            raise bad(f"hosts.{name}", "a mapping")
+        if "result" in entry:
+            result = entry["result"]
+            if result is not None and not isinstance(result, dict):
+                raise bad(f"hosts.{name}.result", "a mapping or null")
+            if result:
+                targets(f"hosts.{name}.result.targets", result.get("targets") or {})
+        elif "ports" in entry and not isinstance(entry["ports"], dict):
+            raise bad(f"hosts.{name}.ports", "a mapping of port numbers")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: YAML errors (PyYAML's or nornir's ruamel.yaml) as file,
+    line and problem, anything else with its whitespace squeezed."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem and hasattr(mark, "line"):
+        name = getattr(mark, "name", None)
+        where = f"{name}: " if name else ""
+        return (f"{where}line {mark.line + 1}, column {mark.column + 1}: malformed YAML: "
+                f"{' '.join(str(problem).split())}")
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _filter_value(text: str) -> Any:
@@ -77,7 +130,7 @@ def _nornir(args: argparse.Namespace) -> Any:
     from nornir import InitNornir
     from nornir.core.filter import F
 
-    logging = {"enabled": False}
+    no_logging = {"enabled": False}
     try:
         if args.inventory:
             base = Path(args.inventory)
@@ -87,24 +140,31 @@ def _nornir(args: argparse.Namespace) -> Any:
             if "host_file" not in options and "subnet_file" not in options:
                 raise PortscanError(f"{base} has neither hosts.yaml nor subnets.yaml")
             nr = InitNornir(inventory={"plugin": "PortscanInventory", "options": options},
-                            logging=logging)
+                            logging=no_logging)
         else:
             config = Path(args.config) if args.config else DEFAULT_CONFIG
             if not config.is_file():
                 hint = "" if args.config else " (run from the project's top folder, or give -c/-i)"
                 raise PortscanError(f"config file {config} not found{hint}")
-            nr = InitNornir(config_file=str(config), logging=logging)
+            nr = InitNornir(config_file=str(config), logging=no_logging)
     except PortscanError:
         raise
     except Exception as exc:  # nornir, yaml and plugin errors: one line, no traceback
-        where = args.inventory or args.config or DEFAULT_CONFIG
-        raise PortscanError(f"cannot load the inventory from {where}: {exc}") from None
+        where = str(args.inventory or args.config or DEFAULT_CONFIG)
+        message = _one_line(exc)
+        if not message.startswith(f"{where}:"):
+            message = f"cannot load the inventory from {where}: {message}"
+        raise PortscanError(message) from None
     for item in args.filter:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise PortscanError(f"--filter {item!r} must look like KEY=VALUE")
         nr = nr.filter(F(**{key: _filter_value(value)}))
-    if not nr.inventory.hosts:
+    try:
+        hosts = nr.inventory.hosts
+    except Exception as exc:  # a filter nornir cannot apply to these hosts
+        raise PortscanError(f"--filter {' '.join(args.filter)}: {_one_line(exc)}") from None
+    if not hosts:
         raise PortscanError("no hosts to scan (the inventory or the filters leave none)")
     return nr
 
@@ -131,11 +191,22 @@ class _Collector:
     def subtask_instance_completed(self, task: Any, host: Any, result: Any) -> None: ...
 
 
-def _host_entry(r: Any) -> dict[str, Any]:
+def _error_line(name: str, r: Any) -> str:
+    """A failed host's message as one line: nornir keeps a crashed task's traceback as its
+    result, which must reach neither the report nor the terminal."""
+    exc = r.exception
+    text = r.result if isinstance(r.result, str) else ""
+    if exc is not None and not isinstance(exc, PortscanError) and (
+            not text or "Traceback" in text or "\n" in text.strip()):
+        return f"host {name!r}: {type(exc).__name__}: {_one_line(exc)}"
+    return " ".join((text or str(exc or "failed")).split())
+
+
+def _host_entry(name: str, r: Any) -> dict[str, Any]:
     if isinstance(r.result, dict):
         return {"failed": bool(r.failed), "error": None, "result": r.result,
                 "changed": bool(r.changed), "diff": r.diff or ""}
-    return {"failed": True, "error": str(r.result or r.exception), "result": None}
+    return {"failed": True, "error": _error_line(name, r), "result": None}
 
 
 def _write(path: str | None, render: Any) -> None:
@@ -145,13 +216,47 @@ def _write(path: str | None, render: Any) -> None:
         render(stream)
 
 
+def _check_ports(ports: str | None) -> None:
+    """``--ports`` applies to every host: a bad value is one line, not one per host."""
+    if ports is None:
+        return
+    from .spec.ports import parse_ports
+
+    try:
+        parse_ports(ports)
+    except PortscanError as exc:
+        raise PortscanError(f"argument --ports {ports!r}: {exc}") from None
+
+
+def _stop_progress(processor: Any) -> None:
+    """An interrupted run never reaches ``task_completed``: stop the bar ourselves, or the
+    terminal is left without its cursor."""
+    bar = getattr(processor, "_progress", None)
+    if bar is not None:
+        try:
+            bar.stop()
+        except Exception:  # drawing must never cost the report
+            pass
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from .cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, Interrupted
+    from .cli import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_USAGE,
+        EXIT_VIOLATION,
+        Interrupted,
+    )
     from .plugins.tasks import portscan
     from .report import render_document
     from .report.document import finish_document, new_document
     from .report.run_table import render, render_rows
 
+    # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
+    # handler would print it on stderr. The Result keeps the error, reported in one line.
+    logging.getLogger("nornir").addHandler(logging.NullHandler())
+    _check_ports(args.ports)
     nr = _nornir(args)
     if args.allow:
         from .spec.scope import parse_networks
@@ -169,16 +274,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  "retries": args.retries, "discovery": args.discovery,
                                  "banners": args.banners or None, "baseline": baseline}
     task_args = {k: v for k, v in task_args.items() if v is not None}
+    scan_args = {k: v for k, v in task_args.items() if k != "baseline"}
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
-               **{k: v for k, v in task_args.items() if k != "baseline"},
-               "baseline": args.baseline}
+               "allow": args.allow or None, **scan_args, "concurrency": args.concurrency,
+               "rate": args.rate, "baseline": args.baseline}
+    options = {k: v for k, v in options.items() if v is not None}
     collector = _Collector()
     processors: list[Any] = [collector]
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    if progress:
+    tty = sys.stderr.isatty()
+    progress = None
+    if args.progress if args.progress is not None else tty:
         from .plugins.processors import ProgressProcessor
 
-        processors.append(ProgressProcessor(transient=True))
+        # on a terminal the bar goes away at the end; in a log, its last state stays
+        progress = ProgressProcessor(transient=tty)
+        processors.append(progress)
     doc = new_document(options)
     started = time.monotonic()
     interrupted = False
@@ -186,9 +296,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         nr.with_processors(processors).run(task=portscan, **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
+        _stop_progress(progress)
+    except Exception as exc:  # the runner itself (its config), not a host: one line
+        where = args.inventory or args.config or DEFAULT_CONFIG
+        raise PortscanError(f"cannot run the inventory from {where}: "
+                            f"{type(exc).__name__}: {_one_line(exc)}") from None
     with collector.lock:
-        for name, r in sorted(collector.results.items()):
-            doc["hosts"][name] = _host_entry(r)
+        results = dict(collector.results)
+    for name in sorted(nr.inventory.hosts):
+        r = results.get(name)
+        # a host the run never reached: the reports show it as not scanned
+        doc["hosts"][name] = (_host_entry(name, r) if r is not None
+                              else {"failed": False, "error": None, "result": None})
     finish_document(doc, time.monotonic() - started, interrupted)
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
@@ -206,11 +325,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
-    if any(e["failed"] and e["result"] is None for e in doc["hosts"].values()):
-        for e in doc["hosts"].values():
-            if e["result"] is None:
-                print(f"nornir-portscan: error: {e['error']}", file=sys.stderr)
-        return EXIT_USAGE
+    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
+    for name in sorted(broken):
+        print(f"nornir-portscan: error: {doc['hosts'][name]['error']}", file=sys.stderr)
+    if any(isinstance(r.exception, PortscanError) or r.exception is None
+           for r in broken.values()):
+        return EXIT_USAGE  # a host's input is invalid
+    if broken:
+        return EXIT_FAILED  # the scan itself could not run
     if doc["summary"].get("violations") or any(e["failed"] for e in doc["hosts"].values()):
         return EXIT_VIOLATION
     if args.fail_on_change and any(e.get("changed") for e in doc["hosts"].values()):

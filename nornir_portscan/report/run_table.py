@@ -19,6 +19,8 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
             out.write(_c(f"{name}: FAILED", "1;31", color) + f"  {entry.get('error') or ''}\n")
             continue
         if result is None:
+            # the run stopped before this host: say so rather than drop it
+            out.write(f"{_c(name, '1', color)}  {_c('not scanned', '33', color)}\n")
             continue
         violations = result.get("violations", [])
         mark = _c("VIOLATED", "1;31", color) if violations else _c("ok", "32", color)
@@ -50,10 +52,12 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
     parts = ", ".join(f"{counts[k]} {k}" for k in STATES if counts.get(k))
     status = " (interrupted: partial results)" if doc.get("interrupted") else ""
     viol = s.get("violations", 0)
+    changed = sum(1 for e in doc["hosts"].values() if e.get("changed"))
     out.write(f"{s.get('hosts', 0)} hosts, {s.get('probes', 0)} probes in "
               f"{doc.get('elapsed_s', 0):.2f} s: {parts or 'nothing scanned'}; "
               + (_c(f"{viol} violation(s)", "1;31", color) if viol else "no violations")
               + (f", {s.get('failed')} host(s) failed" if s.get("failed") else "")
+              + (f", {changed} host(s) changed since the baseline" if changed else "")
               + f"{status}\n")
     out.flush()
 
