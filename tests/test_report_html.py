@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -176,7 +177,10 @@ def test_renders_in_headless_chromium(tmp_path: Path, combined: dict[str, Any]) 
         pytest.skip("no Chromium: apt-get install chromium to see the page rendered")
     page = write(tmp_path, "report.html", _render(combined))
     shot = tmp_path / "report.png"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    # The page is a local file: the browser gets a network namespace of its own with no
+    # interface up, so nothing it tries on its own (DNS probes, updates) can leave.
+    isolate = ["unshare", "--net"] if os.geteuid() == 0 and shutil.which("unshare") else []
+    cmd = [*isolate, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update",
            "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
            f"--screenshot={shot}", "--window-size=1280,1600", page.as_uri()]
