@@ -224,11 +224,6 @@ def test_accept_then_reset_gives_one_outcome_per_port(resetting: ResettingListen
     assert resetting.accepted > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a port whose listener accepts and then resets is reported closed/reset: the RST "
-    "arrives before the loop reads SO_ERROR, which then says ECONNRESET, and classify() maps "
-    "ECONNRESET to closed. A refused SYN gives ECONNREFUSED; ECONNRESET from a connect means "
-    "the handshake completed, so the port is open (nmap -sT says open too)."))
 def test_accept_then_reset_is_open(resetting: ResettingListeners) -> None:
     # five rounds: whether the RST beats the loop's read of SO_ERROR is a race, and under
     # load the loop sometimes wins it for a whole round

@@ -86,5 +86,7 @@ def classify(err: int) -> tuple[PortState, str] | None:
     if unreach is not None:
         return PortState.UNREACHABLE, unreach
     if err == errno.ECONNRESET:
-        return PortState.CLOSED, "reset"
+        # a refused SYN reads ECONNREFUSED; a reset after the handshake means something
+        # accepted the connection and then dropped it: the port is open (as nmap -sT says)
+        return PortState.OPEN, "syn-ack"
     return PortState.ERROR, errno.errorcode.get(err, f"errno-{err}")
