@@ -90,6 +90,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -117,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file of targets to leave out, one per line, # comments")
     s.add_argument("--allow", action="append", default=[], metavar="NETWORK",
                    help="refuse any target outside these networks (repeatable)")
-    s.add_argument("--max-hosts", type=_count, default=None, metavar="N",
+    s.add_argument("--max-hosts", type=_positive_int, default=None, metavar="N",
                    help="refuse scans over N addresses (default 65536)")
     add_engine_options(s)
     s.add_argument("--format", choices=SCAN_FORMATS, default="table")
@@ -159,7 +166,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          retries=args.retries, concurrency=args.concurrency or None,
                          rate=args.rate, discovery=args.discovery, banners=args.banners,
                          allowed=args.allow,
-                         max_addresses=args.max_hosts or DEFAULT_MAX_ADDRESSES)
+                         max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
+                                        else args.max_hosts))
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
