@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("scan", help="scan targets given on the command line")
     s.add_argument("targets", nargs="+", metavar="TARGET",
-                   help="addresses, CIDR networks, ranges (10.0.0.1-20, 10.0.0-3.1-254), hostnames")
+                   help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), hostnames")
     s.add_argument("-p", "--ports", default="top100",
                    help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
     s.add_argument("--exclude", action="append", default=[], metavar="TARGET",

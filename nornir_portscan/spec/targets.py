@@ -130,7 +130,7 @@ def parse_target(text: str, whole_network: bool = False) -> TargetItem:
     """Parse one target entry, raising ``SpecError`` naming the value and the reason.
 
     ``whole_network`` keeps a CIDR's network and broadcast addresses: an exclude of
-    10.0.0.0/24 must cover all of it, though a scan of it skips those two.
+    127.1.0.0/24 must cover all of it, though a scan of it skips those two.
     """
     raw = text
     text = text.strip()
@@ -280,7 +280,7 @@ def _split(spec: str | Iterable[str]) -> list[str]:
 
 
 def _has_octet_commas(spec: str) -> bool:
-    # "10.0.0.1,2,3" is an nmap octet list, not three targets
+    # "127.0.0.1,2,3" is an nmap octet list, not three targets
     return any(_looks_numeric(tok) and tok.count(".") == 3 and "," in tok for tok in spec.split())
 
 
