@@ -303,6 +303,26 @@ def test_bad_ports_argument_is_one_line_not_one_per_host(lab: dict[str, Any],
     assert done.stdout == ""
 
 
+def test_allow_refuses_a_host_outside_and_scans_the_rest(lab: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = run("-i", str(lab["dir"]), "--allow", "127.0.0.1/32", "--format", "json", "-o",
+               str(report), cwd=tmp_path)
+    assert done.returncode == 2
+    line = error_line(done)
+    assert "'db'" in line and "127.0.0.2" in line and "outside the allowed networks" in line
+    doc = load(report)
+    assert doc["hosts"]["web"]["result"]["open"] == {"127.0.0.1": [lab["web"]]}
+    assert doc["hosts"]["db"]["result"] is None and doc["summary"]["probes"] == 2
+
+
+def test_bad_allow_network_is_one_line(lab: dict[str, Any], tmp_path: Path) -> None:
+    done = run("-i", str(lab["dir"]), "--allow", "127.0.0.0/33", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "'127.0.0.0/33'" in error_line(done)
+    assert done.stdout == ""
+
+
 @pytest.mark.parametrize(("content", "named"), [
     ("not json", "is not JSON"),
     ('{"a": 1}', "no 'hosts'"),
@@ -574,3 +594,63 @@ slow: {{hostname: 127.0.0.1, data: {{portscan: {{ports: [{slow}]}}}}}}
     assert doc["hosts"]["fast"]["result"]["open"] == {"127.0.0.1": [web]}
     assert doc["hosts"]["slow"] == {"failed": False, "error": None, "result": None}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".portscan-")] == []
+
+
+# ---- found while testing run, owned elsewhere ---------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="plugins/tasks/result.py check(): violations write "
+                   "f'{address}:{port}', so ::1 port 22 reads '::1:22', itself a valid IPv6 "
+                   "address; nmap and URLs write [::1]:22")
+def test_ipv6_violation_brackets_the_address(tmp_path: Path,
+                                             bound_port: Callable[..., socket.socket]) -> None:
+    if not _ipv6_loopback():
+        pytest.skip("::1 is not usable here")
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.bind(("::1", 0))
+    port = sock.getsockname()[1]
+    try:
+        write_inventory(tmp_path / "inv", config=False, hosts=f"""\
+v6: {{hostname: "::1", data: {{portscan: {{ports: [{port}], expect: {{open: [{port}]}}}}}}}}
+""")
+        done = run("-i", "inv", cwd=tmp_path)
+    finally:
+        sock.close()
+    assert done.returncode == 1
+    assert f"! [::1]:{port} expected open, got closed (conn-refused)" in done.stdout
+
+
+def _netns(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.xfail(strict=True, reason="engine: connect() to ::1 where IPv6 is off fails with "
+                   "EADDRNOTAVAIL, which the engine takes for a local port shortage: it retries "
+                   "for 10 s, then fails the scan (status 3) blaming descriptors or ports, so "
+                   "the shipped inventory's ::1 host breaks `run` in IPv6-less containers")
+def test_run_where_ipv6_is_off_reports_the_address_promptly(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to build a namespace without IPv6")
+    name = f"portscan-run-nov6-{os.getpid()}"
+    if _netns("add", name).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    try:
+        setup = _netns("exec", name, "sh", "-c", "ip link set lo up && "
+                       "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
+                       "echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6")
+        if setup.returncode != 0:
+            pytest.skip(f"cannot turn IPv6 off in a namespace: {setup.stderr.strip()}")
+        write_inventory(tmp_path / "inv", config=False, hosts="""\
+v4: {hostname: 127.0.0.1, data: {portscan: {ports: [23]}}}
+v6: {hostname: "::1", data: {portscan: {ports: [23]}}}
+""")
+        started = time.monotonic()
+        done = subprocess.run(["ip", "netns", "exec", name, sys.executable, "-m",
+                               "nornir_portscan", "run", "-i", str(tmp_path / "inv"),
+                               "--format", "json"], capture_output=True, text=True, timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        _netns("del", name)
+    assert "descriptors" not in done.stderr, done.stderr
+    assert done.returncode != 3
+    assert elapsed < 5, elapsed
