@@ -62,6 +62,10 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+        # mkstemp makes 0600; a report gets the mode any new file would (0666 less umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}")
     try:
@@ -115,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("scan", help="scan targets given on the command line")
     s.add_argument("targets", nargs="+", metavar="TARGET",
-                   help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), hostnames")
+                   help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), "
+                        "hostnames")
     s.add_argument("-p", "--ports", default="top100",
                    help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
     s.add_argument("--exclude", action="append", default=[], metavar="TARGET",

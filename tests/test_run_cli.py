@@ -357,9 +357,6 @@ web:
     assert "Traceback" not in done.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="plugins/tasks/result.py: baseline_targets/_normal_targets "
-                   "assume mappings; a baseline whose hosts/targets/ports are lists or numbers "
-                   "raises AttributeError inside the task instead of an input error naming it")
 def test_inventory_baseline_of_the_wrong_shape_is_an_input_error(
         tmp_path: Path, open_port: Callable[..., int]) -> None:
     port = open_port()
@@ -478,9 +475,6 @@ def test_output_replaces_a_file_atomically(lab: dict[str, Any], tmp_path: Path) 
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.xml"]
 
 
-@pytest.mark.xfail(strict=True, reason="cli.output_stream: the report is written through "
-                   "tempfile.mkstemp, whose 0600 mode survives the rename; a report (a CI "
-                   "artifact, a ticket attachment) should get the umask's usual 0644")
 def test_output_file_gets_the_usual_permissions(lab: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     done = run("-i", str(lab["dir"]), "--format", "json", "-o", str(out), cwd=tmp_path)
@@ -599,9 +593,6 @@ slow: {{hostname: 127.0.0.1, data: {{portscan: {{ports: [{slow}]}}}}}}
 # ---- found while testing run, owned elsewhere ---------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="plugins/tasks/result.py check(): violations write "
-                   "f'{address}:{port}', so ::1 port 22 reads '::1:22', itself a valid IPv6 "
-                   "address; nmap and URLs write [::1]:22")
 def test_ipv6_violation_brackets_the_address(tmp_path: Path,
                                              bound_port: Callable[..., socket.socket]) -> None:
     if not _ipv6_loopback():
@@ -624,10 +615,6 @@ def _netns(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", *args], capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: connect() to ::1 where IPv6 is off fails with "
-                   "EADDRNOTAVAIL, which the engine takes for a local port shortage: it retries "
-                   "for 10 s, then fails the scan (status 3) blaming descriptors or ports, so "
-                   "the shipped inventory's ::1 host breaks `run` in IPv6-less containers")
 def test_run_where_ipv6_is_off_reports_the_address_promptly(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 to build a namespace without IPv6")

@@ -22,6 +22,7 @@ from .scheduler import Job, Probe, Scheduler
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT left behind
 _EINPROGRESS = errno.EINPROGRESS
+_EADDRNOTAVAIL = errno.EADDRNOTAVAIL
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 _STREAM_NB = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _EPOLLOUT, _EPOLLIN = select.EPOLLOUT, select.EPOLLIN
@@ -61,6 +62,7 @@ class ReadinessLoop:
         self.banners: dict[int, Probe] = {}
         self.banner_heap: list[tuple[float, int, Probe]] = []
         self.ep: select.epoll | None = None
+        self.routable: dict[str, bool] = {}
 
     def run(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
         sched = self.sched
@@ -107,6 +109,8 @@ class ReadinessLoop:
                     timeout = bt if timeout is None else min(timeout, bt)
                 if sched.done and not inflight and not banners:
                     break  # the outcomes decided so far are drained below
+                if sched.outcomes:
+                    timeout = 0.0  # outcomes decided without a socket: hand them out first
                 events = poll(-1 if timeout is None else timeout, MAX_EVENTS)
                 now = monotonic()
                 for fd, _ in events:
@@ -158,9 +162,31 @@ class ReadinessLoop:
                 sock.close()
         self.sched.cancelled.clear()
 
+    def _routable(self, probe: Probe) -> bool:
+        """Whether this machine has a source address and route for the host at all.
+
+        EADDRNOTAVAIL means either "no ephemeral port free right now" (wait and retry)
+        or "no address of this family here" (IPv6 switched off): a UDP connect, which
+        only looks up the route and sends nothing, tells the two apart."""
+        host = probe.host
+        known = self.routable.get(host.addr)
+        if known is None:
+            try:
+                with socket.socket(host.family, socket.SOCK_DGRAM) as udp:
+                    udp.connect((host.addr, probe.port, *host.sockaddr[2:]))
+                known = True
+            except OSError:
+                known = False
+            if len(self.routable) > 4096:
+                self.routable.clear()
+            self.routable[host.addr] = known
+        return known
+
     def _answer(self, probe: Probe, sock: _raw_socket, err: int, now: float,
                 registered: bool = False) -> None:
         sched = self.sched
+        if err == _EADDRNOTAVAIL and not self._routable(probe):
+            err = errno.ENETUNREACH
         if err == 0:
             # only a connected socket can leave TIME_WAIT behind: make its close an RST
             sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)

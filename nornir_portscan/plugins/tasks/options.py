@@ -27,6 +27,7 @@ from ...engine.api import ScanPlan, plan_scan
 from ...errors import InventoryError, PortscanError, SpecError
 from ...spec.ports import parse_ports
 from ...spec.targets import parse_targets
+from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
 KEYS = ("ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
@@ -176,6 +177,9 @@ def _baseline(v: _Value) -> Mapping[str, Any]:
     if not isinstance(value, Mapping) or not ("targets" in value or "hosts" in value):
         raise v.error("must be a previous scan: a Result dict (with 'targets') or the saved "
                       "JSON of the command line (with 'hosts'), or a path to such a file")
+    problem = baseline_shape_error(value)
+    if problem:
+        raise v.error(f"is not a previous scan: {problem}")
     return value
 
 

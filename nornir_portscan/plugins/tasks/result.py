@@ -94,6 +94,11 @@ def _actual(port: Mapping[str, Any] | None) -> str:
     return f"{port.get('state')} ({port.get('reason')})"
 
 
+def endpoint(address: str, port: int) -> str:
+    """address:port, with IPv6 in brackets: '::1:22' would itself read as an address."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
     """One readable line per (address, port) that contradicts an expectation."""
     violations: list[str] = []
@@ -110,13 +115,14 @@ def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
             for port in listed:
                 got = ports.get(port)
                 if got is None or not holds(got.get("state")):
-                    violations.append(f"{address}:{port} expected {label}, got {_actual(got)}")
+                    violations.append(f"{endpoint(address, port)} expected {label}, "
+                                      f"got {_actual(got)}")
         if only is not None:
             allowed = ", ".join(map(str, only)) or "none"
             for port, got in ports.items():
                 if got.get("state") == "open" and port not in only:
-                    violations.append(f"{address}:{port} expected not open (only_open: "
-                                      f"{allowed}), got {_actual(got)}")
+                    violations.append(f"{endpoint(address, port)} expected not open "
+                                      f"(only_open: {allowed}), got {_actual(got)}")
     return violations
 
 
@@ -138,6 +144,42 @@ def _normal_targets(raw: Mapping[str, Any]) -> Targets:
         status = entry.get("status") or host_status(ports)
         out[str(address)] = {"status": status, "name": entry.get("name"), "ports": ports}
     return out
+
+
+def _targets_shape_error(targets: Any, where: str) -> str | None:
+    if not isinstance(targets, Mapping):
+        return f"{where} must map addresses to entries, not {type(targets).__name__}"
+    for address, entry in targets.items():
+        if not isinstance(entry, Mapping):
+            return f"{where}[{address!r}] must be a mapping, not {type(entry).__name__}"
+        ports = entry.get("ports")
+        if ports is not None and not isinstance(ports, Mapping):
+            return f"{where}[{address!r}].ports must map ports to states"
+    return None
+
+
+def baseline_shape_error(baseline: Mapping[str, Any]) -> str | None:
+    """Why a baseline is not a previous scan's shape, or None when it is."""
+    if "targets" in baseline:
+        return _targets_shape_error(baseline["targets"] or {}, "targets")
+    hosts = baseline.get("hosts") or {}
+    if not isinstance(hosts, Mapping):
+        return f"hosts must be a mapping, not {type(hosts).__name__}"
+    for name, entry in hosts.items():
+        if not isinstance(entry, Mapping):
+            return f"hosts[{name!r}] must be a mapping, not {type(entry).__name__}"
+        if "result" in entry:
+            result = entry["result"]
+            if result is not None and not isinstance(result, Mapping):
+                return f"hosts[{name!r}].result must be a mapping"
+            if isinstance(result, Mapping):
+                problem = _targets_shape_error(result.get("targets") or {},
+                                               f"hosts[{name!r}].result.targets")
+                if problem:
+                    return problem
+        elif "ports" in entry and not isinstance(entry["ports"], Mapping):
+            return f"hosts[{name!r}].ports must map ports to states"
+    return None
 
 
 def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> Targets:
@@ -198,8 +240,8 @@ def diff_text(d: Mapping[str, Any], new: Targets) -> str:
     lines += [f"+ host {a} appeared" for a in d["appeared"]]
     lines += [f"- host {a} vanished (now {new[a]['status']})" for a in d["vanished"]]
     for address, ports in d["opened"].items():
-        lines += [f"+ {address}:{p} opened" for p in ports]
+        lines += [f"+ {endpoint(address, p)} opened" for p in ports]
     for address, ports in d["closed"].items():
-        lines += [f"- {address}:{p} closed (now {_actual(new[address]['ports'].get(p))})"
-                  for p in ports]
+        lines += [f"- {endpoint(address, p)} closed "
+                  f"(now {_actual(new[address]['ports'].get(p))})" for p in ports]
     return "\n".join(lines)

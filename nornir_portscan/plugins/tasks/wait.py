@@ -115,7 +115,8 @@ def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: flo
         return ScanResult(host=host, result=doc, open_ports=doc["open"])
     doc["never_open"] = missing
     doc["violations"] = [
-        f"{address}:{port} never opened within {limit:g} s, last {_last(latest, address, port)}"
+        f"{results.endpoint(address, port)} never opened within {limit:g} s, "
+        f"last {_last(latest, address, port)}"
         for address, left in missing.items() for port in left]
     return ScanResult(host=host, result=doc, failed=True, open_ports=doc["open"],
                       violations=doc["violations"])
