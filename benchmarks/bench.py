@@ -38,7 +38,8 @@ SCENARIOS: dict[str, dict[str, object]] = {
             "lab": ["--delay-ms", "30", "--jitter-ms", "10", "--loss", "0.05"],
             "target": "198.18.1.0/26", "scan_ports": "1-300",
             "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-300"]},
-    "big": {"hosts": "127.64.0.0/16", "ports": "1-10", "lab": [],
+    # no listeners: the lab's one listener process cannot hold ~80,000 of them
+    "big": {"hosts": "127.64.0.0/16", "ports": "1-10", "lab": ["--open", "0"],
             "target": "127.64.0.0/16", "scan_ports": "1-10",
             "nmap": None},  # nmap on a /16 x 10 takes minutes; ours is checked for scale
 }
