@@ -178,7 +178,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
                                "exclude": args.exclude, "timeout": args.timeout,
                                "retries": args.retries, "concurrency": plan.concurrency,
-                               "rate": args.rate, "discovery": args.discovery,
+                               "rate": plan.rate, "discovery": args.discovery,
                                "banners": args.banners}
     summary = ScanSummary(options=options)
     status = EXIT_OK
