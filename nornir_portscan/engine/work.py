@@ -1,0 +1,205 @@
+"""What a scan is made of: jobs, hosts and probes, and the order ports are tried in.
+
+Plain data with the few rules that belong to it (which ports tell up from down, the
+keyed port order). The scheduler decides what happens to these objects; keeping them
+apart keeps each module short enough to read in one go.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from ..spec.targets import Target
+
+#: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
+DISCOVERY_PORTS: tuple[int, ...] = (80, 443, 22, 445, 3389, 23, 21, 8080)
+def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int, ...]:
+    """Ports to tell up from down with; () when discovery would not save probes.
+
+    Requested ports come first, so on an up host no discovery probe is wasted;
+    for long port lists the remaining places go to the well-known ports that
+    answer most often.
+    """
+    if len(ports) <= len(DISCOVERY_PORTS):
+        return ()
+    # short port lists on many hosts: every discovery probe to a dead host costs as much
+    # as a port probe, so fewer of them; long lists can afford all eight
+    n = len(DISCOVERY_PORTS) if len(ports) >= 64 else 4
+    chosen = [p for p in DISCOVERY_PORTS if p in wanted]
+    pool = DISCOVERY_PORTS if len(ports) >= 8 * n else ports
+    for p in pool:
+        if len(chosen) >= n:
+            break
+        if p not in chosen:
+            chosen.append(p)
+    return tuple(chosen)
+
+
+def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
+    """Every item once, in a keyed pseudo-random order, without building a shuffled copy.
+
+    An affine map i -> (offset + i * stride) mod n with gcd(stride, n) == 1 is a
+    permutation; as masscan and ZMap do, this spreads a host's probes over its
+    port range so a rate-limiting firewall or a lossy link does not eat a block.
+    """
+    n = len(items)
+    if n < 3:
+        yield from items
+        return
+    stride = (key % n) | 1
+    while math.gcd(stride, n) != 1:
+        stride += 2
+    offset = (key >> 16) % n
+    for i in range(n):
+        yield items[(offset + i * stride) % n]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Per-request options; the concurrency, rate and RTT estimate are the engine's."""
+
+    timeout: float | None = None  # fixed per-try timeout; None adapts to measured RTT
+    retries: int | None = None  # None: retry only as deep as loss has been seen
+    discovery: bool = True
+    banners: bool = False
+    banner_wait: float = 1.0
+    allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
+    shuffle: bool = True  # probe each host's ports in a keyed random order
+
+
+class Job:
+    """One scan request: a lazy stream of targets crossed with a port list."""
+
+    __slots__ = (
+        "active",
+        "addresses",
+        "disc_ports",
+        "done",
+        "emitted",
+        "exhausted",
+        "fed",
+        "key",
+        "nondisc_ports",
+        "options",
+        "ports",
+        "ports_set",
+        "resolving",
+        "tag",
+        "targets",
+    )
+
+    def __init__(self, targets: Iterable[Target], ports: Iterable[int],
+                 options: JobOptions | None = None, tag: Any = None) -> None:
+        self.targets: Iterator[Target] = iter(targets)
+        self.ports: tuple[int, ...] = tuple(ports)
+        self.ports_set = frozenset(self.ports)
+        self.options = options or JobOptions()
+        self.disc_ports: tuple[int, ...] = (
+            discovery_ports(self.ports, self.ports_set) if self.options.discovery else ())
+        disc = set(self.disc_ports)
+        self.nondisc_ports = tuple(p for p in self.ports if p not in disc) if disc else self.ports
+        self.active = 0
+        self.exhausted = False
+        self.fed = False  # every target admitted or resolved
+        self.key = int.from_bytes(os.urandom(5), "big") if self.options.shuffle else 0
+        self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
+        self.done = False
+        self.tag = tag
+        self.addresses = 0  # hosts admitted (for the H x P invariant)
+        self.emitted = 0
+
+
+    def port_order(self, salt: int) -> Iterator[int]:
+        """The non-discovery ports of one host, in this job's keyed order."""
+        if not self.key:
+            return iter(self.nondisc_ports)
+        return permuted(self.nondisc_ports, self.key ^ (salt & 0xFFFFFFFFFF))
+
+
+class Host:
+    __slots__ = (
+        "addr",
+        "cursor",
+        "deferred",
+        "disc_left",
+        "disc_unreach",
+        "family",
+        "in_discovery",
+        "job",
+        "name",
+        "pending",
+        "queued",
+        "sockaddr",
+        "up",
+    )
+
+    def __init__(self, job: Job, addr: str, version: int, name: str | None) -> None:
+        self.job = job
+        self.addr = addr
+        self.family = 10 if version == 6 else 2  # AF_INET6 / AF_INET, without importing socket
+        self.sockaddr: tuple[Any, ...] = (addr, 0)
+        self.name = name
+        self.up = False
+        self.pending = len(job.ports)
+        self.disc_left = len(job.disc_ports)
+        self.disc_unreach: str | None = None
+        self.in_discovery = bool(job.disc_ports)
+        self.queued = True  # in the scheduler's ready deque
+        # silent discovery ports wait for the host's verdict: on an unreachable host a
+        # lost ICMP error is no evidence that this port differs from the others
+        self.deferred: list[tuple[int, int]] = []
+        self.cursor: Iterator[int] = (iter(job.disc_ports) if job.disc_ports
+                                      else job.port_order(hash(addr)))
+
+
+class Probe:
+    """One try at one (host, port). The loop stores its socket here."""
+
+    __slots__ = ("attempt", "discovery", "done", "host", "live", "next", "port", "prev", "rtt",
+                 "self_connects", "sent", "sock", "start", "young")
+
+    def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
+        self.host = host
+        self.port = port
+        self.attempt = attempt
+        self.discovery = discovery
+        self.sent = 0.0
+        self.sock: Any = None
+        self.done = False
+        self.rtt: float | None = None
+        self.young = False  # counted in the congestion window
+        self.self_connects = 0
+        # With a fixed timeout, the tries of one port overlap (see ``on_sent``): ``start``
+        # is the first try's send time, ``prev``/``next`` link the tries still alive.
+        self.start = -1.0  # unset until the first try is sent
+        self.live = False  # handed to the loop and not yet settled
+        self.prev: Probe | None = None
+        self.next: Probe | None = None
+
+    def retry_of(self, attempt: int) -> Probe:
+        """The next try of this (host, port), linked for the overlapping-tries scheme."""
+        retry = Probe(self.host, self.port, attempt, self.discovery)
+        retry.start = self.start
+        retry.self_connects = self.self_connects
+        return retry
+
+    def others(self) -> list[Probe]:
+        """The other tries of this port that are not over yet."""
+        out: list[Probe] = []
+        p = self.prev
+        while p is not None:
+            if not p.done:
+                out.append(p)
+            p = p.prev
+        n = self.next
+        while n is not None:
+            if not n.done:
+                out.append(n)
+            n = n.next
+        return out
