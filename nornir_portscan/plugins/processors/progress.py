@@ -129,6 +129,8 @@ class ProgressProcessor:
             self._last_push = now
             done, total = self.probes_done, self.probes_total
             hosts = f"{self.hosts_done}/{self.hosts_total}"
-            found = self.open_found
-        progress.update(bar, completed=done, total=total or None,
-                        probes=str(total) if total else "?", hosts=hosts, open=found)
+            # under the lock: an engine-thread update read earlier must not land after
+            # (and overwrite) the final one from nornir's thread
+            progress.update(bar, completed=done, total=total or None,
+                            probes=str(total) if total else "?", hosts=hosts,
+                            open=self.open_found)
