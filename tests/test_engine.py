@@ -243,7 +243,7 @@ FD_SCRIPT = textwrap.dedent("""
         sched.add_job(Job([Target("127.0.0.1", None, 4)], range(lo, hi + 1),
                           JobOptions(discovery=False)))
         outs = [o for _, o in ReadinessLoop(sched).run() if o is not None]
-        limit = sched.cwnd.limit
+        limit = sched.cwnd.limit if sched.local_errors else None
     else:
         from nornir_portscan import scan
         outs = list(scan("127.0.0.1", f"{lo}-{hi}", concurrency=1000))
@@ -269,8 +269,10 @@ def test_fd_limit_below_the_concurrency_asked_for(listener: Callable[..., int],
     assert op in opened
     assert opened <= before | listening_ports()
     assert {r["state"] for r in rows.values()} <= {"open", "closed"}  # no error states
-    if spare:
-        assert doc["limit"] < spare  # the engine learned how many sockets it can hold
+    if spare and doc["limit"] is not None:
+        # it ran short (answers mostly arrive inside connect() now, so it may not have):
+        # then it learned how many sockets it can hold
+        assert doc["limit"] < spare
 
 
 # ---- banners ----------------------------------------------------------------------------------
@@ -542,3 +544,31 @@ def test_unresolvable_name_alone(lab: NetNS) -> None:
     rows = scan_in_lab(lab, ports, "nohost.invalid")
     assert set(rows) == {("nohost.invalid", p) for p in ports}
     assert {(r["state"], r["reason"]) for r in rows.values()} == {("error", "unresolved")}
+
+
+def test_fd_limit_is_really_hit_on_silent_ports(lab: NetNS) -> None:
+    """Silent ports keep their sockets until the timeout, so with 64 descriptors and
+    concurrency 1000 socket() must fail with EMFILE: every outcome still right, none an
+    error, and the engine says it ran short rather than hiding it."""
+    script = textwrap.dedent(f"""
+        import json, resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        from nornir_portscan.engine import Job, JobOptions, Scheduler
+        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.spec import Target
+        sched = Scheduler(concurrency=1000)
+        sched.add_job(Job([Target({LAB_DEAD!r}, None, 4), Target({LAB_UP!r}, None, 4)],
+                          range(6000, 6200), JobOptions(discovery=False, timeout=0.2)))
+        outs = [o.as_dict() for _, o in ReadinessLoop(sched).run() if o is not None]
+        print(json.dumps({{"local_errors": sched.local_errors, "limit": sched.cwnd.limit,
+                          "outcomes": outs}}))
+    """)
+    done = lab.run(sys.executable, "-c", script, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["local_errors"] > 0 and doc["limit"] < 64
+    rows = by_key(doc["outcomes"])
+    assert set(rows) == {(h, p) for h in (LAB_DEAD, LAB_UP) for p in range(6000, 6200)}
+    assert {(r["state"], r["reason"]) for (h, _), r in rows.items() if h == LAB_DEAD} == {
+        ("filtered", "no-response")}
+    assert {r["state"] for (h, _), r in rows.items() if h == LAB_UP} == {"closed"}

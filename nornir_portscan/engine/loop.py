@@ -90,16 +90,22 @@ class ReadinessLoop:
                     except OSError as exc:
                         sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
                         break
+                    probe.sent = sent = monotonic()
                     err = sock.connect_ex((host.addr, probe.port, *host.sockaddr[2:]))
                     if err == _EINPROGRESS:
-                        fd = sock.fileno()
-                        probe.sock = sock
-                        inflight[fd] = probe
-                        register(fd, _EPOLLOUT)
-                        on_sent(probe, now)
-                    else:
-                        # refused (or unreachable) straight from connect(): same path as SO_ERROR
-                        self._answer(probe, sock, err, now)
+                        # On loopback (and local addresses) the kernel usually handles the SYN
+                        # and its answer inside connect() itself: SO_ERROR already holds the
+                        # verdict, and reading it now saves the epoll round trip.
+                        err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                        if err == 0:  # still pending, or connected: epoll tells which
+                            fd = sock.fileno()
+                            probe.sock = sock
+                            inflight[fd] = probe
+                            register(fd, _EPOLLOUT)
+                            on_sent(probe, sent)
+                            continue
+                    # an answer straight from connect() or right after: same path as epoll's
+                    self._answer(probe, sock, err, monotonic())
                 if sched.cancelled:
                     self._close_cancelled()
                 # 2. wait for sockets, deadlines, or a wake-up

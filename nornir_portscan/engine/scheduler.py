@@ -80,6 +80,7 @@ class Scheduler:
         self.outcomes: deque[tuple[Job, OutcomeItem]] = deque()
         self.stalled_since: float | None = None
         self.probes_sent = 0
+        self.local_errors = 0  # EMFILE, EADDRNOTAVAIL, ...: shortages met (and retried)
         self.keep_alive = False
         self.feeding = 0  # jobs whose targets are not all admitted yet
         self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
@@ -364,6 +365,7 @@ class Scheduler:
     def on_local_error(self, probe: Probe, err: int, now: float) -> None:
         """The machine ran short (EMFILE, EADDRNOTAVAIL, ...): never a port state; try later."""
         self._settle(probe)
+        self.local_errors += 1
         self.cwnd.on_local_shortage(self.inflight)
         self.backoff_until = now + LOCAL_BACKOFF
         if self.inflight == 0:
