@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..spec.services import SERVICES
+from ..spec.targets import address_order
 
 # Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -65,13 +66,7 @@ def xml_comment(value: object) -> str:
     return text + " " if text.endswith("-") else text
 
 
-def address_key(address: str) -> tuple[int, int, str]:
-    """IPv4 by number, then IPv6 by number, then anything that is not an address."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return (9, 0, address)
-    return (ip.version, int(ip), address)
+address_key = address_order  # the spec layer's order, under the name reports use
 
 
 def ip_version(address: str) -> int | None:

@@ -6,20 +6,12 @@ around the few ports a person is looking for.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from typing import IO
 
 from ..engine.outcome import ProbeOutcome
+from ..spec.targets import address_order
 from .base import ScanSummary
-
-
-def _addr_key(addr: str) -> tuple[int, int, str]:
-    try:
-        ip = ipaddress.ip_address(addr)
-        return (ip.version, int(ip), addr)
-    except ValueError:
-        return (9, 0, addr)
 
 
 class TableWriter:
@@ -43,7 +35,7 @@ class TableWriter:
 
     def finish(self, summary: ScanSummary) -> None:
         out = self.stream
-        hosts = sorted(set(self.open) | set(self.other), key=_addr_key)
+        hosts = sorted(set(self.open) | set(self.other), key=address_order)
         for host in hosts:
             label = f"{self.names[host]} ({host})" if host in self.names else host
             opened = sorted(self.open.get(host, []), key=lambda o: o.port)

@@ -192,6 +192,15 @@ def _range_item(raw: str, lo: ipaddress.IPv4Address | ipaddress.IPv6Address,
     return TargetItem(raw, "range", lo.version, int(lo), int(hi))
 
 
+def address_order(address: str) -> tuple[int, int, str]:
+    """Sort key for reports: IPv4 by number, then IPv6, then names (unresolved targets)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return (9, 0, address)
+    return (ip.version, int(ip), address)
+
+
 def _to_address(version: int, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
 

@@ -7,24 +7,16 @@ back with string port keys, which is why everything read back is normalised.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...engine.outcome import PortState, ProbeOutcome
+from ...spec.targets import address_order
 
 STATES = tuple(state.value for state in PortState)
 _UP = ("open", "closed")
 
 Targets = dict[str, dict[str, Any]]
-
-
-def _address_order(address: str) -> tuple[int, int, str]:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return (9, 0, address)
-    return (ip.version, int(ip), address)
 
 
 def host_status(ports: Mapping[int, Mapping[str, Any]]) -> str:
@@ -56,7 +48,7 @@ def build(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:
 def finish_targets(targets: Targets) -> dict[str, Any]:
     ordered: Targets = {}
     summary = dict.fromkeys(STATES, 0)
-    for address in sorted(targets, key=_address_order):
+    for address in sorted(targets, key=address_order):
         entry = targets[address]
         entry["ports"] = dict(sorted(entry["ports"].items()))
         entry["status"] = host_status(entry["ports"])
