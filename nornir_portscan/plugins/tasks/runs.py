@@ -10,8 +10,7 @@ only collects its own.
 nornir tells a task nothing about "its run", so runs are inferred, per Nornir
 object (``nr.filter`` makes a new one): a pending handle is used only if it was
 planned with the same scan settings, and a batch is over when one of its hosts
-asks again, or when every worker thread that used it has ended (the threaded
-runner's pool is shut down at the end of each run). A host the batch left out
+asks again (it collected its scan in an earlier run). A host the batch left out
 (a failed host run with ``on_failed=True``) simply submits its own job.
 
 Subtasks (``task.run(portscan)`` inside a grouped task) are not pre-submitted:
@@ -64,15 +63,12 @@ class Pending:
 @dataclass
 class _Batch:
     members: set[str]
-    threads: weakref.WeakSet[threading.Thread] = field(default_factory=weakref.WeakSet)
 
     def over(self, host: str, pending: Pending | None) -> bool:
-        if pending is None and host in self.members:
-            return True  # this host already collected its scan: a new run has begun
-        current = threading.current_thread()
-        threads = [t for t in self.threads if t is not current]
-        return bool(threads) and current not in self.threads and not any(
-            t.is_alive() for t in threads)
+        # This host already collected its scan: a new run has begun. (Whether the run's
+        # worker threads are alive is no signal: under load a pool thread of the same run
+        # was seen reported dead, and a second batch then scanned every host twice.)
+        return pending is None and host in self.members
 
 
 @dataclass
@@ -129,7 +125,6 @@ def acquire(task: Task, options: ScanOptions,
         batch = state.batch
         fresh = batch is not None and not batch.over(name, pending)
         if fresh and batch is not None:
-            batch.threads.add(threading.current_thread())
             if pending is not None and pending.key == options.key:
                 return pending
             if name not in batch.members:
@@ -154,7 +149,5 @@ def _new_batch(task: Task, state: _RunState, options: ScanOptions,
             continue
         state.pending[host.name] = submit(host.name, other, watchers)
         members.add(host.name)
-    batch = _Batch(members)
-    batch.threads.add(threading.current_thread())
-    state.batch = batch
+    state.batch = _Batch(members)
     return own
