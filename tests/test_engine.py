@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import pytest
+from accounting import exactly_once
 from netns import (
     LAB_BANNER,
     LAB_BANNER_PORT,
@@ -44,16 +45,6 @@ OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 UNREACHABLE, ERROR = PortState.UNREACHABLE, PortState.ERROR
 
 
-def exactly_once(outcomes: list[ProbeOutcome], hosts: Iterable[str],
-                 ports: Iterable[int]) -> dict[tuple[str, int], ProbeOutcome]:
-    got: dict[tuple[str, int], ProbeOutcome] = {}
-    for o in outcomes:
-        assert (o.host, o.port) not in got, f"emitted twice: {o}"
-        got[(o.host, o.port)] = o
-    want = {(h, p) for h in hosts for p in ports}
-    assert set(got) == want, (f"missing {sorted(want - set(got))[:5]}, "
-                              f"extra {sorted(set(got) - want)[:5]}")
-    return got
 
 
 def ephemeral_range() -> tuple[int, int]:

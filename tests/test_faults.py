@@ -29,28 +29,18 @@ from typing import Any
 import pytest
 from _nornir_support import closed_port as free_port
 from _nornir_support import init_nornir, listening, stalled_port, write_yaml_files
+from accounting import exactly_once
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netns import LAB_DEAD, LAB_UP, PYTHON, NetNS, by_key, jsonl
 
-from nornir_portscan import PortState, ProbeOutcome, scan
+from nornir_portscan import PortState, scan
 from nornir_portscan.errors import InventoryError
 from nornir_portscan.plugins.tasks import portscan
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 
 
-def once_each(outcomes: list[ProbeOutcome], hosts: list[str],
-              ports: list[int]) -> dict[tuple[str, int], ProbeOutcome]:
-    """The accounting invariant: every (host, port) exactly once, nothing else."""
-    got: dict[tuple[str, int], ProbeOutcome] = {}
-    for o in outcomes:
-        assert (o.host, o.port) not in got, f"outcome twice: {got[(o.host, o.port)]} and {o}"
-        got[(o.host, o.port)] = o
-    want = {(h, p) for h in hosts for p in ports}
-    assert set(got) == want, (f"missing {sorted(want - set(got))[:5]}, "
-                              f"extra {sorted(set(got) - want)[:5]}")
-    return got
 
 
 # ---- descriptors ------------------------------------------------------------------------------
@@ -218,7 +208,7 @@ def resetting() -> Iterator[ResettingListeners]:
 
 def test_accept_then_reset_gives_one_outcome_per_port(resetting: ResettingListeners) -> None:
     for _ in range(3):
-        got = once_each(list(scan("127.0.0.1", resetting.ports)), ["127.0.0.1"],
+        got = exactly_once(list(scan("127.0.0.1", resetting.ports)), ["127.0.0.1"],
                         resetting.ports)
         assert {o.state for o in got.values()} <= {OPEN, CLOSED}
     assert resetting.accepted > 0
@@ -229,7 +219,7 @@ def test_accept_then_reset_is_open(resetting: ResettingListeners) -> None:
     # load the loop sometimes wins it for a whole round
     wrong = []
     for _ in range(5):
-        got = once_each(list(scan("127.0.0.1", resetting.ports)), ["127.0.0.1"],
+        got = exactly_once(list(scan("127.0.0.1", resetting.ports)), ["127.0.0.1"],
                         resetting.ports)
         wrong += [(p, o.state.value, o.reason) for (_, p), o in got.items() if o.state is not OPEN]
     assert not wrong, f"{len(wrong)} of 250 reset-after-accept probes not open: {wrong[:3]}"
@@ -248,7 +238,7 @@ def test_full_backlog_listener_is_filtered(listener: Callable[..., int],
             pytest.skip("this kernel does not stall connects to a listener with a full queue")
         op, cp = listener(), closed_port()
         ports = sorted([port, op, cp])
-        got = once_each(list(scan("127.0.0.1", ports, timeout=0.3, retries=1)),
+        got = exactly_once(list(scan("127.0.0.1", ports, timeout=0.3, retries=1)),
                         ["127.0.0.1"], ports)
     stalled = got[("127.0.0.1", port)]
     assert (stalled.state, stalled.reason, stalled.rtt_ms) == (FILTERED, "no-response", None)
@@ -318,7 +308,7 @@ def test_port_flipping_state_during_the_scan(listener: Callable[..., int],
         ports = sorted([*flapping.ports, steady_open, steady_closed])
         seen: Counter[str] = Counter()
         for _ in range(30):
-            got = once_each(list(scan("127.0.0.1", ports, timeout=1.0)), ["127.0.0.1"], ports)
+            got = exactly_once(list(scan("127.0.0.1", ports, timeout=1.0)), ["127.0.0.1"], ports)
             assert got[("127.0.0.1", steady_open)].state is OPEN
             assert got[("127.0.0.1", steady_closed)].state is CLOSED
             for p in flapping.ports:
@@ -558,7 +548,7 @@ def test_every_address_port_pair_exactly_once(accounting_listeners: dict[str, in
         targets = addresses
     outcomes = list(scan(targets, ports, timeout=1.0, discovery=discovery))
     assert len(outcomes) == len(addresses) * len(ports)
-    got = once_each(outcomes, addresses, ports)
+    got = exactly_once(outcomes, addresses, ports)
     for (host, port), o in got.items():
         assert o.state in (OPEN, CLOSED), o
         if accounting_listeners.get(host) == port:
@@ -569,7 +559,7 @@ def test_overlapping_targets_give_each_pair_once(closed_port: Callable[..., int]
     """A user may name an address twice, in a network and a range: one outcome each."""
     port = closed_port()
     outcomes = list(scan(["127.0.0.1", "127.0.0.0/30", "127.0.0.1-2"], [port]))
-    once_each(outcomes, ["127.0.0.1", "127.0.0.2"], [port])
+    exactly_once(outcomes, ["127.0.0.1", "127.0.0.2"], [port])
 
 
 def test_accounting_is_checked_at_run_time(monkeypatch: pytest.MonkeyPatch,
