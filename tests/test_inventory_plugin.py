@@ -117,8 +117,11 @@ BAD_SUBNETS = [
      r"subnet entry 'lab': exclude: '127.0.0.300' is not an address or CIDR"),
     ("lab: {subnet: 127.0.0.0/28, groups: [nope]}", r"subnet entry 'lab': groups: unknown "
                                                     r"group 'nope'"),
+    # YAML 1.2, as nornir reads its own files: `yes` is a string, `true` the boolean
     ("lab: {subnet: 127.0.0.0/28, max_hosts: yes}", r"subnet entry 'lab': max_hosts: expected"
-                                                    r" a whole number, got True"),
+                                                    r" a whole number, got 'yes'"),
+    ("lab: {subnet: 127.0.0.0/28, max_hosts: true}", r"subnet entry 'lab': max_hosts: expected"
+                                                     r" a whole number, got True"),
     ("lab: {subnet: 127.0.0.0/28, name_format: '{host}'}", r"name_format: '\{host\}' is not "
                                                             r"usable"),
     ("lab: {subnet: 127.0.0.0/28, data: [1]}", r"subnet entry 'lab': data: expected a mapping"),
@@ -179,6 +182,20 @@ def test_entry_point_module_imports_no_scanner_code() -> None:
     assert out == ["nornir_portscan", "nornir_portscan.errors", "nornir_portscan.plugins",
                    "nornir_portscan.plugins.inventory",
                    "nornir_portscan.plugins.inventory.subnets"]
+
+
+def test_entry_point_module_needs_only_the_standard_library_and_nornir() -> None:
+    """Beyond the stdlib, only nornir and what nornir itself brings (ruamel.yaml) load."""
+    code = ("import sys\n"
+            "before = set(sys.modules)\n"
+            "import nornir_portscan.plugins.inventory.subnets\n"
+            "roots = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+            "print(' '.join(sorted(r for r in roots if r not in sys.stdlib_module_names)))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert "yaml" not in out  # PyYAML is ours, not nornir's: the entry point does without it
+    assert set(out) <= {"nornir", "nornir_portscan", "ruamel", "typing_extensions",
+                        "mypy_extensions", "importlib_metadata", "zipp", "_ruamel_yaml"}, out
 
 
 def test_shipped_inventory_is_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,9 @@
 Audits describe whole subnets, not devices, yet nornir filters and reports per
 host; expanding each subnet into one host per address gives ``nr.filter`` and
 per-address Results for free. This module is the inventory entry point, which
-nornir imports at ``InitNornir`` time, so it imports only the standard library,
-yaml and nornir (``nornir_portscan.errors`` is stdlib-only): a broken inventory
+nornir imports at ``InitNornir`` time, so it imports only the standard library
+and nornir, with nornir's own YAML library (ruamel.yaml, read the way SimpleInventory
+reads it; ``nornir_portscan.errors`` is stdlib-only): a broken inventory
 is reported before any scanner code loads, and listing inventories stays cheap.
 
 Unlike SimpleInventory, unknown keys are errors: a misspelt ``group:`` that is
@@ -19,7 +20,6 @@ import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import yaml
 from nornir.core.inventory import (
     ConnectionOptions,
     Defaults,
@@ -30,6 +30,8 @@ from nornir.core.inventory import (
     Inventory,
     ParentGroups,
 )
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from nornir_portscan.errors import InventoryError
 
@@ -66,8 +68,8 @@ def _load_yaml(path: pathlib.Path, encoding: str) -> dict[str, Any]:
     except LookupError:
         raise _fail(path, "", f"cannot read: unknown encoding {encoding!r}") from None
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        doc = YAML(typ="safe").load(text)
+    except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
