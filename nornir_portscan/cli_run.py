@@ -35,6 +35,9 @@ def add_run_parser(sub: Any, add_engine_options: Any) -> None:
     r.add_argument("--allow", action="append", default=[], metavar="NETWORK",
                    help="refuse any target outside these networks (adds to the config's "
                         "portscan.allowed_networks)")
+    r.add_argument("--max-hosts", type=int, default=None, metavar="N",
+                   help="refuse a host whose targets cover over N addresses (default 65536; "
+                        "config portscan.max_addresses)")
     r.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
     r.add_argument("-p", "--ports", help="ports for every host (overrides inventory data)")
@@ -264,6 +267,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         parse_networks(args.allow)  # a bad network is a usage error before anything runs
         section = nr.config.user_defined.setdefault("portscan", {})
         section["allowed_networks"] = [*(section.get("allowed_networks") or []), *args.allow]
+    if args.max_hosts is not None:
+        if args.max_hosts < 1:
+            raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
+        nr.config.user_defined.setdefault("portscan", {})["max_addresses"] = args.max_hosts
     if args.rate is not None or args.concurrency:
         from .engine.service import shared_engine
 

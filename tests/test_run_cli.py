@@ -642,3 +642,19 @@ v6: {hostname: "::1", data: {portscan: {ports: [23]}}}
     assert "descriptors" not in done.stderr, done.stderr
     assert done.returncode != 3
     assert elapsed < 5, elapsed
+
+
+def test_max_hosts_refuses_a_host_whose_targets_are_too_large(tmp_path: Path) -> None:
+    write_inventory(tmp_path / "inv", config=False, hosts="""\
+wide: {hostname: 127.0.0.1, data: {portscan: {targets: [127.0.0.0/28], ports: [23]}}}
+narrow: {hostname: 127.0.0.1, data: {portscan: {ports: [23]}}}
+""")
+    refused = run("-i", "inv", "--max-hosts", "10", "--format", "json", "-o", "r.json",
+                  cwd=tmp_path)
+    assert refused.returncode == 2
+    line = error_line(refused)
+    assert "'wide'" in line and "14 addresses" in line and "Traceback" not in refused.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["hosts"]["narrow"]["failed"] is False  # the other host was scanned
+    allowed = run("-i", "inv", "--max-hosts", "20", cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr

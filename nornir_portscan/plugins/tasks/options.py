@@ -26,6 +26,7 @@ from nornir.core.inventory import Host
 from ...engine.api import ScanPlan, plan_scan
 from ...errors import InventoryError, PortscanError, SpecError
 from ...spec.ports import parse_ports
+from ...spec.scope import DEFAULT_MAX_ADDRESSES
 from ...spec.targets import parse_targets
 from .result import baseline_shape_error
 
@@ -54,18 +55,21 @@ class ScanOptions:
     baseline: Mapping[str, Any] | None = None
     #: The run's allow-list (nornir config ``portscan.allowed_networks``); () allows anything.
     allowed: tuple[str, ...] = ()
+    #: The size guard (nornir config ``portscan.max_addresses``), per host's target list.
+    max_addresses: int = DEFAULT_MAX_ADDRESSES
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
         return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners, self.allowed)
+                self.discovery, self.banners, self.allowed, self.max_addresses)
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
                          timeout=self.timeout, retries=self.retries, discovery=self.discovery,
-                         banners=self.banners, allowed=self.allowed)
+                         banners=self.banners, allowed=self.allowed,
+                         max_addresses=self.max_addresses)
 
 
 class _Value:
@@ -215,9 +219,21 @@ def allowed_networks(config: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def max_addresses(config: Any) -> int:
+    """The size guard from a nornir config's ``user_defined.portscan.max_addresses``."""
+    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
+    value = section.get("max_addresses", DEFAULT_MAX_ADDRESSES) if isinstance(
+        section, Mapping) else DEFAULT_MAX_ADDRESSES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.max_addresses must be a "
+                             f"whole number of 1 or more, not {value!r}")
+    return value
+
+
 def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool = True,
                     default_ports: str | None = DEFAULT_PORTS,
-                    allowed: tuple[str, ...] = ()) -> ScanOptions:
+                    allowed: tuple[str, ...] = (),
+                    max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanOptions:
     """Merge ``args`` (None means "not given") over inventory data and validate the result.
 
     Expected ports are always scanned, so an expectation can never pass by not looking.
@@ -252,7 +268,7 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         banners=_flag(given["banners"]) if "banners" in given else False,
         expect=expect,
         baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
-        allowed=allowed)
+        allowed=allowed, max_addresses=max_addresses)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:

@@ -21,7 +21,7 @@ from nornir.core.task import Result, Task
 from ...engine.outcome import ProbeOutcome
 from ...errors import PortscanError
 from . import result as results
-from .options import ScanOptions, allowed_networks, resolve_options
+from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
 from .runs import Pending, acquire, observers, submit
 
 PortsArg = str | int | list[str | int] | None
@@ -107,12 +107,14 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
                  baseline)
     try:
         allowed = allowed_networks(task.nornir.config)
-        options = resolve_options(task.host, args, allowed=allowed)
+        limit = max_addresses(task.nornir.config)
+        options = resolve_options(task.host, args, allowed=allowed, max_addresses=limit)
     except PortscanError as exc:
         return _invalid(task.host, exc)
 
     def resolve_other(host: Host) -> ScanOptions:
-        return resolve_options(host, args, with_baseline=False, allowed=allowed)
+        return resolve_options(host, args, with_baseline=False, allowed=allowed,
+                               max_addresses=limit)
 
     try:
         pending = acquire(task, options, resolve_other)
@@ -160,7 +162,8 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
                  baseline)
     try:
-        options = resolve_options(task.host, args, allowed=allowed_networks(task.nornir.config))
+        options = resolve_options(task.host, args, allowed=allowed_networks(task.nornir.config),
+                                  max_addresses=max_addresses(task.nornir.config))
     except PortscanError as exc:
         return _invalid(task.host, exc)
     try:

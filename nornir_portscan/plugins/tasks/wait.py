@@ -19,7 +19,7 @@ from ...engine.service import shared_engine
 from ...errors import PortscanError
 from ...spec.ports import parse_ports
 from . import result as results
-from .options import ScanOptions, allowed_networks, resolve_options
+from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
 from .portscan import ScanResult
 
 #: Per-try timeout when none is given: long enough for a slow WAN, short next to a deadline.
@@ -78,7 +78,8 @@ def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: flo
         options = resolve_options(host, {"targets": targets, "ports": list(wanted),
                                          "expect": {}}, with_baseline=False,
                                   default_ports=None,
-                                  allowed=allowed_networks(task.nornir.config))
+                                  allowed=allowed_networks(task.nornir.config),
+                                  max_addresses=max_addresses(task.nornir.config))
     except PortscanError as exc:
         message = str(exc) if str(exc).startswith("host ") else f"host {host.name!r}: {exc}"
         return ScanResult(host=host, result=message, failed=True, exception=exc)
