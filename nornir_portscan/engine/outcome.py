@@ -25,6 +25,10 @@ class PortState(str, Enum):
         return self.value
 
 
+#: The states in the order every report lists them.
+STATE_ORDER: tuple[str, ...] = tuple(state.value for state in PortState)
+
+
 class ProbeOutcome(NamedTuple):
     """The one outcome of one (address, port): the engine's only output."""
 

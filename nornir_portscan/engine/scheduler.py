@@ -17,8 +17,8 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
 
+from ..spec.scope import in_networks
 from .outcome import PortState, ProbeOutcome, classify
 from .timing import CongestionWindow, RateLimiter, RttEstimator
 from .work import DISCOVERY_PORTS, Host, Job, JobOptions, Probe, discovery_ports, permuted
@@ -39,13 +39,6 @@ _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
 
 Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
-
-
-def _in_networks(addr: str, networks: tuple[Any, ...]) -> bool:
-    import ipaddress
-
-    ip = ipaddress.ip_address(addr)
-    return any(ip.version == n.version and ip in n for n in networks)
 
 
 class EngineError(RuntimeError):
@@ -176,7 +169,7 @@ class Scheduler:
             return
         allowed = job.options.allowed
         for version, addr in addresses:
-            if allowed and not _in_networks(addr, allowed):
+            if allowed and not in_networks(addr, allowed):
                 job.addresses += 1
                 self._emit_bulk(job, addr, name, job.ports, _ERROR, "out-of-scope")
                 continue

@@ -6,9 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import ProbeOutcome
-
-STATE_ORDER = ("open", "closed", "filtered", "unreachable", "error")
+from ..engine.outcome import STATE_ORDER, ProbeOutcome
 
 
 @dataclass

@@ -32,9 +32,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import __version__
-from ..engine.outcome import ProbeOutcome
+from ..engine.outcome import STATE_ORDER, ProbeOutcome
 
-STATES = ("open", "closed", "filtered", "unreachable", "error")
+STATES = STATE_ORDER
 
 
 def result_from_outcomes(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from importlib import resources
 from string import Template
 from typing import IO, Any
 
+from ..engine.outcome import STATE_ORDER
 from ._common import (
     address_key,
     clean_text,
@@ -35,7 +36,7 @@ from ._common import (
     violations_of,
 )
 
-STATES = ("open", "closed", "filtered", "unreachable", "error")
+STATES = STATE_ORDER
 
 #: Quiet addresses (nothing open, no answer) listed one per row up to this many per host.
 QUIET_ROWS = 8

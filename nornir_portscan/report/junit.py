@@ -26,6 +26,7 @@ import socket
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.outcome import STATE_ORDER
 from ._common import (
     address_key,
     elapsed_of,
@@ -43,7 +44,7 @@ from ._common import (
 
 SUITE_NAME = "nornir-portscan"
 
-_STATE_ORDER = ("open", "closed", "filtered", "unreachable", "error")
+_STATE_ORDER = STATE_ORDER
 
 
 def _seconds(value: Any) -> str:

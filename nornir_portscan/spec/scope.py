@@ -48,6 +48,12 @@ def read_target_file(path: str) -> list[str]:
     return out
 
 
+def in_networks(address: str, networks: Iterable[Network]) -> bool:
+    """Whether an address lies in any of the networks (of its own IP version)."""
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
 @dataclass
 class Scope:
     """The allow-list (empty: anything named) and the size limit."""
@@ -56,10 +62,7 @@ class Scope:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
 
     def allows(self, address: str) -> bool:
-        if not self.allowed:
-            return True
-        ip = ipaddress.ip_address(address)
-        return any(ip.version == n.version and ip in n for n in self.allowed)
+        return not self.allowed or in_networks(address, self.allowed)
 
     def check(self, spec: TargetSpec) -> None:
         """Refuse the whole scan, naming the target, before anything is sent."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ...engine.outcome import PortState, ProbeOutcome
+from ...engine.outcome import STATE_ORDER, ProbeOutcome
 from ...spec.targets import address_order
 
-STATES = tuple(state.value for state in PortState)
+STATES = STATE_ORDER
 _UP = ("open", "closed")
 
 Targets = dict[str, dict[str, Any]]
