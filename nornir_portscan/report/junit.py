@@ -44,7 +44,6 @@ from ._common import (
 
 SUITE_NAME = "nornir-portscan"
 
-_STATE_ORDER = STATE_ORDER
 
 
 def _seconds(value: Any) -> str:
@@ -67,7 +66,7 @@ def _open_summary(entry: Mapping[str, Any]) -> str:
         for _, pentry in ports:
             state = str(pentry.get("state"))
             counts[state] = counts.get(state, 0) + 1
-        tally = ", ".join(f"{counts[s]} {s}" for s in _STATE_ORDER if counts.get(s))
+        tally = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts.get(s))
         lines.append(f"{label}: {target.get('status', 'down')} [{tally or 'nothing scanned'}]")
         for port, pentry in ports:
             if pentry.get("state") != "open":
