@@ -131,6 +131,35 @@ def test_immediate_and_deferred_refusal_give_the_same_outcome(
     assert (real.state, real.reason, real.attempts) == (a.state, a.reason, a.attempts)
 
 
+def settled_connect(s: socket.socket, addr: tuple[str, int]) -> int:
+    """The readiness loop's way: connect(), then connect() again for the verdict."""
+    err = s.connect_ex(addr)
+    while err in (errno.EINPROGRESS, errno.EALREADY):
+        select.select([], [s], [], 5)
+        err = s.connect_ex(addr)
+    return err
+
+
+def test_a_refused_socket_is_reset_by_the_second_connect_and_can_be_reused(
+        closed_port: Callable[..., int]) -> None:
+    """What the loop's socket reuse rests on: after a refusal, a second connect() reports
+    ECONNREFUSED and leaves the socket unconnected, so it can probe the next port, and a
+    real connection through it goes to that port."""
+    cp = closed_port()
+    with socket.socket() as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK) as s:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        op = server.getsockname()[1]
+        assert settled_connect(s, ("127.0.0.1", cp)) == errno.ECONNREFUSED
+        assert settled_connect(s, ("127.0.0.1", cp)) == errno.ECONNREFUSED  # again: not stale
+        assert settled_connect(s, ("127.0.0.1", op)) in (0, errno.EISCONN)
+        assert s.getpeername() == ("127.0.0.1", op)
+        conn, peer = server.accept()
+        conn.close()
+        assert peer == s.getsockname()
+
+
 # ---- self-connects ----------------------------------------------------------------------------
 
 

@@ -35,8 +35,18 @@ def refuse_all(probe: Probe) -> Response:
     return errno.ECONNREFUSED
 
 
+@pytest.fixture(autouse=True, params=["one-by-one", "bursts"])
+def launch_mode(request: pytest.FixtureRequest) -> None:
+    """Every simulated test runs twice: probes asked for one at a time (``next_probe``,
+    ``on_answer``), and in bursts as the readiness loop does (``next_probes``,
+    ``on_failed_connects``). The two must reach the same outcomes."""
+    Sim.burst = 1 if request.param == "one-by-one" else 16
+
+
 class Sim:
     """Drives a Scheduler like the readiness loop does, with a clock that only moves on demand."""
+
+    burst = 1  # probes asked for at once; above 1, immediate failures are reported together
 
     def __init__(self, sched: Scheduler, respond: Responder, *, rtt: float = 0.001,
                  step: float = 0.01) -> None:
@@ -79,6 +89,9 @@ class Sim:
         cancelled.clear()
 
     def send(self) -> None:
+        if self.burst > 1:
+            self.send_bursts()
+            return
         sched = self.sched
         while True:
             probe = sched.next_probe(self.now)
@@ -92,12 +105,49 @@ class Sim:
                 self._release(probe)
                 # no on_sent: like an error straight from connect()
                 self._deliver(probe, reply[1])  # type: ignore[arg-type]
+                self._close_cancelled()
                 continue
             sched.on_sent(probe, self.now)
             if isinstance(reply, tuple) and reply[0] == LATE:
                 self.answers.append((self.now + reply[1], probe, reply[2]))  # type: ignore[misc]
             if reply == SELF or isinstance(reply, int):
                 self.answers.append((self.now + self.rtt, probe, reply))  # type: ignore[arg-type]
+            self._close_cancelled()
+
+    def send_bursts(self) -> None:
+        """Like the readiness loop: a burst of probes, then their immediate failures at once."""
+        sched = self.sched
+        while True:
+            probes = sched.next_probes(self.now, self.burst)
+            if not probes:
+                self._check()
+                return
+            assert len(probes) <= self.burst
+            failed: list[tuple[Probe, int, float]] = []
+            for i, probe in enumerate(probes):
+                self.sent.append(probe)
+                self._hold(probe)
+                reply = self.respond(probe)
+                if reply in ((IMMEDIATE, errno.EMFILE), (IMMEDIATE, errno.ENFILE)):
+                    # socket() failed: the loop hands the rest of the burst back at once
+                    self._release(probe)
+                    sched.unsend(probes[i + 1:])
+                    sched.on_local_error(probe, reply[1], self.now)  # type: ignore[index,arg-type]
+                    break
+                if isinstance(reply, tuple) and reply[0] == IMMEDIATE:
+                    self._release(probe)
+                    if reply[1] == 0:
+                        self._deliver(probe, 0)  # connected: the loop handles it alone
+                    else:
+                        failed.append((probe, reply[1], self.now))  # type: ignore[arg-type]
+                    continue
+                sched.on_sent(probe, self.now)
+                if isinstance(reply, tuple) and reply[0] == LATE:
+                    self.answers.append((self.now + reply[1], probe, reply[2]))  # type: ignore[misc]
+                if reply == SELF or isinstance(reply, int):
+                    self.answers.append((self.now + self.rtt, probe, reply))  # type: ignore[arg-type]
+            if failed:
+                sched.on_failed_connects(failed)
             self._close_cancelled()
 
     def _deliver(self, probe: Probe, err: int) -> None:
@@ -738,3 +788,55 @@ def test_name_without_resolver_is_unresolved() -> None:
     got = Sim(sched, refuse_all).run()
     assert {(o.state, o.reason) for o in got} == {(PortState.ERROR, "unresolved")}
     assert len(got) == 2
+
+
+# ---- bursts: what the readiness loop does on loopback -------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [None, 0.5])
+def test_immediate_refusals_in_bursts_account_for_every_port(timeout: float | None) -> None:
+    """On loopback most refusals come straight from connect(); in bursts they take the
+    scheduler's shortcut, and mixed with open, silent, lossy and dead hosts every
+    (host, port) is still decided exactly once, with the right state."""
+    hosts = [f"127.0.0.{i}" for i in range(1, 9)]
+    ports = range(3000, 3080)
+    sched = Scheduler(concurrency=48)
+    one_job(sched, v4(*hosts), ports, timeout=timeout)
+    dead = {"127.0.0.3", "127.0.0.7"}
+    tries: Counter[tuple[str, int]] = Counter()
+
+    def respond(p: Probe) -> Response:
+        key = (p.host.addr, p.port)
+        tries[key] += 1
+        if p.host.addr in dead or p.port % 10 == 7:
+            return SILENT
+        if p.port % 10 == 3:
+            return 0  # open, answered through the loop's slow path
+        if p.port % 10 == 5 and tries[key] == 1:
+            return SILENT  # the first SYN is lost: the retry's refusal must still count
+        return (IMMEDIATE, errno.ECONNREFUSED)
+
+    got = assert_exactly_once(Sim(sched, respond).run(), hosts, ports)
+    for (host, port), o in got.items():
+        if host in dead or port % 10 == 7:
+            assert o.state is PortState.FILTERED
+        elif port % 10 == 3:
+            assert o.state is PortState.OPEN
+        else:
+            assert (o.state, o.reason) == (PortState.CLOSED, "conn-refused")
+            assert o.attempts == (2 if port % 10 == 5 else 1)
+    assert sched.inflight == 0 and sched.young == 0
+
+
+def test_unsent_probes_go_back_and_come_out_again() -> None:
+    """The loop ran short of sockets part-way through a burst: the rest of the burst is
+    handed back, costs nothing, and is sent later as the same first tries."""
+    sched = Scheduler(concurrency=8)
+    one_job(sched, v4("127.0.0.1"), [22, 23, 24], timeout=1.0, discovery=False, shuffle=False)
+    burst = sched.next_probes(0.0, 8)
+    assert [p.port for p in burst] == [22, 23, 24] and sched.inflight == 3
+    sched.unsend(burst[1:])
+    assert sched.inflight == 1 and sched.young == 1 and sched.probes_sent == 1
+    again = sched.next_probes(0.0, 8)
+    assert [(p.port, p.attempt) for p in again] == [(23, 1), (24, 1)]
+    assert sched.inflight == 3

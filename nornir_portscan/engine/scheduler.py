@@ -12,8 +12,10 @@ not be resolved.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -37,6 +39,8 @@ MAX_SELF_CONNECTS = 8
 
 _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
+_ECONNREFUSED = errno.ECONNREFUSED
+_new_outcome = tuple.__new__
 
 Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
 
@@ -97,9 +101,10 @@ class Scheduler:
     def _emit(self, host: Host, port: int, state: PortState, reason: str,
               rtt: float | None, attempts: int, banner: str | None = None) -> None:
         job = host.job
-        self.outcomes.append((job, ProbeOutcome(
+        # tuple.__new__ skips the named tuple's Python-level constructor: this runs per outcome
+        self.outcomes.append((job, _new_outcome(ProbeOutcome, (
             host.addr, port, state, reason, None if rtt is None else rtt * 1000.0, attempts,
-            host.name, banner)))
+            host.name, banner))))
         job.emitted += 1
         host.pending -= 1
         if host.pending == 0:
@@ -201,42 +206,58 @@ class Scheduler:
 
     def next_probe(self, now: float) -> Probe | None:
         """The next probe to start now, or None when the window, the rate or the work says wait."""
-        if self.inflight >= self.cwnd.limit or now < self.backoff_until:
-            return None
-        if self.young >= self.cwnd.size or len(self._young_q) > self._young_q_cap:
+        probes = self.next_probes(now, 1)
+        return probes[0] if probes else None
+
+    def next_probes(self, now: float, limit: int) -> list[Probe]:
+        """Up to ``limit`` probes to start now: as many as the window, the rate and the work allow.
+
+        The loop asks for a burst at a time, so the window and rate checks are paid
+        once per burst rather than once per probe."""
+        budget = min(limit, self.cwnd.limit - self.inflight)
+        if budget <= 0 or now < self.backoff_until:
+            return []
+        young_q = self._young_q
+        if self.young + budget > self.cwnd.size or len(young_q) > self._young_q_cap:
             self._age(now)
-            if self.young >= self.cwnd.size:
-                return None
-        if self.rate.rate is not None and self.rate.available(now) < 1:
-            return None
-        while self.retry and self.retry[0].done:
-            self.retry.popleft()  # a try made pointless by an answer to another try
-        if self.retry:
-            probe = self.retry.popleft()
-        else:
-            if self.active_hosts < self.max_active_hosts and self.feeding:
+            budget = min(budget, math.ceil(self.cwnd.size - self.young))
+            if budget <= 0:
+                return []
+        rate = self.rate
+        if rate.rate is not None:
+            budget = min(budget, rate.available(now))
+            if budget <= 0:
+                return []
+        out: list[Probe] = []
+        retry, ready = self.retry, self.ready
+        while len(out) < budget:
+            if retry:
+                probe = retry.popleft()
+                if not probe.done:  # else a try made pointless by an answer to another try
+                    out.append(probe)
+                continue
+            if self.feeding and self.active_hosts < self.max_active_hosts:
                 self._admit()
-            ready = self.ready
-            while True:
-                if not ready:
-                    return None
-                host = ready[0]
-                port = next(host.cursor, None)
-                if port is None:
-                    ready.popleft().queued = False
-                    continue
-                ready.rotate(-1)
-                probe = Probe(host, port, 1, host.in_discovery)
+            if not ready:
                 break
-        self.rate.take()
-        self.inflight += 1
-        self.young += 1
-        probe.young = True
-        self._young_q.append(probe)
-        self.probes_sent += 1
-        probe.sent = now
-        probe.live = True
-        return probe
+            host = ready[0]
+            port = next(host.cursor, None)
+            if port is None:
+                ready.popleft().queued = False
+                continue
+            ready.rotate(-1)
+            out.append(Probe(host, port, 1, host.in_discovery))
+        n = len(out)
+        if n:
+            rate.take(n)
+            self.inflight += n
+            self.young += n
+            self.probes_sent += n
+            for probe in out:
+                probe.young = probe.live = True
+                probe.sent = now
+            young_q.extend(out)
+        return out
 
     def _young_limit(self) -> float:
         srtt = self.rtt.srtt
@@ -304,6 +325,42 @@ class Scheduler:
 
     # ---- what happened --------------------------------------------------------------------
 
+    def on_failed_connects(self, answers: list[tuple[Probe, int, float]]) -> None:
+        """Connects that failed straight away (probe, errno, when): the loop's common case.
+
+        No socket stays open for any of them. A first try refused is settled inline;
+        the burst gives one RTT sample (its slowest) and one window update, as TCP
+        takes one sample per window. Anything else takes ``on_answer``'s full path.
+        """
+        refused = 0
+        young = 0
+        slowest = -1.0
+        emit = self._emit
+        for probe, err, now in answers:
+            if (err != _ECONNREFUSED or probe.discovery or probe.attempt != 1 or probe.done
+                    or probe.next is not None):
+                if self.on_answer(probe, err, now):
+                    self.on_banner(probe, None)  # a reset after the handshake: nothing to read
+                continue
+            probe.done = True
+            probe.live = False
+            if probe.young:
+                probe.young = False
+                young += 1
+            rtt = now - probe.sent
+            if rtt > slowest:
+                slowest = rtt
+            refused += 1
+            host = probe.host
+            if host.pending > 0:
+                emit(host, probe.port, _CLOSED, "conn-refused", rtt, 1)
+        if refused:
+            self.inflight -= refused
+            self.young -= young
+            self.stalled_since = None
+            self.rtt.observe(slowest)
+            self.cwnd.on_answer(refused)
+
     def on_answer(self, probe: Probe, err: int, now: float) -> bool:
         """The kernel's answer for a probe (immediate or via SO_ERROR).
 
@@ -368,6 +425,13 @@ class Scheduler:
                 raise EngineError(f"cannot open sockets for {LOCAL_STALL_LIMIT:.0f} s "
                                   f"(errno {err}): the machine is out of descriptors or ports")
         self.retry.appendleft(self._replacement(probe))
+
+    def unsend(self, probes: list[Probe]) -> None:
+        """Probes handed out but never started (the loop ran short first): queued again."""
+        for probe in reversed(probes):
+            self._settle(probe)
+            self.probes_sent -= 1
+            self.retry.appendleft(self._replacement(probe))
 
     @staticmethod
     def _replacement(probe: Probe) -> Probe:

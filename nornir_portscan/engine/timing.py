@@ -79,11 +79,12 @@ class CongestionWindow:
     def allowed(self) -> int:
         return int(self.size)
 
-    def on_answer(self) -> None:
+    def on_answer(self, count: int = 1) -> None:
+        """``count`` answers: one more probe each in slow start, 1/size each after it."""
         if self.size < self.ssthresh:
-            self.size = min(self.size + 1.0, self.limit)
+            self.size = min(self.size + count, self.limit)
         else:
-            self.size = min(self.size + 1.0 / max(self.size, 1.0), self.limit)
+            self.size = min(self.size + count / max(self.size, 1.0), self.limit)
 
     def on_loss(self, now: float = 0.0, rtt: float = 0.0) -> None:
         self.losses += 1
@@ -125,9 +126,9 @@ class RateLimiter:
         self.last = now
         return int(self.tokens)
 
-    def take(self) -> None:
+    def take(self, count: int = 1) -> None:
         if self.rate is not None:
-            self.tokens -= 1
+            self.tokens -= count
 
     def wait_time(self) -> float:
         """Seconds until the next token, when none is left."""
