@@ -158,7 +158,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .engine.api import plan_scan, run_plan
+    from .engine.api import plan_scan, run_plan_batches
     from .engine.scheduler import EngineError
     from .report import ScanSummary, writer_for
     from .spec.scope import DEFAULT_MAX_ADDRESSES, read_target_file
@@ -187,9 +187,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     with output_stream(args.output) as stream:
         writer = writer_for(args.format, stream, color=color)
         try:
-            for outcome in run_plan(plan):
-                summary.add(outcome)
-                writer.write(outcome)
+            for outcomes in run_plan_batches(plan):
+                summary.add(outcomes)
+                writer.write(outcomes)
         except (KeyboardInterrupt, Interrupted):
             summary.interrupted = True
             status = EXIT_INTERRUPTED

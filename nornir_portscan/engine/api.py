@@ -68,7 +68,13 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
 
 
 def run_plan(plan: ScanPlan) -> Iterator[ProbeOutcome]:
-    """Run one plan; outcomes stream out as they are decided.
+    """Run one plan; outcomes stream out as they are decided."""
+    for batch in run_plan_batches(plan):
+        yield from batch
+
+
+def run_plan_batches(plan: ScanPlan) -> Iterator[list[ProbeOutcome]]:
+    """Run one plan; outcomes stream out in batches, as the engine decides them.
 
     Large scans are sharded over worker processes, one per core.
     """
@@ -81,9 +87,10 @@ def run_plan(plan: ScanPlan) -> Iterator[ProbeOutcome]:
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
                       rtt=RttEstimator())
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
-    for _, outcome in ReadinessLoop(sched).run():
-        if outcome is not None:
-            yield outcome
+    for batch in ReadinessLoop(sched).run_batches():
+        outcomes = [outcome for _, outcome in batch if outcome is not None]
+        if outcomes:
+            yield outcomes
     if job.emitted != job.addresses * len(plan.ports):
         raise EngineError(f"accounting error: {job.emitted} outcomes for "
                           f"{job.addresses} hosts x {len(plan.ports)} ports")

@@ -24,9 +24,15 @@ class PortState(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Enum hashes by member name in Python; hashing as the str it equals is consistent
+    # with ``PortState.OPEN == "open"`` and runs in C (writers look states up per row).
+    __hash__ = str.__hash__
+
 
 #: The states in the order every report lists them.
 STATE_ORDER: tuple[str, ...] = tuple(state.value for state in PortState)
+#: Each state's text: ``.value`` on an Enum is a Python-level descriptor, too slow per row.
+STATE_TEXT: dict[PortState, str] = {state: state.value for state in PortState}
 
 
 class ProbeOutcome(NamedTuple):

@@ -8,6 +8,7 @@ of completion; small scans stay in one process, where a fork would dominate.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pickle
@@ -20,13 +21,14 @@ from time import monotonic
 from typing import Any
 
 from ..spec.targets import Target, TargetSource
-from .outcome import PortState, ProbeOutcome
+from .outcome import ProbeOutcome
 from .scheduler import EngineError
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192
 _HEADER = struct.Struct("!I")
-_STATES = {s.value: s for s in PortState}
+#: A worker's tuple of ProbeOutcome's fields (in order) back as a ProbeOutcome, in C.
+_as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
 
 
 def shard_count(spec: TargetSource, ports: int, requested: int | None = None) -> int:
@@ -52,7 +54,7 @@ class _HostShare:
 
 
 def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
-    from .api import run_plan  # late: the module imports this one
+    from .api import run_plan_batches  # late: the module imports this one
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -73,9 +75,9 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
             view = view[n:]
 
     try:
-        for o in run_plan(share):
-            batch.append((o.host, o.port, o.state.value, o.reason, o.rtt_ms, o.attempts,
-                          o.name, o.banner))
+        for outcomes in run_plan_batches(share):
+            # plain tuples pickle in C; their PortState is pickled once per batch (memo)
+            batch.extend(map(tuple, outcomes))
             now = monotonic()
             if len(batch) >= 1024 or now - last > 0.05:
                 flush(batch)
@@ -93,8 +95,8 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
     os._exit(0)
 
 
-def run_sharded(plan: Any, count: int) -> Iterator[ProbeOutcome]:
-    """Fork ``count`` workers and yield their outcomes as they arrive."""
+def run_sharded(plan: Any, count: int) -> Iterator[list[ProbeOutcome]]:
+    """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive."""
     by_hosts = plan.spec.count() >= count * 4
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
@@ -135,9 +137,7 @@ def run_sharded(plan: Any, count: int) -> Iterator[ProbeOutcome]:
                     elif isinstance(obj, BaseException):
                         error = obj
                     else:
-                        for h, p, st, reason, rtt, attempts, name, banner in obj:
-                            yield ProbeOutcome(h, p, _STATES[st], reason, rtt, attempts, name,
-                                               banner)
+                        yield list(map(_as_outcome, obj))
         if error is not None:
             raise error
     finally:

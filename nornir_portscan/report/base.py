@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import STATE_ORDER, ProbeOutcome
+from ..engine.outcome import STATE_ORDER, STATE_TEXT, ProbeOutcome
+
+_HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
 
 
 @dataclass
@@ -19,9 +23,9 @@ class ScanSummary:
     interrupted: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, outcome: ProbeOutcome) -> None:
-        self.counts[outcome.state.value] += 1
-        self.hosts.add(outcome.host)
+    def add(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        self.counts.update(map(STATE_TEXT.__getitem__, map(_STATE, outcomes)))
+        self.hosts.update(map(_HOST, outcomes))
 
     @property
     def total(self) -> int:
@@ -37,6 +41,7 @@ class ScanSummary:
 class OutcomeWriter(Protocol):
     def __init__(self, stream: IO[str], color: bool = False) -> None: ...
 
-    def write(self, outcome: ProbeOutcome) -> None: ...
+    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        """A batch of outcomes, as the engine hands them out."""
 
     def finish(self, summary: ScanSummary) -> None: ...

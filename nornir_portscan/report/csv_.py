@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import ProbeOutcome
+from ..engine.outcome import STATE_TEXT, ProbeOutcome
 from .base import ScanSummary
 
 COLUMNS = ("host", "name", "port", "state", "reason", "rtt_ms", "attempts", "banner")
@@ -17,10 +18,10 @@ class CsvWriter:
         self.csv = csv.writer(stream, lineterminator="\n")
         self.csv.writerow(COLUMNS)
 
-    def write(self, o: ProbeOutcome) -> None:
-        self.csv.writerow((o.host, o.name or "", o.port, o.state.value, o.reason,
-                           "" if o.rtt_ms is None else f"{o.rtt_ms:.3f}", o.attempts,
-                           o.banner or ""))
+    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        self.csv.writerows((o.host, o.name or "", o.port, STATE_TEXT[o.state], o.reason,
+                            "" if o.rtt_ms is None else f"{o.rtt_ms:.3f}", o.attempts,
+                            o.banner or "") for o in outcomes)
 
     def finish(self, summary: ScanSummary) -> None:
         self.stream.flush()

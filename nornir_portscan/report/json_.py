@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import IO, Any
 
-from ..engine.outcome import ProbeOutcome
+from ..engine.outcome import STATE_TEXT, ProbeOutcome
 from .base import ScanSummary
 
 
@@ -14,14 +15,15 @@ class JsonWriter:
         self.stream = stream
         self.hosts: dict[str, dict[str, Any]] = {}
 
-    def write(self, o: ProbeOutcome) -> None:
-        entry = self.hosts.setdefault(o.host, {"name": o.name, "ports": {}})
-        port: dict[str, Any] = {"state": o.state.value, "reason": o.reason,
-                                "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3),
-                                "attempts": o.attempts}
-        if o.banner is not None:
-            port["banner"] = o.banner
-        entry["ports"][str(o.port)] = port
+    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        for o in outcomes:
+            entry = self.hosts.setdefault(o.host, {"name": o.name, "ports": {}})
+            port: dict[str, Any] = {"state": STATE_TEXT[o.state], "reason": o.reason,
+                                    "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3),
+                                    "attempts": o.attempts}
+            if o.banner is not None:
+                port["banner"] = o.banner
+            entry["ports"][str(o.port)] = port
 
     def finish(self, summary: ScanSummary) -> None:
         for entry in self.hosts.values():

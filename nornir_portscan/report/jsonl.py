@@ -8,9 +8,10 @@ Only free text (name, banner) goes through the JSON encoder for escaping.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import ProbeOutcome
+from ..engine.outcome import STATE_TEXT, ProbeOutcome
 from .base import ScanSummary
 
 _quote = json.JSONEncoder(ensure_ascii=True).encode
@@ -21,20 +22,22 @@ class JsonlWriter:
         self.stream = stream
         self.buffer: list[str] = []
 
-    def write(self, o: ProbeOutcome) -> None:
-        rtt = "null" if o.rtt_ms is None else repr(round(o.rtt_ms, 3))
-        extra = ""
-        if o.name is not None:
-            extra = ',"name":' + _quote(o.name)
-        if o.banner is not None:
-            extra += ',"banner":' + _quote(o.banner)
-        # host (an address or a validated hostname) and reason need no escaping
-        self.buffer.append(
-            f'{{"host":"{o.host}","port":{o.port},"state":"{o.state.value}",'
-            f'"reason":"{o.reason}","rtt_ms":{rtt},"attempts":{o.attempts}{extra}}}\n')
-        if len(self.buffer) >= 512:
-            self.stream.write("".join(self.buffer))
-            self.buffer.clear()
+    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        lines = self.buffer
+        text = STATE_TEXT
+        for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes:
+            rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
+            extra = ""
+            if name is not None:
+                extra = ',"name":' + _quote(name)
+            if banner is not None:
+                extra += ',"banner":' + _quote(banner)
+            # host (an address or a validated hostname) and reason need no escaping
+            lines.append(f'{{"host":"{host}","port":{port},"state":"{text[state]}",'
+                         f'"reason":"{reason}","rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+        if len(lines) >= 512:
+            self.stream.write("".join(lines))
+            lines.clear()
 
     def finish(self, summary: ScanSummary) -> None:
         self.stream.write("".join(self.buffer))

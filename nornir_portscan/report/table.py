@@ -7,9 +7,10 @@ around the few ports a person is looking for.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import ProbeOutcome
+from ..engine.outcome import STATE_TEXT, PortState, ProbeOutcome
 from ..spec.targets import address_order
 from .base import ScanSummary
 
@@ -22,13 +23,14 @@ class TableWriter:
         self.names: dict[str, str] = {}
         self.other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def write(self, o: ProbeOutcome) -> None:
-        if o.name:
-            self.names[o.host] = o.name
-        if o.state.value == "open":
-            self.open[o.host].append(o)
-        else:
-            self.other[o.host][o.state.value] += 1
+    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+        for o in outcomes:
+            if o.name:
+                self.names[o.host] = o.name
+            if o.state is PortState.OPEN:
+                self.open[o.host].append(o)
+            else:
+                self.other[o.host][STATE_TEXT[o.state]] += 1
 
     def _c(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
