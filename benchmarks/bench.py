@@ -45,6 +45,13 @@ SCENARIOS: dict[str, dict[str, object]] = {
 }
 
 
+def ours_exe() -> str:
+    """The nornir-portscan installed with this Python: a version manager's shim (pyenv's
+    is a shell script) would add its own start-up to every figure."""
+    exe = Path(sys.executable).parent / "nornir-portscan"
+    return str(exe) if exe.exists() else "nornir-portscan"
+
+
 def timed(cmd: list[str], stdout: Path | None = None) -> dict[str, float]:
     """Wall, CPU (user+sys of the whole process tree) and peak RSS of one command."""
     fmt = "%e %U %S %M"
@@ -105,7 +112,7 @@ def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
                    check=True, stdout=subprocess.DEVNULL)
     rows = []
     try:
-        ours_cmd = ["ip", "netns", "exec", ns, "nornir-portscan", "scan", str(sc["target"]),
+        ours_cmd = ["ip", "netns", "exec", ns, ours_exe(), "scan", str(sc["target"]),
                     "-p", str(sc["scan_ports"]), "--format", "jsonl"]
         ours, theirs = [], []
         got = work / "ours.jsonl"

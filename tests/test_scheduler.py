@@ -840,3 +840,30 @@ def test_unsent_probes_go_back_and_come_out_again() -> None:
     again = sched.next_probes(0.0, 8)
     assert [(p.port, p.attempt) for p in again] == [(23, 1), (24, 1)]
     assert sched.inflight == 3
+
+
+def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
+    """drain_some never returns more than asked: a dead host's ports come out a slice at
+    a time, each exactly once, and the job's end marker comes last."""
+    ports = range(5000, 5300)
+    sched = Scheduler(concurrency=16)
+    job = one_job(sched, v4("127.0.0.9"), ports, timeout=0.2, retries=0)
+    sim = Sim(sched, lambda p: SILENT)
+    while not sched.done:
+        sim.send()
+        sim.now += sim.step
+        for probe in sched.expire(sim.now):
+            sim._release(probe)
+    slices = []
+    while sched.outcomes:
+        got = sched.drain_some(64)
+        assert 0 < len(got) <= 64
+        slices.append(got)
+    items = [item for got in slices for item in got]
+    assert items[-1] == (job, None)
+    outcomes = [o for _, o in items[:-1]]
+    assert all(o is not None for o in outcomes)
+    got_ports = assert_exactly_once(outcomes, ["127.0.0.9"], ports)  # type: ignore[arg-type]
+    # discovery (on ports not asked for) found nothing: every asked port is one bulk
+    assert {o.reason for o in got_ports.values()} == {"host-down"}
+    assert len(slices) >= len(ports) // 64

@@ -28,6 +28,9 @@ _STREAM_NB = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _EPOLLOUT, _EPOLLIN = select.EPOLLOUT, select.EPOLLIN
 _BANNER_BYTES = 512
 MAX_EVENTS = 4096
+#: Outcomes handed out at once: one list per turn of the loop, but a dead host's
+#: thousand ports must not become one huge list (and pickle) in memory.
+MAX_BATCH = 2048
 #: Connects started between two polls. Small bursts keep answers flowing back while a
 #: large window fills, so measured RTTs are the network's, not the length of our burst.
 LAUNCH_BURST = 128
@@ -175,10 +178,11 @@ class ReadinessLoop:
                     if sched.cancelled:
                         self._close_cancelled()
                 if sched.outcomes:
-                    yield list(sched.drain())
+                    while sched.outcomes:
+                        yield sched.drain_some(MAX_BATCH)
             # outcomes decided without any socket (unresolved names, out-of-scope addresses)
-            if sched.outcomes:
-                yield list(sched.drain())
+            while sched.outcomes:
+                yield sched.drain_some(MAX_BATCH)
         finally:
             for sock in spare.values():
                 sock.close()

@@ -575,6 +575,24 @@ class Scheduler:
 
     # ---- outcomes -------------------------------------------------------------------------
 
+    def drain_some(self, limit: int) -> list[tuple[Job, ProbeOutcome | None]]:
+        """At most ``limit`` outcomes decided so far, in order: a dead host's bulk of
+        outcomes is handed out a slice at a time, so a batch stays small in memory."""
+        out: list[tuple[Job, ProbeOutcome | None]] = []
+        outcomes = self.outcomes
+        while outcomes and len(out) < limit:
+            job, item = outcomes[0]
+            if item is None or isinstance(item, ProbeOutcome):
+                outcomes.popleft()
+                out.append((job, item))
+                continue
+            want = limit - len(out)
+            taken = list(itertools.islice(item, want))
+            if len(taken) < want:
+                outcomes.popleft()  # that bulk is used up
+            out.extend([(job, outcome) for outcome in taken])
+        return out
+
     def drain(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
         """Outcomes decided so far, in order; (job, None) marks the end of a job."""
         outcomes = self.outcomes
