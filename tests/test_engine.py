@@ -494,6 +494,48 @@ def test_lab_sweep_without_discovery(lab: NetNS) -> None:
             for p in LAB_PORTS} == {("unreachable", "host-unreach")}
 
 
+REUSE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from nornir_portscan.engine.loop import ReadinessLoop
+    from nornir_portscan.engine.scheduler import Job, JobOptions, Scheduler
+    from nornir_portscan.spec import Target
+    hosts, ports = sys.argv[1].split(","), [int(p) for p in sys.argv[2].split(",")]
+    sched = Scheduler(concurrency=6)
+    sched.add_job(Job([Target(h, None, 4) for h in hosts], ports,
+                      JobOptions(timeout=0.15, retries=1, discovery=False)))
+    loop = ReadinessLoop(sched)
+    rows = [(o.host, o.port, o.state.value, o.reason) for _, o in loop.run() if o is not None]
+    print(json.dumps({"rows": rows, "opened": loop.sockets_opened, "probes": sched.probes_sent}))
+""")
+
+
+def test_lab_reused_sockets_report_every_kind_of_answer(lab: NetNS) -> None:
+    """Sockets are reused: refused ones straight away, timed-out ones after shutdown()
+    stops their SYNs. With six in flight, probes to the up and rejecting hosts run on
+    sockets that last waited on the dead host: every answer must still be read right,
+    the ICMP error that arrives while connect() holds the socket included."""
+    hosts = [LAB_DEAD, LAB_REJECT, LAB_UP]
+    done = lab.run(PYTHON, "-c", REUSE_SCRIPT, ",".join(hosts),
+                   ",".join(map(str, LAB_PORTS)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    got: dict[tuple[str, int], tuple[str, str]] = {}
+    for host, port, state, reason in report["rows"]:
+        assert (host, port) not in got
+        got[(host, port)] = (state, reason)
+    assert set(got) == {(h, p) for h in hosts for p in LAB_PORTS}
+    for port in LAB_PORTS:
+        assert got[(LAB_DEAD, port)] == ("filtered", "no-response")
+        assert got[(LAB_REJECT, port)] == ("unreachable", "host-unreach")
+        want = ("open", "syn-ack") if port in (LAB_OPEN_PORT, LAB_BANNER_PORT) else (
+            ("filtered", "no-response") if port == LAB_FILTERED_PORT else
+            ("closed", "conn-refused"))
+        assert got[(LAB_UP, port)] == want, port
+    # the reuse really happened: a few sockets served every probe but the open ones
+    assert report["probes"] >= 3 * len(LAB_PORTS)
+    assert report["opened"] <= 6 + 2 + 4, report["opened"]
+
+
 def test_lab_filtered_port_is_retried(lab: NetNS) -> None:
     rows = by_key(lab_scan(lab, LAB_UP, "-p", f"{LAB_FILTERED_PORT},{LAB_OPEN_PORT}",
                            "--timeout", "0.2", "--retries", "2"))

@@ -1,6 +1,6 @@
 """The readiness loop: the only code that touches probe sockets.
 
-One epoll set, non-blocking connects, outcomes read from SO_ERROR. Every
+One epoll set, non-blocking connects, each outcome read by a second connect(). Every
 decision is the scheduler's; this loop only does what it is told and reports
 what the kernel said, with the time it said it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import heapq
 import os
+import resource
 import select
 import socket
 import struct
@@ -17,6 +18,7 @@ from _socket import socket as _raw_socket  # skips socket.socket's Python-level 
 from collections.abc import Callable, Iterator
 from time import monotonic
 
+from .limits import FD_RESERVE
 from .outcome import ProbeOutcome
 from .scheduler import Job, Probe, Scheduler
 
@@ -26,6 +28,12 @@ _EADDRNOTAVAIL = errno.EADDRNOTAVAIL
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 _STREAM_NB = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _EPOLLOUT, _EPOLLIN = select.EPOLLOUT, select.EPOLLIN
+#: Edge-triggered: a parked socket (unconnected, so "writable") must not wake the loop
+#: again and again; every answer to a connect is a new edge.
+_WATCH_CONNECT = select.EPOLLOUT | select.EPOLLET
+_EISCONN = errno.EISCONN
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_SHUT_RDWR = socket.SHUT_RDWR
 _BANNER_BYTES = 512
 MAX_EVENTS = 4096
 #: Outcomes handed out at once: one list per turn of the loop, but a dead host's
@@ -34,6 +42,18 @@ MAX_BATCH = 2048
 #: Connects started between two polls. Small bursts keep answers flowing back while a
 #: large window fills, so measured RTTs are the network's, not the length of our burst.
 LAUNCH_BURST = 128
+
+
+#: Parked sockets kept at most: enough for a burst of timeouts to feed the next bursts.
+MAX_PARKED = 1024
+
+
+def park_capacity(in_flight_limit: int) -> int:
+    """Sockets that may wait parked: only descriptors the probes in flight cannot need."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PARKED
+    return max(0, min(MAX_PARKED, soft - FD_RESERVE - in_flight_limit))
 
 
 def decode_banner(data: bytes) -> str | None:
@@ -66,6 +86,10 @@ class ReadinessLoop:
         self.banner_heap: list[tuple[float, int, Probe]] = []
         self.ep: select.epoll | None = None
         self.routable: dict[str, bool] = {}
+        self.spare: dict[int, _raw_socket] = {}  # one unconnected socket per family, for reuse
+        self.parked: dict[int, list[_raw_socket]] = {_AF_INET: [], _AF_INET6: []}
+        self.park_cap = 0
+        self.sockets_opened = 0  # far fewer than probes: refused and timed-out sockets are reused
 
     def run(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
         """Outcomes one by one, each with its job; (job, None) marks a job's end."""
@@ -87,7 +111,9 @@ class ReadinessLoop:
         next_probes = sched.next_probes
         on_sent = sched.on_sent
         on_failed = sched.on_failed_connects
-        spare: dict[int, _raw_socket] = {}  # one unconnected socket per family, for reuse
+        spare = self.spare
+        parked = self.parked  # unconnected sockets still in the epoll set, for reuse
+        self.park_cap = park_capacity(sched.cwnd.limit)
         try:
             while not sched.done or inflight or banners:
                 now = monotonic()
@@ -97,14 +123,21 @@ class ReadinessLoop:
                 for probe in probes:
                     host = probe.host
                     family = host.family
-                    sock = spare.pop(family, None)
-                    if sock is None:
-                        try:
-                            sock = new_socket(family, _STREAM_NB)
-                        except OSError as exc:
-                            sched.unsend(probes[probes.index(probe) + 1:])
-                            sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
-                            break
+                    stack = parked[family]
+                    registered = bool(stack)
+                    if registered:
+                        sock = stack.pop()
+                    else:
+                        unused = spare.pop(family, None)
+                        if unused is None:
+                            try:
+                                unused = new_socket(family, _STREAM_NB)
+                                self.sockets_opened += 1
+                            except OSError as exc:
+                                sched.unsend(probes[probes.index(probe) + 1:])
+                                sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
+                                break
+                        sock = unused
                     probe.sent = sent = monotonic()
                     addr = (host.addr, probe.port, *host.sockaddr[2:])
                     err = sock.connect_ex(addr)
@@ -115,13 +148,27 @@ class ReadinessLoop:
                         # while the handshake is still under way; after an error it also
                         # resets the socket, so the next probe can reuse it.
                         err = sock.connect_ex(addr)
-                        if err == _EALREADY or err == _EINPROGRESS:  # pending: epoll tells
-                            fd = sock.fileno()
-                            probe.sock = sock
-                            inflight[fd] = probe
-                            register(fd, _EPOLLOUT)
-                            on_sent(probe, sent)
+                        if err == _EALREADY or err == _EINPROGRESS:
+                            # an ICMP error that came while connect() held the socket is
+                            # only a "soft" error: the socket still waits, SO_ERROR has it
+                            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+                            if not err:  # really pending: epoll tells the rest
+                                fd = sock.fileno()
+                                probe.sock = sock
+                                inflight[fd] = probe
+                                if not registered:
+                                    register(fd, _WATCH_CONNECT)
+                                on_sent(probe, sent)
+                                continue
+                            failed.append((probe, err, monotonic()))
+                            self._abandon(sock, registered)  # stop its SYNs, keep the socket
                             continue
+                    elif registered and (err == _EISCONN or err == _EALREADY):
+                        # a parked socket that was not clean after all (it connected in
+                        # the moment before its probe timed out): the probe gets a new one
+                        sock.close()
+                        sched.unsend([probe])
+                        continue
                     if err:
                         # refused, unreachable, or a local shortage before any SYN left: the
                         # socket is unconnected again, and reusing it saves a socket() and
@@ -129,12 +176,14 @@ class ReadinessLoop:
                         if err == _EADDRNOTAVAIL and not self._routable(probe):
                             err = errno.ENETUNREACH
                         failed.append((probe, err, monotonic()))
-                        if family in spare:
+                        if registered:
+                            stack.append(sock)
+                        elif family in spare:
                             sock.close()
                         else:
                             spare[family] = sock
                         continue
-                    self._answer(probe, sock, err, monotonic())
+                    self._answer(probe, sock, err, monotonic(), registered=registered)
                 if failed:
                     on_failed(failed)
                 if sched.cancelled:
@@ -150,19 +199,39 @@ class ReadinessLoop:
                     timeout = 0.0  # outcomes decided without a socket: hand them out first
                 events = poll(-1 if timeout is None else timeout, MAX_EVENTS)
                 now = monotonic()
+                answered: list[tuple[Probe, int, float]] = []
                 for fd, _ in events:
-                    waiting = inflight.pop(fd, None)
+                    waiting = inflight.get(fd)
                     if waiting is not None:
                         sock = waiting.sock
+                        host = waiting.host
+                        # the same second connect() as above: unlike SO_ERROR it tells
+                        # "connected" (0) from "still waiting" (EALREADY), and it resets a
+                        # failed socket for reuse
+                        err = sock.connect_ex((host.addr, waiting.port, *host.sockaddr[2:]))
+                        still_trying = err == _EALREADY
+                        if still_trying:
+                            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)  # a soft ICMP error?
+                            if not err:
+                                continue  # an edge left over from the socket's previous probe
+                        del inflight[fd]
                         waiting.sock = None
-                        self._answer(waiting, sock, sock.getsockopt(_SOL_SOCKET, _SO_ERROR), now,
-                                     registered=True)
+                        if err and err != _EISCONN:
+                            answered.append((waiting, err, now))
+                            if still_trying:
+                                self._abandon(sock)
+                            else:
+                                self._park(sock)
+                        else:
+                            self._answer(waiting, sock, 0, now, registered=True)
                     elif fd in banners:
                         self._read_banner(banners.pop(fd))
                     elif fd == self.wake_fd:
                         os.read(fd, 4096)
                         if self.on_wake is not None:
                             self.on_wake()
+                if answered:
+                    on_failed(answered)
                 if sched.cancelled:
                     self._close_cancelled()
                 # 3. time out probes only once every ready event has been read,
@@ -173,7 +242,7 @@ class ReadinessLoop:
                         if sock is not None:
                             probe.sock = None
                             inflight.pop(sock.fileno(), None)
-                            sock.close()
+                            self._abandon(sock)
                     self._expire_banners(now)
                     if sched.cancelled:
                         self._close_cancelled()
@@ -184,8 +253,11 @@ class ReadinessLoop:
             while sched.outcomes:
                 yield sched.drain_some(MAX_BATCH)
         finally:
-            for sock in spare.values():
+            for sock in [*spare.values(), *parked[_AF_INET], *parked[_AF_INET6]]:
                 sock.close()
+            spare.clear()
+            for stack in parked.values():
+                stack.clear()
             for probe in list(inflight.values()) + list(banners.values()):
                 if probe.sock is not None:
                     probe.sock.close()
@@ -193,14 +265,47 @@ class ReadinessLoop:
             banners.clear()
             ep.close()
 
+    def _park(self, sock: _raw_socket) -> None:
+        """Keep an unconnected, registered socket for a later probe, if there is room."""
+        stack = self.parked[sock.family]
+        if len(stack) < self.park_cap:
+            stack.append(sock)
+        else:
+            sock.close()
+
+    def _abandon(self, sock: _raw_socket, registered: bool = True) -> None:
+        """A probe timed out (or its answer came elsewhere): stop its connect and, if
+        there is room, keep the socket.
+
+        shutdown() of a socket still sending SYNs drops the attempt (nothing goes on
+        the wire, as with close()) and leaves the socket unconnected and in the epoll
+        set: the next probe saves socket(), epoll_ctl() and close(). If the answer
+        came in the meantime, shutdown() fails or the next connect() says EISCONN,
+        and the socket is closed instead."""
+        family = sock.family
+        keep = (len(self.parked[family]) < self.park_cap if registered
+                else family not in self.spare)
+        if not keep:
+            sock.close()
+            return
+        try:
+            sock.shutdown(_SHUT_RDWR)
+        except OSError:
+            sock.close()
+            return
+        if registered:
+            self.parked[family].append(sock)
+        else:
+            self.spare[family] = sock
+
     def _close_cancelled(self) -> None:
-        """Close tries made pointless by an answer to another try of the same port."""
+        """Stop tries made pointless by an answer to another try of the same port."""
         for probe in self.sched.cancelled:
             sock = probe.sock
             if sock is not None:
                 probe.sock = None
                 self.inflight.pop(sock.fileno(), None)
-                sock.close()
+                self._abandon(sock)
         self.sched.cancelled.clear()
 
     def _routable(self, probe: Probe) -> bool:
