@@ -139,7 +139,8 @@ class ReadinessLoop:
                                 break
                         sock = unused
                     probe.sent = sent = monotonic()
-                    addr = (host.addr, probe.port, *host.sockaddr[2:])
+                    addr = ((host.addr, probe.port) if family == _AF_INET
+                            else (host.addr, probe.port, *host.sockaddr[2:]))
                     err = sock.connect_ex(addr)
                     if err == _EINPROGRESS:
                         # On loopback (and local addresses) the kernel usually handles the SYN

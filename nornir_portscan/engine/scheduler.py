@@ -251,12 +251,10 @@ class Scheduler:
         if n:
             rate.take(n)
             self.inflight += n
-            self.young += n
             self.probes_sent += n
             for probe in out:
-                probe.young = probe.live = True
+                probe.live = True
                 probe.sent = now
-            young_q.extend(out)
         return out
 
     def _young_limit(self) -> float:
@@ -290,6 +288,11 @@ class Scheduler:
         the n-th of N starts at (n-1)T/N after the first and all end at T. The port
         costs T, not N x T, and a lost SYN is still sent again.
         """
+        # only a probe whose connect is under way is in the network: answers straight from
+        # connect() never count against the window, and cost no queue entry
+        probe.young = True
+        self.young += 1
+        self._young_q.append(probe)
         fixed = probe.host.job.options.timeout
         if fixed is None:
             heapq.heappush(self.heap, (now + self.rtt.timeout, next(self._seq), probe))
