@@ -5,7 +5,8 @@ Every scenario runs nornir-portscan and nmap in the same namespace, in the same
 run, and prints ratios: this machine is shared and noisy, absolute times drift.
 Accuracy is scored against the lab's ground truth.
 
-    sudo python3 benchmarks/bench.py [--lab PATH] [--only full,sweep,wan,big] [--repeat N]
+    sudo python3 benchmarks/bench.py [--lab PATH] [--only full,sweep,wan,big,nornir] [--repeat N]
+    sudo python3 benchmarks/bench.py --netns LAB --truth T.jsonl --target CIDR --ports P
 
 Needs root, iproute2, nftables, nmap; nornir-portscan installed.
 """
@@ -73,10 +74,10 @@ def nmap_to_jsonl(xml_path: Path, truth: dict[tuple[str, int], str], out: Path) 
     ports_by_host: dict[str, dict[int, str]] = {}
     default: dict[str, str] = {}
     for host in root.iter("host"):
-        addr = host.find("address").get("addr")  # type: ignore[union-attr]
-        status = host.find("status").get("state")  # type: ignore[union-attr]
-        if status != "up":
+        address_el, status_el = host.find("address"), host.find("status")
+        if address_el is None or status_el is None or status_el.get("state") != "up":
             continue
+        addr = address_el.get("addr", "")
         ports_el = host.find("ports")
         ports_by_host[addr] = {}
         if ports_el is None:
@@ -85,8 +86,9 @@ def nmap_to_jsonl(xml_path: Path, truth: dict[tuple[str, int], str], out: Path) 
         if extra is not None:
             default[addr] = extra.get("state", "closed")
         for p in ports_el.iter("port"):
-            st = p.find("state").get("state")  # type: ignore[union-attr]
-            ports_by_host[addr][int(p.get("portid"))] = st  # type: ignore[arg-type]
+            state_el = p.find("state")
+            if state_el is not None:
+                ports_by_host[addr][int(p.get("portid", "0"))] = state_el.get("state", "")
     with open(out, "w") as f:
         for (h, port), _ in truth.items():
             if h in ports_by_host:
@@ -99,7 +101,8 @@ def nmap_to_jsonl(xml_path: Path, truth: dict[tuple[str, int], str], out: Path) 
 def score(lab: Path, truth: Path, got: Path) -> dict[str, object]:
     r = subprocess.run([sys.executable, str(lab), "score", str(truth), str(got)],
                        capture_output=True, text=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    scored: dict[str, object] = json.loads(r.stdout.strip().splitlines()[-1])
+    return scored
 
 
 def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
@@ -110,43 +113,49 @@ def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
     subprocess.run([sys.executable, str(lab), "up", ns, "--hosts", str(sc["hosts"]), "--ports",
                     str(sc["ports"]), "--truth", str(truth), *sc["lab"]],  # type: ignore[misc]
                    check=True, stdout=subprocess.DEVNULL)
-    rows = []
     try:
-        ours_cmd = ["ip", "netns", "exec", ns, ours_exe(), "scan", str(sc["target"]),
-                    "-p", str(sc["scan_ports"]), "--format", "jsonl"]
-        ours, theirs = [], []
-        got = work / "ours.jsonl"
-        for _ in range(repeat):
-            ours.append(timed(ours_cmd, got))
-            if sc["nmap"] is not None:
-                xml = work / "nmap.xml"
-                theirs.append(timed(["ip", "netns", "exec", ns, "nmap", *sc["nmap"],  # type: ignore[misc]
-                                     "-oX", str(xml), str(sc["target"])]))
-        s_ours = score(lab, truth, got)
-        tmap = {}
-        with open(truth) as f:
-            for line in f:
-                r = json.loads(line)
-                tmap[(r["host"], int(r["port"]))] = r["state"]
-        med = {k: statistics.median(x[k] for x in ours) for k in ("wall", "cpu", "rss_mib")}
-        probes = int(s_ours["probes"])  # type: ignore[call-overload]
-        line = (f"{name:<6} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
-                f"rss {med['rss_mib']:6.1f}MiB  {probes / med['wall']:9.0f} probes/s  "
-                f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}")
-        rows.append(line)
-        if theirs:
-            nmap_jsonl = work / "nmap.jsonl"
-            nmap_to_jsonl(work / "nmap.xml", tmap, nmap_jsonl)
-            s_nmap = score(lab, truth, nmap_jsonl)
-            nm = {k: statistics.median(x[k] for x in theirs) for k in ("wall", "cpu", "rss_mib")}
-            rows.append(f"{name:<6} nmap   wall {nm['wall']:7.2f}s  cpu {nm['cpu']:6.2f}s  "
-                        f"rss {nm['rss_mib']:6.1f}MiB  {probes / nm['wall']:9.0f} probes/s  "
-                        f"wrong {s_nmap['wrong_state']} (nmap has no 'unreachable' state)")
-            rows.append(f"{name:<6} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
-                        f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  "
-                        "(ours / nmap, lower is better)")
+        return measure(name, sc, ns, truth, lab, repeat, work)
     finally:
         subprocess.run([sys.executable, str(lab), "down", ns], check=False)
+
+
+def measure(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path, repeat: int,
+            work: Path) -> list[str]:
+    """Time and score both scanners in namespace ``ns`` (already up) against ``truth``."""
+    rows = []
+    ours_cmd = ["ip", "netns", "exec", ns, ours_exe(), "scan", str(sc["target"]),
+                "-p", str(sc["scan_ports"]), "--format", "jsonl"]
+    ours, theirs = [], []
+    got = work / "ours.jsonl"
+    for _ in range(repeat):
+        ours.append(timed(ours_cmd, got))
+        if sc["nmap"] is not None:
+            xml = work / "nmap.xml"
+            theirs.append(timed(["ip", "netns", "exec", ns, "nmap", *sc["nmap"],  # type: ignore[misc]
+                                 "-oX", str(xml), str(sc["target"])]))
+    s_ours = score(lab, truth, got)
+    tmap = {}
+    with open(truth) as f:
+        for line in f:
+            r = json.loads(line)
+            tmap[(r["host"], int(r["port"]))] = r["state"]
+    med = {k: statistics.median(x[k] for x in ours) for k in ("wall", "cpu", "rss_mib")}
+    probes = int(s_ours["probes"])  # type: ignore[call-overload]
+    line = (f"{name:<6} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
+            f"rss {med['rss_mib']:6.1f}MiB  {probes / med['wall']:9.0f} probes/s  "
+            f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}")
+    rows.append(line)
+    if theirs:
+        nmap_jsonl = work / "nmap.jsonl"
+        nmap_to_jsonl(work / "nmap.xml", tmap, nmap_jsonl)
+        s_nmap = score(lab, truth, nmap_jsonl)
+        nm = {k: statistics.median(x[k] for x in theirs) for k in ("wall", "cpu", "rss_mib")}
+        rows.append(f"{name:<6} nmap   wall {nm['wall']:7.2f}s  cpu {nm['cpu']:6.2f}s  "
+                    f"rss {nm['rss_mib']:6.1f}MiB  {probes / nm['wall']:9.0f} probes/s  "
+                    f"wrong {s_nmap['wrong_state']} (nmap has no 'unreachable' state)")
+        rows.append(f"{name:<6} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
+                    f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  "
+                    "(ours / nmap, lower is better)")
     return rows
 
 
@@ -164,10 +173,26 @@ def main() -> int:
     ap.add_argument("--lab", type=Path, default=DEFAULT_LAB)
     ap.add_argument("--only", default="full,sweep,wan,big,nornir")
     ap.add_argument("--repeat", type=int, default=3)
+    given = ap.add_argument_group("a lab that is already up (instead of --only)")
+    given.add_argument("--netns", help="its namespace, as netlab.py named it")
+    given.add_argument("--truth", type=Path, help="its ground truth (netlab.py up --truth)")
+    given.add_argument("--target", help="what to scan, e.g. 127.10.0.0/24")
+    given.add_argument("--ports", help="ports to scan, e.g. 1-1024")
+    given.add_argument("--nmap-args", default="-sT -n --unprivileged",
+                       help="nmap's options beside -p (default: %(default)s)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it builds network namespaces)")
     print(f"# nornir-portscan vs nmap, {os.cpu_count()} cores, median of {a.repeat}")
+    if a.netns:
+        if not (a.truth and a.target and a.ports):
+            sys.exit("bench: --netns needs --truth, --target and --ports")
+        sc: dict[str, object] = {"target": a.target, "scan_ports": a.ports,
+                                 "nmap": [*a.nmap_args.split(), "-p", a.ports]}
+        work = Path(tempfile.mkdtemp(prefix="bench-given-"))
+        for row in measure("given", sc, a.netns, a.truth, a.lab, a.repeat, work):
+            print(row, flush=True)
+        return 0
     for name in a.only.split(","):
         rows = run_nornir(a.lab) if name.strip() == "nornir" else run_scenario(
             name.strip(), a.lab, a.repeat)

@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> None:
                     logging={"enabled": False})
     rows: list[dict[str, Any]] = []
     if args.child == "tcp_ping":
-        from nornir_utils.plugins.tasks.networking import tcp_ping
+        from nornir_utils.plugins.tasks.networking import tcp_ping  # type: ignore[import-untyped]
         started = time.monotonic()
         result = nr.run(task=tcp_ping, ports=ports, timeout=args.timeout)
         elapsed = time.monotonic() - started
