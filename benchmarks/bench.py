@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -54,18 +55,21 @@ def ours_exe() -> str:
 
 
 def timed(cmd: list[str], stdout: Path | None = None) -> dict[str, float]:
-    """Wall, CPU (user+sys of the whole process tree) and peak RSS of one command."""
+    """Wall, CPU (user+sys of the whole process tree) and peak RSS of one command, and the
+    connect() attempts nornir-portscan's summary line reports (0 for nmap)."""
     fmt = "%e %U %S %M"
     with tempfile.NamedTemporaryFile("r") as tf:
         out = open(stdout, "w") if stdout else subprocess.DEVNULL
         try:
-            subprocess.run(["/usr/bin/time", "-f", fmt, "-o", tf.name, *cmd], stdout=out,
-                           stderr=subprocess.DEVNULL, check=False)
+            done = subprocess.run(["/usr/bin/time", "-f", fmt, "-o", tf.name, *cmd], stdout=out,
+                                  stderr=subprocess.PIPE, text=True, check=False)
         finally:
             if stdout:
                 out.close()  # type: ignore[union-attr]
         wall, user, sys_, rss = tf.read().split()[-4:]
-    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
+    sent = re.search(r"\((\d+) connects\)", done.stderr)
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024,
+            "connects": float(sent.group(1)) if sent else 0.0}
 
 
 def nmap_to_jsonl(xml_path: Path, truth: dict[tuple[str, int], str], out: Path) -> None:
@@ -139,11 +143,13 @@ def measure(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path, r
         for line in f:
             r = json.loads(line)
             tmap[(r["host"], int(r["port"]))] = r["state"]
-    med = {k: statistics.median(x[k] for x in ours) for k in ("wall", "cpu", "rss_mib")}
+    med = {k: statistics.median(x[k] for x in ours)
+           for k in ("wall", "cpu", "rss_mib", "connects")}
     probes = int(s_ours["probes"])  # type: ignore[call-overload]
     line = (f"{name:<6} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
             f"rss {med['rss_mib']:6.1f}MiB  {probes / med['wall']:9.0f} probes/s  "
-            f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}")
+            f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}  "
+            f"({med['connects']:.0f} connects, {med['connects'] / med['wall']:.0f}/s)")
     rows.append(line)
     if theirs:
         nmap_jsonl = work / "nmap.jsonl"

@@ -158,7 +158,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .engine.api import plan_scan, run_plan_batches
+    from .engine.api import ScanStats, plan_scan, run_plan_batches
     from .engine.scheduler import EngineError
     from .report import ScanSummary, writer_for
     from .spec.scope import DEFAULT_MAX_ADDRESSES, read_target_file
@@ -186,8 +186,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     with output_stream(args.output) as stream:
         writer = writer_for(args.format, stream, color=color)
+        stats = ScanStats()
         try:
-            for outcomes in run_plan_batches(plan):
+            for outcomes in run_plan_batches(plan, stats):
                 summary.add(outcomes)
                 writer.write(outcomes)
         except (KeyboardInterrupt, Interrupted):
@@ -199,6 +200,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             summary.interrupted = True
             status = EXIT_FAILED
         summary.elapsed = time.monotonic() - started
+        summary.connects = stats.connects
         writer.finish(summary)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary.line(), file=sys.stderr)

@@ -423,6 +423,21 @@ def test_multi_host_scan_yields_every_pair_once(listener: Callable[..., int]) ->
     assert {o.state for o in got.values()} == {OPEN, CLOSED}
 
 
+@pytest.mark.parametrize("shards", [1, 2])
+def test_scan_stats_count_every_connect(shards: int) -> None:
+    """ScanStats.connects is the traffic behind the outcomes, summed over the workers."""
+    from nornir_portscan.engine import ScanStats, plan_scan, run_plan_batches
+
+    ports = "1-10000"  # below the ephemeral range: no self-connect retries
+    stats = ScanStats()
+    plan = plan_scan("127.0.0.1", ports, shards=shards)
+    got = [o for batch in run_plan_batches(plan, stats) for o in batch]
+    assert len(got) == 10000
+    # loopback answers every first try (RST or SYN-ACK): exactly one connect() per port
+    assert {o.attempts for o in got} == {1}
+    assert stats.connects == 10000
+
+
 def test_excluded_hosts_are_not_scanned(closed_port: Callable[..., int]) -> None:
     ports = [closed_port(), closed_port()]
     outcomes = list(scan("127.0.0.1-6", ports, exclude=["127.0.0.2", "127.0.0.4-127.0.0.5"]))

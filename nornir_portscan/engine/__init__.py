@@ -3,10 +3,19 @@
 This package knows nothing of nornir; the nornir plugins build on it.
 """
 
-from .api import ScanPlan, ascan, astream, plan_scan, run_plan, run_plan_batches, scan
+from .api import (
+    ScanPlan,
+    ScanStats,
+    ascan,
+    astream,
+    plan_scan,
+    run_plan,
+    run_plan_batches,
+    scan,
+)
 from .outcome import PortState, ProbeOutcome, classify
 from .scheduler import EngineError, Job, JobOptions, Scheduler
 
 __all__ = ["EngineError", "Job", "JobOptions", "PortState", "ProbeOutcome",
-           "ScanPlan", "Scheduler", "ascan", "astream", "classify", "plan_scan", "run_plan",
-           "run_plan_batches", "scan"]
+           "ScanPlan", "ScanStats", "Scheduler", "ascan", "astream", "classify", "plan_scan",
+           "run_plan", "run_plan_batches", "scan"]

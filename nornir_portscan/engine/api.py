@@ -67,30 +67,42 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
 
 
-def run_plan(plan: ScanPlan) -> Iterator[ProbeOutcome]:
+@dataclass
+class ScanStats:
+    """What a scan cost, filled in as it runs: the traffic behind its outcomes."""
+
+    connects: int = 0  # connect() attempts: first tries, retries and discovery probes
+
+
+def run_plan(plan: ScanPlan, stats: ScanStats | None = None) -> Iterator[ProbeOutcome]:
     """Run one plan; outcomes stream out as they are decided."""
-    for batch in run_plan_batches(plan):
+    for batch in run_plan_batches(plan, stats):
         yield from batch
 
 
-def run_plan_batches(plan: ScanPlan) -> Iterator[list[ProbeOutcome]]:
+def run_plan_batches(plan: ScanPlan,
+                     stats: ScanStats | None = None) -> Iterator[list[ProbeOutcome]]:
     """Run one plan; outcomes stream out in batches, as the engine decides them.
 
     Large scans are sharded over worker processes, one per core.
     """
     from .shard import run_sharded, shard_count
 
+    stats = stats if stats is not None else ScanStats()
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
-        yield from run_sharded(plan, count)
+        yield from run_sharded(plan, count, stats)
         return
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
                       rtt=RttEstimator())
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
-    for batch in ReadinessLoop(sched).run_batches():
-        outcomes = [outcome for _, outcome in batch if outcome is not None]
-        if outcomes:
-            yield outcomes
+    try:
+        for batch in ReadinessLoop(sched).run_batches():
+            outcomes = [outcome for _, outcome in batch if outcome is not None]
+            if outcomes:
+                yield outcomes
+    finally:
+        stats.connects += sched.probes_sent
     if job.emitted != job.addresses * len(plan.ports):
         raise EngineError(f"accounting error: {job.emitted} outcomes for "
                           f"{job.addresses} hosts x {len(plan.ports)} ports")

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from time import monotonic
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..spec.targets import Target, TargetSource
 from .outcome import ProbeOutcome
@@ -29,6 +29,12 @@ SHARD_MIN_PROBES = 8192
 _HEADER = struct.Struct("!I")
 #: A worker's tuple of ProbeOutcome's fields (in order) back as a ProbeOutcome, in C.
 _as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
+
+
+class _Done(NamedTuple):
+    """A worker's last message: it finished, and what it cost."""
+
+    connects: int
 
 
 def shard_count(spec: TargetSource, ports: int, requested: int | None = None) -> int:
@@ -54,7 +60,7 @@ class _HostShare:
 
 
 def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
-    from .api import run_plan_batches  # late: the module imports this one
+    from .api import ScanStats, run_plan_batches  # late: the module imports this one
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -74,8 +80,9 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
             n = os.write(wfd, view)
             view = view[n:]
 
+    stats = ScanStats()
     try:
-        for outcomes in run_plan_batches(share):
+        for outcomes in run_plan_batches(share, stats):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
             batch.extend(map(tuple, outcomes))
             now = monotonic()
@@ -84,7 +91,7 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
                 batch = []
                 last = now
         flush(batch)
-        flush(None)
+        flush(_Done(stats.connects))
     except BaseException as exc:
         try:
             flush(batch)
@@ -95,8 +102,10 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
     os._exit(0)
 
 
-def run_sharded(plan: Any, count: int) -> Iterator[list[ProbeOutcome]]:
-    """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive."""
+def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome]]:
+    """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive.
+
+    ``stats`` (an ``api.ScanStats``) gets the workers' counts as each one finishes."""
     by_hosts = plan.spec.count() >= count * 4
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
@@ -132,8 +141,9 @@ def run_sharded(plan: Any, count: int) -> Iterator[list[ProbeOutcome]]:
                         break
                     obj = pickle.loads(bytes(buf[4:4 + size]))
                     del buf[:4 + size]
-                    if obj is None:
+                    if isinstance(obj, _Done):
                         finished.add(fd)
+                        stats.connects += obj.connects
                     elif isinstance(obj, BaseException):
                         error = obj
                     else:

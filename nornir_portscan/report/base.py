@@ -20,6 +20,7 @@ class ScanSummary:
     counts: Counter[str] = field(default_factory=Counter)
     hosts: set[str] = field(default_factory=set)
     elapsed: float = 0.0
+    connects: int = 0  # connect() attempts behind the outcomes (retries, discovery included)
     interrupted: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -34,7 +35,8 @@ class ScanSummary:
     def line(self) -> str:
         parts = [f"{self.counts.get(s, 0)} {s}" for s in STATE_ORDER if self.counts.get(s)]
         status = " (interrupted: partial results)" if self.interrupted else ""
-        return (f"{self.total} probes on {len(self.hosts)} hosts in {self.elapsed:.2f} s: "
+        sent = f" ({self.connects} connects)" if self.connects else ""
+        return (f"{self.total} probes on {len(self.hosts)} hosts in {self.elapsed:.2f} s{sent}: "
                 f"{', '.join(parts) or 'nothing scanned'}{status}")
 
 

@@ -30,6 +30,7 @@ class JsonWriter:
             entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
             entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
         doc = {"summary": {"counts": dict(summary.counts), "probes": summary.total,
+                           "connects": summary.connects,
                            "hosts": len(summary.hosts), "elapsed_s": round(summary.elapsed, 3),
                            "interrupted": summary.interrupted},
                "options": summary.options, "hosts": self.hosts}
