@@ -107,12 +107,16 @@ class Sim:
                 self._deliver(probe, reply[1])  # type: ignore[arg-type]
                 self._close_cancelled()
                 continue
-            sched.on_sent(probe, self.now)
-            if isinstance(reply, tuple) and reply[0] == LATE:
-                self.answers.append((self.now + reply[1], probe, reply[2]))  # type: ignore[misc]
-            if reply == SELF or isinstance(reply, int):
-                self.answers.append((self.now + self.rtt, probe, reply))  # type: ignore[arg-type]
+            self._start(probe, reply)
             self._close_cancelled()
+
+    def _start(self, probe: Probe, reply: Response) -> None:
+        """The connect is under way: its answer (if any) arrives after an RTT or the delay asked."""
+        self.sched.on_sent(probe, self.now)
+        if isinstance(reply, tuple) and reply[0] == LATE:
+            self.answers.append((self.now + reply[1], probe, reply[2]))  # type: ignore[misc]
+        if reply == SELF or isinstance(reply, int):
+            self.answers.append((self.now + self.rtt, probe, reply))  # type: ignore[arg-type]
 
     def send_bursts(self) -> None:
         """Like the readiness loop: a burst of probes, then their immediate failures at once."""
@@ -141,11 +145,7 @@ class Sim:
                     else:
                         failed.append((probe, reply[1], self.now))  # type: ignore[arg-type]
                     continue
-                sched.on_sent(probe, self.now)
-                if isinstance(reply, tuple) and reply[0] == LATE:
-                    self.answers.append((self.now + reply[1], probe, reply[2]))  # type: ignore[misc]
-                if reply == SELF or isinstance(reply, int):
-                    self.answers.append((self.now + self.rtt, probe, reply))  # type: ignore[arg-type]
+                self._start(probe, reply)
             if failed:
                 sched.on_failed_connects(failed)
             self._close_cancelled()
