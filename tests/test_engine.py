@@ -551,6 +551,41 @@ def test_lab_reused_sockets_report_every_kind_of_answer(lab: NetNS) -> None:
     assert report["opened"] <= 6 + 2 + 4, report["opened"]
 
 
+SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from collections import Counter
+    from nornir_portscan.engine import ScanStats, plan_scan, run_plan_batches
+    stats = ScanStats()
+    plan = plan_scan(sys.argv[1], sys.argv[2], timeout=0.3, retries=0, shards=2)
+    seen, kinds = set(), Counter()
+    for batch in run_plan_batches(plan, stats):
+        for o in batch:
+            assert (o.host, o.port) not in seen, o
+            seen.add((o.host, o.port))
+            kinds[f"{o.host} {o.state.value} {o.reason}"] += 1
+    print(json.dumps({"outcomes": len(seen), "kinds": kinds, "connects": stats.connects}))
+""")
+
+
+def test_lab_sharded_scan_sends_down_hosts_whole_and_loses_nothing(lab: NetNS) -> None:
+    """Two workers, each with half the ports of an up, a dead and a rejecting host: the
+    workers send each down host's remaining ports as one record, the parent expands it,
+    and every (host, port) arrives exactly once with the right state."""
+    done = lab.run(PYTHON, "-c", SHARDED_SCRIPT, f"{LAB_UP},{LAB_DEAD},{LAB_REJECT}",
+                   "6000-8999", timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["outcomes"] == 3 * 3000
+    kinds = report["kinds"]
+    assert kinds[f"{LAB_UP} closed conn-refused"] == 3000
+    assert kinds[f"{LAB_DEAD} filtered host-down"] + kinds[f"{LAB_DEAD} filtered no-response"] \
+        == 3000
+    assert kinds[f"{LAB_DEAD} filtered host-down"] >= 3000 - 2 * len(DISCOVERY_PORTS)
+    assert kinds[f"{LAB_REJECT} unreachable host-unreach"] == 3000
+    # the down hosts cost their discovery probes only (each worker discovers each host)
+    assert report["connects"] <= 3000 + 2 * 3 * len(DISCOVERY_PORTS)
+
+
 def test_lab_filtered_port_is_retried(lab: NetNS) -> None:
     rows = by_key(lab_scan(lab, LAB_UP, "-p", f"{LAB_FILTERED_PORT},{LAB_OPEN_PORT}",
                            "--timeout", "0.2", "--retries", "2"))

@@ -867,3 +867,30 @@ def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
     # discovery (on ports not asked for) found nothing: every asked port is one bulk
     assert {o.reason for o in got_ports.values()} == {"host-down"}
     assert len(slices) >= len(ports) // 64
+
+
+def test_a_dead_hosts_ports_can_stay_one_run() -> None:
+    """With runs=True (how shard workers drain), a down host's ports come as one PortRun
+    whose outcomes are exactly those the sliced drain hands out one by one."""
+    from nornir_portscan.engine.outcome import PortRun
+
+    def dead_host_outcomes(runs: bool) -> list[object]:
+        sched = Scheduler(concurrency=16)
+        one_job(sched, v4("127.0.0.9"), range(5000, 5300), timeout=0.2, retries=0)
+        sim = Sim(sched, lambda p: SILENT)
+        while not sched.done:
+            sim.send()
+            sim.now += sim.step
+            for probe in sched.expire(sim.now):
+                sim._release(probe)
+        items: list[object] = []
+        while sched.outcomes:
+            items.extend(item for _, item in sched.drain_some(64, runs=runs))
+        return items
+
+    whole = dead_host_outcomes(True)
+    [run] = [item for item in whole if isinstance(item, PortRun)]
+    assert len(run.ports) == 300 and (run.state, run.reason) == (PortState.FILTERED, "host-down")
+    sliced = [item for item in dead_host_outcomes(False) if item is not None]
+    assert all(isinstance(item, ProbeOutcome) for item in sliced)
+    assert sorted(run.outcomes()) == sorted(sliced)  # type: ignore[type-var]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from ..spec.ports import parse_ports
 from ..spec.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
 from ..spec.targets import TargetSource, TargetSpec, parse_targets
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
-from .outcome import ProbeOutcome
+from .outcome import PortRun, ProbeOutcome
 from .resolve import resolve
 from .scheduler import EngineError, Job, JobOptions, Scheduler
 from .timing import RttEstimator
@@ -93,14 +94,22 @@ def run_plan_batches(plan: ScanPlan,
     if count > 1:
         yield from run_sharded(plan, count, stats)
         return
+    for batch in run_plan_items(plan, stats):
+        yield cast("list[ProbeOutcome]", batch)
+
+
+def run_plan_items(plan: ScanPlan, stats: ScanStats,
+                   runs: bool = False) -> Iterator[list[ProbeOutcome | PortRun]]:
+    """One process's scan of a plan, in batches; with ``runs``, a down host's ports come
+    as one ``PortRun`` (how a shard worker sends them), else every item is an outcome."""
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
                       rtt=RttEstimator())
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
     try:
-        for batch in ReadinessLoop(sched).run_batches():
-            outcomes = [outcome for _, outcome in batch if outcome is not None]
-            if outcomes:
-                yield outcomes
+        for batch in ReadinessLoop(sched).run_batches(runs):
+            items = [item for _, item in batch if item is not None]
+            if items:
+                yield items
     finally:
         stats.connects += sched.probes_sent
     if job.emitted != job.addresses * len(plan.ports):

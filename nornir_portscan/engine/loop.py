@@ -17,10 +17,11 @@ import struct
 from _socket import socket as _raw_socket  # skips socket.socket's Python-level __init__
 from collections.abc import Callable, Iterator
 from time import monotonic
+from typing import cast
 
 from .limits import FD_RESERVE
 from .outcome import ProbeOutcome
-from .scheduler import Job, Probe, Scheduler
+from .scheduler import Job, OutcomeItem, Probe, Scheduler
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT left behind
 _EINPROGRESS, _EALREADY = errno.EINPROGRESS, errno.EALREADY
@@ -94,11 +95,12 @@ class ReadinessLoop:
     def run(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
         """Outcomes one by one, each with its job; (job, None) marks a job's end."""
         for batch in self.run_batches():
-            yield from batch
+            yield from cast("list[tuple[Job, ProbeOutcome | None]]", batch)
 
-    def run_batches(self) -> Iterator[list[tuple[Job, ProbeOutcome | None]]]:
+    def run_batches(self, runs: bool = False) -> Iterator[list[tuple[Job, OutcomeItem]]]:
         """Like ``run``, a turn of the loop at a time: per-outcome hand-offs cost as much
-        as the probes on a fast network."""
+        as the probes on a fast network. With ``runs``, a down host's ports come as one
+        ``PortRun`` (see ``Scheduler.drain_some``); without, every item is an outcome."""
         sched = self.sched
         ep = self.ep = select.epoll()
         inflight = self.inflight
@@ -249,10 +251,10 @@ class ReadinessLoop:
                         self._close_cancelled()
                 if sched.outcomes:
                     while sched.outcomes:
-                        yield sched.drain_some(MAX_BATCH)
+                        yield sched.drain_some(MAX_BATCH, runs)
             # outcomes decided without any socket (unresolved names, out-of-scope addresses)
             while sched.outcomes:
-                yield sched.drain_some(MAX_BATCH)
+                yield sched.drain_some(MAX_BATCH, runs)
         finally:
             for sock in [*spare.values(), *parked[_AF_INET], *parked[_AF_INET6]]:
                 sock.close()

@@ -61,6 +61,28 @@ class ProbeOutcome(NamedTuple):
         return d
 
 
+_new_outcome = tuple.__new__  # skips the named tuple's Python-level constructor
+
+
+class PortRun(NamedTuple):
+    """Outcomes of one address that differ only in their port.
+
+    Host discovery decides a down or unreachable host's remaining ports at once.
+    Kept whole until a consumer wants single outcomes: a worker process sends a
+    dead host's thousand ports as one record instead of a thousand."""
+
+    host: str
+    name: str | None
+    ports: tuple[int, ...]
+    state: PortState
+    reason: str
+
+    def outcomes(self) -> list[ProbeOutcome]:
+        host, name, state, reason = self.host, self.name, self.state, self.reason
+        return [_new_outcome(ProbeOutcome, (host, port, state, reason, None, 0, name, None))
+                for port in self.ports]
+
+
 #: errno values that say "this machine is short of something", never a port state:
 #: the probe is put back and the engine slows down.
 LOCAL_RETRY_ERRNOS = frozenset({

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 from ..spec.scope import in_networks
-from .outcome import PortState, ProbeOutcome, classify
+from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome, classify
 from .timing import CongestionWindow, RateLimiter, RttEstimator
 from .work import DISCOVERY_PORTS, Host, Job, JobOptions, Probe, discovery_ports, permuted
 
@@ -40,7 +40,6 @@ MAX_SELF_CONNECTS = 8
 _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE, _ERROR = PortState.UNREACHABLE, PortState.ERROR
 _ECONNREFUSED = errno.ECONNREFUSED
-_new_outcome = tuple.__new__
 
 Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
 
@@ -49,7 +48,7 @@ class EngineError(RuntimeError):
     """The scan cannot go on (the machine cannot open sockets at all)."""
 
 
-OutcomeItem = ProbeOutcome | Iterator[ProbeOutcome] | None
+OutcomeItem = ProbeOutcome | PortRun | None
 
 
 class Scheduler:
@@ -114,8 +113,7 @@ class Scheduler:
                    state: PortState, reason: str) -> None:
         if ports:
             job.emitted += len(ports)
-            self.outcomes.append((job, (ProbeOutcome(addr, p, state, reason, None, 0, name)
-                                        for p in ports)))
+            self.outcomes.append((job, PortRun(addr, name, ports, state, reason)))
 
     def _host_done(self, host: Host) -> None:
         self.active_hosts -= 1
@@ -578,22 +576,34 @@ class Scheduler:
 
     # ---- outcomes -------------------------------------------------------------------------
 
-    def drain_some(self, limit: int) -> list[tuple[Job, ProbeOutcome | None]]:
-        """At most ``limit`` outcomes decided so far, in order: a dead host's bulk of
-        outcomes is handed out a slice at a time, so a batch stays small in memory."""
-        out: list[tuple[Job, ProbeOutcome | None]] = []
+    def drain_some(self, limit: int, runs: bool = False) -> list[tuple[Job, OutcomeItem]]:
+        """About ``limit`` outcomes decided so far, in order.
+
+        A down host's ``PortRun`` is handed out a slice at a time as single outcomes,
+        so a batch stays small in memory; with ``runs`` it stays whole (it is small as it
+        is) and counts as its ports toward the limit."""
+        out: list[tuple[Job, OutcomeItem]] = []
         outcomes = self.outcomes
-        while outcomes and len(out) < limit:
+        taken = 0
+        while outcomes and taken < limit:
             job, item = outcomes[0]
-            if item is None or isinstance(item, ProbeOutcome):
+            if not isinstance(item, PortRun):
                 outcomes.popleft()
                 out.append((job, item))
+                taken += 1
                 continue
-            want = limit - len(out)
-            taken = list(itertools.islice(item, want))
-            if len(taken) < want:
-                outcomes.popleft()  # that bulk is used up
-            out.extend([(job, outcome) for outcome in taken])
+            want = limit - taken
+            if runs or len(item.ports) <= want:
+                outcomes.popleft()
+                part = item
+            else:
+                outcomes[0] = (job, item._replace(ports=item.ports[want:]))
+                part = item._replace(ports=item.ports[:want])
+            taken += len(part.ports)
+            if runs:
+                out.append((job, part))
+            else:
+                out.extend([(job, outcome) for outcome in part.outcomes()])
         return out
 
     def drain(self) -> Iterator[tuple[Job, ProbeOutcome | None]]:
@@ -601,8 +611,8 @@ class Scheduler:
         outcomes = self.outcomes
         while outcomes:
             job, item = outcomes.popleft()
-            if item is None or isinstance(item, ProbeOutcome):
-                yield job, item
-            else:
-                for outcome in item:
+            if isinstance(item, PortRun):
+                for outcome in item.outcomes():
                     yield job, outcome
+            else:
+                yield job, item

@@ -21,7 +21,7 @@ from time import monotonic
 from typing import Any, NamedTuple
 
 from ..spec.targets import Target, TargetSource
-from .outcome import ProbeOutcome
+from .outcome import PortRun, ProbeOutcome
 from .scheduler import EngineError
 
 #: Below this many probes a single process wins: forking costs more than it saves.
@@ -32,8 +32,9 @@ _as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
 
 
 class _Done(NamedTuple):
-    """A worker's last message: it finished, and what it cost."""
+    """A worker's last message: it finished, how many outcomes it sent, what it cost."""
 
+    outcomes: int
     connects: int
 
 
@@ -60,7 +61,7 @@ class _HostShare:
 
 
 def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
-    from .api import ScanStats, run_plan_batches  # late: the module imports this one
+    from .api import ScanStats, run_plan_items  # late: the module imports this one
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -71,6 +72,8 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
     share = replace(share, concurrency=max(1, plan.concurrency // count),
                     rate=None if plan.rate is None else plan.rate / count, shards=1)
     batch: list[tuple[Any, ...]] = []
+    runs: list[PortRun] = []  # a down host's ports: one record each, expanded by the parent
+    sent = 0  # outcomes, runs expanded: the parent checks it received as many
     last = monotonic()
 
     def flush(obj: object) -> None:
@@ -82,19 +85,25 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
 
     stats = ScanStats()
     try:
-        for outcomes in run_plan_batches(share, stats):
+        for items in run_plan_items(share, stats, runs=True):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
-            batch.extend(map(tuple, outcomes))
+            singles = [tuple(item) for item in items if type(item) is not PortRun]
+            batch.extend(singles)
+            sent += len(singles)
+            if len(singles) < len(items):
+                new_runs = [item for item in items if type(item) is PortRun]
+                runs.extend(new_runs)
+                sent += sum(len(run.ports) for run in new_runs)
             now = monotonic()
-            if len(batch) >= 1024 or now - last > 0.05:
-                flush(batch)
-                batch = []
+            if len(batch) >= 1024 or len(runs) >= 64 or now - last > 0.05:
+                flush((batch, runs))
+                batch, runs = [], []
                 last = now
-        flush(batch)
-        flush(_Done(stats.connects))
+        flush((batch, runs))
+        flush(_Done(sent, stats.connects))
     except BaseException as exc:
         try:
-            flush(batch)
+            flush((batch, runs))
             flush(EngineError(f"scan worker {index} failed: {exc!r}"))
         except OSError:
             pass
@@ -110,6 +119,7 @@ def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
     buffers: dict[int, bytearray] = {}
+    received: dict[int, int] = {}  # outcomes from each worker, to check against its count
     try:
         for i in range(count):
             rfd, wfd = os.pipe()
@@ -120,6 +130,7 @@ def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()
+            received[rfd] = 0
             sel.register(rfd, selectors.EVENT_READ)
             finished: set[int] = set()
         error: BaseException | None = None
@@ -144,10 +155,20 @@ def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome
                     if isinstance(obj, _Done):
                         finished.add(fd)
                         stats.connects += obj.connects
+                        if obj.outcomes != received[fd] and error is None:
+                            error = EngineError(
+                                f"accounting error: a scan worker sent {obj.outcomes} outcomes, "
+                                f"{received[fd]} arrived")
                     elif isinstance(obj, BaseException):
                         error = obj
                     else:
-                        yield list(map(_as_outcome, obj))
+                        tuples, runs = obj
+                        outcomes = list(map(_as_outcome, tuples))
+                        for run in runs:
+                            outcomes.extend(run.outcomes())
+                        received[fd] += len(outcomes)
+                        if outcomes:
+                            yield outcomes
         if error is not None:
             raise error
     finally:
