@@ -73,7 +73,7 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
                     rate=None if plan.rate is None else plan.rate / count, shards=1)
     batch: list[tuple[Any, ...]] = []
     runs: list[PortRun] = []  # a down host's ports: one record each, expanded by the parent
-    sent = 0  # outcomes, runs expanded: the parent checks it received as many
+    sent = waiting = 0  # outcomes (runs expanded) sent and not yet sent: the parent checks
     last = monotonic()
 
     def flush(obj: object) -> None:
@@ -89,18 +89,20 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
             singles = [tuple(item) for item in items if type(item) is not PortRun]
             batch.extend(singles)
-            sent += len(singles)
+            waiting += len(singles)
             if len(singles) < len(items):
                 new_runs = [item for item in items if type(item) is PortRun]
                 runs.extend(new_runs)
-                sent += sum(len(run.ports) for run in new_runs)
+                waiting += sum(len(run.ports) for run in new_runs)
             now = monotonic()
-            if len(batch) >= 1024 or len(runs) >= 64 or now - last > 0.05:
+            # a message holds about as many outcomes as the parent should expand at once
+            if waiting >= 2048 or now - last > 0.05:
                 flush((batch, runs))
-                batch, runs = [], []
+                sent += waiting
+                batch, runs, waiting = [], [], 0
                 last = now
         flush((batch, runs))
-        flush(_Done(sent, stats.connects))
+        flush(_Done(sent + waiting, stats.connects))
     except BaseException as exc:
         try:
             flush((batch, runs))
