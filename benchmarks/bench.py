@@ -5,7 +5,8 @@ Every scenario runs nornir-portscan and nmap in the same namespace, in the same
 run, and prints ratios: this machine is shared and noisy, absolute times drift.
 Accuracy is scored against the lab's ground truth.
 
-    sudo python3 benchmarks/bench.py [--lab PATH] [--only full,sweep,wan,big,nornir] [--repeat N]
+    sudo python3 benchmarks/bench.py [--lab PATH] [--repeat N]
+        [--only full,sweep,wan,sweep10,big,nornir]
     sudo python3 benchmarks/bench.py --netns LAB --truth T.jsonl --target CIDR --ports P
 
 Needs root, iproute2, nftables, nmap; nornir-portscan installed.
@@ -40,6 +41,10 @@ SCENARIOS: dict[str, dict[str, object]] = {
             "lab": ["--delay-ms", "30", "--jitter-ms", "10", "--loss", "0.05"],
             "target": "198.18.1.0/26", "scan_ports": "1-300",
             "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-300"]},
+    # the /16's per-host work on a /24: does throughput hold up as the network grows?
+    "sweep10": {"hosts": "127.30.0.0/24", "ports": "1-10", "lab": ["--open", "0"],
+                "target": "127.30.0.0/24", "scan_ports": "1-10",
+                "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-10"]},
     # no listeners: the lab's one listener process cannot hold ~80,000 of them
     "big": {"hosts": "127.64.0.0/16", "ports": "1-10", "lab": ["--open", "0"],
             "target": "127.64.0.0/16", "scan_ports": "1-10",
@@ -146,7 +151,7 @@ def measure(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path, r
     med = {k: statistics.median(x[k] for x in ours)
            for k in ("wall", "cpu", "rss_mib", "connects")}
     probes = int(s_ours["probes"])  # type: ignore[call-overload]
-    line = (f"{name:<6} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
+    line = (f"{name:<7} ours   wall {med['wall']:7.2f}s  cpu {med['cpu']:6.2f}s  "
             f"rss {med['rss_mib']:6.1f}MiB  {probes / med['wall']:9.0f} probes/s  "
             f"wrong {s_ours['wrong_state']} missing {s_ours['missing']}  "
             f"({med['connects']:.0f} connects, {med['connects'] / med['wall']:.0f}/s)")
@@ -156,10 +161,10 @@ def measure(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path, r
         nmap_to_jsonl(work / "nmap.xml", tmap, nmap_jsonl)
         s_nmap = score(lab, truth, nmap_jsonl)
         nm = {k: statistics.median(x[k] for x in theirs) for k in ("wall", "cpu", "rss_mib")}
-        rows.append(f"{name:<6} nmap   wall {nm['wall']:7.2f}s  cpu {nm['cpu']:6.2f}s  "
+        rows.append(f"{name:<7} nmap   wall {nm['wall']:7.2f}s  cpu {nm['cpu']:6.2f}s  "
                     f"rss {nm['rss_mib']:6.1f}MiB  {probes / nm['wall']:9.0f} probes/s  "
                     f"wrong {s_nmap['wrong_state']} (nmap has no 'unreachable' state)")
-        rows.append(f"{name:<6} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
+        rows.append(f"{name:<7} ratio  wall {med['wall'] / nm['wall']:.2f}x  "
                     f"cpu {med['cpu'] / max(nm['cpu'], 1e-3):.2f}x  "
                     "(ours / nmap, lower is better)")
     return rows
@@ -177,7 +182,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lab", type=Path, default=DEFAULT_LAB)
-    ap.add_argument("--only", default="full,sweep,wan,big,nornir")
+    ap.add_argument("--only", default="full,sweep,wan,sweep10,big,nornir")
     ap.add_argument("--repeat", type=int, default=3)
     given = ap.add_argument_group("a lab that is already up (instead of --only)")
     given.add_argument("--netns", help="its namespace, as netlab.py named it")
