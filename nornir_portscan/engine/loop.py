@@ -186,7 +186,7 @@ class ReadinessLoop:
                         else:
                             spare[family] = sock
                         continue
-                    self._answer(probe, sock, err, monotonic(), registered=registered)
+                    self._connected(probe, sock, monotonic(), registered)
                 if failed:
                     on_failed(failed)
                 if sched.cancelled:
@@ -226,7 +226,7 @@ class ReadinessLoop:
                             else:
                                 self._park(sock)
                         else:
-                            self._answer(waiting, sock, 0, now, registered=True)
+                            self._connected(waiting, sock, now, registered=True)
                     elif fd in banners:
                         self._read_banner(banners.pop(fd))
                     elif fd == self.wake_fd:
@@ -331,19 +331,17 @@ class ReadinessLoop:
             self.routable[host.addr] = known
         return known
 
-    def _answer(self, probe: Probe, sock: _raw_socket, err: int, now: float,
-                registered: bool = False) -> None:
+    def _connected(self, probe: Probe, sock: _raw_socket, now: float,
+                   registered: bool = False) -> None:
+        """The handshake completed: an open port, unless the socket reached itself."""
         sched = self.sched
-        if err == _EADDRNOTAVAIL and not self._routable(probe):
-            err = errno.ENETUNREACH
-        if err == 0:
-            # only a connected socket can leave TIME_WAIT behind: make its close an RST
-            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
-            if is_self_connect(sock, probe):
-                sock.close()
-                sched.on_self_connect(probe, now)
-                return
-        if sched.on_answer(probe, err, now):
+        # only a connected socket can leave TIME_WAIT behind: make its close an RST
+        sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RST)
+        if is_self_connect(sock, probe):
+            sock.close()
+            sched.on_self_connect(probe, now)
+            return
+        if sched.on_answer(probe, 0, now):
             self._start_banner(probe, sock, registered, now)
             return
         sock.close()
