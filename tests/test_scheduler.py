@@ -842,10 +842,8 @@ def test_unsent_probes_go_back_and_come_out_again() -> None:
     assert sched.inflight == 3
 
 
-def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
-    """drain_some never returns more than asked: a dead host's ports come out a slice at
-    a time, each exactly once, and the job's end marker comes last."""
-    ports = range(5000, 5300)
+def dead_host_decided(ports: range) -> tuple[Scheduler, Job]:
+    """A scan of one silent host run to its end, every outcome still queued in the scheduler."""
     sched = Scheduler(concurrency=16)
     job = one_job(sched, v4("127.0.0.9"), ports, timeout=0.2, retries=0)
     sim = Sim(sched, lambda p: SILENT)
@@ -854,6 +852,14 @@ def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
         sim.now += sim.step
         for probe in sched.expire(sim.now):
             sim._release(probe)
+    return sched, job
+
+
+def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
+    """drain_some never returns more than asked: a dead host's ports come out a slice at
+    a time, each exactly once, and the job's end marker comes last."""
+    ports = range(5000, 5300)
+    sched, job = dead_host_decided(ports)
     slices = []
     while sched.outcomes:
         got = sched.drain_some(64)
@@ -875,14 +881,7 @@ def test_a_dead_hosts_ports_can_stay_one_run() -> None:
     from nornir_portscan.engine.outcome import PortRun
 
     def dead_host_outcomes(runs: bool) -> list[object]:
-        sched = Scheduler(concurrency=16)
-        one_job(sched, v4("127.0.0.9"), range(5000, 5300), timeout=0.2, retries=0)
-        sim = Sim(sched, lambda p: SILENT)
-        while not sched.done:
-            sim.send()
-            sim.now += sim.step
-            for probe in sched.expire(sim.now):
-                sim._release(probe)
+        sched, _ = dead_host_decided(range(5000, 5300))
         items: list[object] = []
         while sched.outcomes:
             items.extend(item for _, item in sched.drain_some(64, runs=runs))
