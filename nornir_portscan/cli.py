@@ -158,7 +158,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .engine.api import ScanStats, plan_scan, run_plan_batches
+    from .engine.api import ScanStats, plan_scan, stream_plan
     from .engine.scheduler import EngineError
     from .report import ScanSummary, writer_for
     from .spec.scope import DEFAULT_MAX_ADDRESSES, read_target_file
@@ -188,9 +188,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         writer = writer_for(args.format, stream, color=color)
         stats = ScanStats()
         try:
-            for outcomes in run_plan_batches(plan, stats):
-                summary.add(outcomes)
-                writer.write(outcomes)
+            for outcomes, runs in stream_plan(plan, stats, runs=True):
+                summary.add(outcomes, runs)
+                writer.write(outcomes, runs)
         except (KeyboardInterrupt, Interrupted):
             summary.interrupted = True
             status = EXIT_INTERRUPTED

@@ -81,6 +81,55 @@ def test_jsonl_rtt_is_null_without_an_answer(lab: NetNS) -> None:
     assert isinstance(rows[(LAB_UP, LAB_OPEN_PORT)]["rtt_ms"], float)
 
 
+def down_host_rows(lab: NetNS, fmt: str,
+                   ports: range) -> dict[tuple[str, int], tuple[str, str, object, int]]:
+    """(host, port) -> (state, reason, rtt, attempts) for an up and a dead lab host, as ``fmt``
+    writes them (the dead host's ports reach the writer as one run)."""
+    done = lab.scan(LAB_UP, LAB_DEAD, "-p", f"{ports[0]}-{ports[-1]}", "--timeout", "0.2",
+                    "--retries", "0", "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    if fmt == "jsonl":
+        rows = jsonl(done.stdout)
+    elif fmt == "csv":
+        rows = [{**r, "port": int(r["port"]), "attempts": int(r["attempts"]),
+                 "rtt_ms": r["rtt_ms"] or None} for r in csv.DictReader(io.StringIO(done.stdout))]
+    else:
+        doc = json.loads(done.stdout)
+        rows = [{"host": h, "port": int(p), **v} for h, e in doc["hosts"].items()
+                for p, v in e["ports"].items()]
+    got = {}
+    for r in rows:
+        assert (r["host"], r["port"]) not in got
+        got[(r["host"], r["port"])] = (r["state"], r["reason"], r["rtt_ms"], r["attempts"])
+    return got
+
+
+@pytest.mark.parametrize("count", [100, 5000], ids=["one-process", "sharded-on-2-cores"])
+def test_every_format_writes_a_down_hosts_ports_one_by_one(lab: NetNS, count: int) -> None:
+    """A dead host's ports travel through the engine (and from shard workers) as one run;
+    every format still has one row or entry per port, the same in each, and the table counts
+    them."""
+    ports = range(6000, 6000 + count)
+    by_format = {fmt: down_host_rows(lab, fmt, ports) for fmt in ("jsonl", "csv", "json")}
+    want = {(h, p) for h in (LAB_UP, LAB_DEAD) for p in ports}
+    for fmt, got in by_format.items():
+        assert set(got) == want, fmt
+        dead = [got[(LAB_DEAD, p)] for p in ports]
+        assert {(st, why, rtt) for st, why, rtt, _ in dead} <= {
+            ("filtered", "host-down", None), ("filtered", "no-response", None)}
+        # each process discovers the host with at most 8 ports
+        assert sum(1 for d in dead if d[1] == "host-down") >= count - 16
+        assert {d[3] for d in dead if d[1] == "host-down"} == {0}
+        assert {got[(LAB_UP, p)][:2] for p in ports} == {("closed", "conn-refused")}
+    # the same ports, states and reasons in every format (rtts are measured per run)
+    assert len({frozenset((k, v[:2]) for k, v in got.items())
+                for got in by_format.values()}) == 1
+    done = lab.scan(LAB_UP, LAB_DEAD, "-p", f"{ports[0]}-{ports[-1]}", "--timeout", "0.2",
+                    "--retries", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].endswith(f": {count} closed, {count} filtered")
+
+
 def test_csv_header_and_rows(ports: tuple[int, list[int]]) -> None:
     op, all_ports = ports
     done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports), "--format", "csv")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import cast
 
 from ..spec.ports import parse_ports
 from ..spec.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
 from ..spec.targets import TargetSource, TargetSpec, parse_targets
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
-from .outcome import PortRun, ProbeOutcome
+from .outcome import OutcomeBatch, PortRun, ProbeOutcome
 from .resolve import resolve
 from .scheduler import EngineError, Job, JobOptions, Scheduler
 from .timing import RttEstimator
@@ -83,7 +82,15 @@ def run_plan(plan: ScanPlan, stats: ScanStats | None = None) -> Iterator[ProbeOu
 
 def run_plan_batches(plan: ScanPlan,
                      stats: ScanStats | None = None) -> Iterator[list[ProbeOutcome]]:
-    """Run one plan; outcomes stream out in batches, as the engine decides them.
+    """Run one plan; outcomes stream out in batches, as the engine decides them."""
+    for batch in stream_plan(plan, stats):
+        yield batch.outcomes
+
+
+def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
+                runs: bool = False) -> Iterator[OutcomeBatch]:
+    """Run one plan, in batches; with ``runs``, a down host's ports stay one ``PortRun``
+    (for consumers that can count or write them whole), else every outcome is single.
 
     Large scans are sharded over worker processes, one per core.
     """
@@ -92,24 +99,25 @@ def run_plan_batches(plan: ScanPlan,
     stats = stats if stats is not None else ScanStats()
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
-        yield from run_sharded(plan, count, stats)
-        return
-    for batch in run_plan_items(plan, stats):
-        yield cast("list[ProbeOutcome]", batch)
+        yield from run_sharded(plan, count, stats, runs)
+    else:
+        yield from scan_here(plan, stats, runs)
 
 
-def run_plan_items(plan: ScanPlan, stats: ScanStats,
-                   runs: bool = False) -> Iterator[list[ProbeOutcome | PortRun]]:
-    """One process's scan of a plan, in batches; with ``runs``, a down host's ports come
-    as one ``PortRun`` (how a shard worker sends them), else every item is an outcome."""
+def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False) -> Iterator[OutcomeBatch]:
+    """One process's scan of a plan (the whole plan, or a shard worker's share)."""
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
                       rtt=RttEstimator())
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
     try:
         for batch in ReadinessLoop(sched).run_batches(runs):
-            items = [item for _, item in batch if item is not None]
-            if items:
-                yield items
+            batch_runs = [item for _, item in batch if type(item) is PortRun]
+            if batch_runs:
+                outcomes = [item for _, item in batch if type(item) is ProbeOutcome]
+            else:
+                outcomes = [item for _, item in batch if item is not None]  # type: ignore[misc]
+            if outcomes or batch_runs:
+                yield OutcomeBatch(outcomes, batch_runs)
     finally:
         stats.connects += sched.probes_sent
     if job.emitted != job.addresses * len(plan.ports):

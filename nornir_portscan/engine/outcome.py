@@ -83,6 +83,23 @@ class PortRun(NamedTuple):
                 for port in self.ports]
 
 
+class OutcomeBatch(NamedTuple):
+    """What the engine hands out at a time: single outcomes, and down hosts' port runs
+    (only for consumers that asked for runs; otherwise ``runs`` is empty)."""
+
+    outcomes: list[ProbeOutcome]
+    runs: list[PortRun]
+
+    def expanded(self) -> list[ProbeOutcome]:
+        """Every outcome single, runs included."""
+        if not self.runs:
+            return self.outcomes
+        out = list(self.outcomes)
+        for run in self.runs:
+            out.extend(run.outcomes())
+        return out
+
+
 #: errno values that say "this machine is short of something", never a port state:
 #: the probe is put back and the engine slows down.
 LOCAL_RETRY_ERRNOS = frozenset({

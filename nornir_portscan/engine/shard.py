@@ -21,7 +21,7 @@ from time import monotonic
 from typing import Any, NamedTuple
 
 from ..spec.targets import Target, TargetSource
-from .outcome import PortRun, ProbeOutcome
+from .outcome import OutcomeBatch, PortRun, ProbeOutcome
 from .scheduler import EngineError
 
 #: Below this many probes a single process wins: forking costs more than it saves.
@@ -61,7 +61,7 @@ class _HostShare:
 
 
 def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
-    from .api import ScanStats, run_plan_items  # late: the module imports this one
+    from .api import ScanStats, scan_here  # late: the module imports this one
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -85,15 +85,13 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
 
     stats = ScanStats()
     try:
-        for items in run_plan_items(share, stats, runs=True):
+        for decided in scan_here(share, stats, runs=True):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
-            singles = [tuple(item) for item in items if type(item) is not PortRun]
-            batch.extend(singles)
-            waiting += len(singles)
-            if len(singles) < len(items):
-                new_runs = [item for item in items if type(item) is PortRun]
-                runs.extend(new_runs)
-                waiting += sum(len(run.ports) for run in new_runs)
+            batch.extend(map(tuple, decided.outcomes))
+            waiting += len(decided.outcomes)
+            if decided.runs:
+                runs.extend(decided.runs)
+                waiting += sum(len(run.ports) for run in decided.runs)
             now = monotonic()
             # a message holds about as many outcomes as the parent should expand at once
             if waiting >= 2048 or now - last > 0.05:
@@ -113,10 +111,12 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
     os._exit(0)
 
 
-def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome]]:
+def run_sharded(plan: Any, count: int, stats: Any,
+                runs: bool = False) -> Iterator[OutcomeBatch]:
     """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive.
 
-    ``stats`` (an ``api.ScanStats``) gets the workers' counts as each one finishes."""
+    ``stats`` (an ``api.ScanStats``) gets the workers' counts as each one finishes.
+    Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
     by_hosts = plan.spec.count() >= count * 4
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
@@ -164,13 +164,13 @@ def run_sharded(plan: Any, count: int, stats: Any) -> Iterator[list[ProbeOutcome
                     elif isinstance(obj, BaseException):
                         error = obj
                     else:
-                        tuples, runs = obj
-                        outcomes = list(map(_as_outcome, tuples))
-                        for run in runs:
-                            outcomes.extend(run.outcomes())
-                        received[fd] += len(outcomes)
-                        if outcomes:
-                            yield outcomes
+                        tuples, port_runs = obj
+                        decided = OutcomeBatch(list(map(_as_outcome, tuples)), port_runs)
+                        if not runs:
+                            decided = OutcomeBatch(decided.expanded(), [])
+                        received[fd] += len(tuples) + sum(len(r.ports) for r in port_runs)
+                        if decided.outcomes or decided.runs:
+                            yield decided
         if error is not None:
             raise error
     finally:

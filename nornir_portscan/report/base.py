@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import STATE_ORDER, STATE_TEXT, ProbeOutcome
+from ..engine.outcome import STATE_ORDER, STATE_TEXT, PortRun, ProbeOutcome
 
 _HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
 
@@ -24,9 +24,12 @@ class ScanSummary:
     interrupted: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, outcomes: Sequence[ProbeOutcome]) -> None:
+    def add(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         self.counts.update(map(STATE_TEXT.__getitem__, map(_STATE, outcomes)))
         self.hosts.update(map(_HOST, outcomes))
+        for run in runs:  # a down host's ports: counted whole
+            self.counts[STATE_TEXT[run.state]] += len(run.ports)
+            self.hosts.add(run.host)
 
     @property
     def total(self) -> int:
@@ -43,7 +46,8 @@ class ScanSummary:
 class OutcomeWriter(Protocol):
     def __init__(self, stream: IO[str], color: bool = False) -> None: ...
 
-    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
-        """A batch of outcomes, as the engine hands them out."""
+    def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
+        """A batch as the engine hands it out: single outcomes, and down hosts' port runs
+        (each run stands for one outcome per port)."""
 
     def finish(self, summary: ScanSummary) -> None: ...

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import STATE_TEXT, ProbeOutcome
+from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 COLUMNS = ("host", "name", "port", "state", "reason", "rtt_ms", "attempts", "banner")
@@ -18,7 +18,11 @@ class CsvWriter:
         self.csv = csv.writer(stream, lineterminator="\n")
         self.csv.writerow(COLUMNS)
 
-    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+    def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
+        for run in runs:
+            state = STATE_TEXT[run.state]
+            self.csv.writerows((run.host, run.name or "", port, state, run.reason, "", 0, "")
+                               for port in run.ports)
         self.csv.writerows((o.host, o.name or "", o.port, STATE_TEXT[o.state], o.reason,
                             "" if o.rtt_ms is None else f"{o.rtt_ms:.3f}", o.attempts,
                             o.banner or "") for o in outcomes)

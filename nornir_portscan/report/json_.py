@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import IO, Any
 
-from ..engine.outcome import STATE_TEXT, ProbeOutcome
+from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 
@@ -15,7 +15,9 @@ class JsonWriter:
         self.stream = stream
         self.hosts: dict[str, dict[str, Any]] = {}
 
-    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+    def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
+        for run in runs:
+            self.write(run.outcomes())
         for o in outcomes:
             entry = self.hosts.setdefault(o.host, {"name": o.name, "ports": {}})
             port: dict[str, Any] = {"state": STATE_TEXT[o.state], "reason": o.reason,

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import STATE_TEXT, ProbeOutcome
+from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 _quote = json.JSONEncoder(ensure_ascii=True).encode
@@ -22,9 +22,17 @@ class JsonlWriter:
         self.stream = stream
         self.buffer: list[str] = []
 
-    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+    def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         lines = self.buffer
         text = STATE_TEXT
+        for run in runs:
+            # one line per port, but built by str.join: a down host's thousand ports
+            # differ only in the port number
+            extra = "" if run.name is None else ',"name":' + _quote(run.name)
+            head = f'{{"host":"{run.host}","port":'
+            tail = (f',"state":"{text[run.state]}","reason":"{run.reason}","rtt_ms":null,'
+                    f'"attempts":0{extra}}}\n')
+            lines.append(head + (tail + head).join(map(str, run.ports)) + tail)
         for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes:
             rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
             extra = ""

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import STATE_TEXT, PortState, ProbeOutcome
+from ..engine.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
 from ..spec.targets import address_order
 from .base import ScanSummary
 
@@ -23,7 +23,11 @@ class TableWriter:
         self.names: dict[str, str] = {}
         self.other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
-    def write(self, outcomes: Sequence[ProbeOutcome]) -> None:
+    def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
+        for run in runs:  # a down host's ports: only counted, as closed and filtered ports are
+            if run.name:
+                self.names[run.host] = run.name
+            self.other[run.host][STATE_TEXT[run.state]] += len(run.ports)
         for o in outcomes:
             if o.name:
                 self.names[o.host] = o.name
