@@ -21,6 +21,7 @@ class JsonlWriter:
     def __init__(self, stream: IO[str], color: bool = False) -> None:
         self.stream = stream
         self.buffer: list[str] = []
+        self.buffered = 0  # lines in the buffer (a run's string holds many)
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         lines = self.buffer
@@ -33,6 +34,7 @@ class JsonlWriter:
             tail = (f',"state":"{text[run.state]}","reason":"{run.reason}","rtt_ms":null,'
                     f'"attempts":0{extra}}}\n')
             lines.append(head + (tail + head).join(map(str, run.ports)) + tail)
+            self.buffered += len(run.ports)
         for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes:
             rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
             extra = ""
@@ -43,11 +45,14 @@ class JsonlWriter:
             # host (an address or a validated hostname) and reason need no escaping
             lines.append(f'{{"host":"{host}","port":{port},"state":"{text[state]}",'
                          f'"reason":"{reason}","rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
-        if len(lines) >= 512:
+        self.buffered += len(outcomes)
+        if self.buffered >= 4096:
             self.stream.write("".join(lines))
             lines.clear()
+            self.buffered = 0
 
     def finish(self, summary: ScanSummary) -> None:
         self.stream.write("".join(self.buffer))
         self.buffer.clear()
+        self.buffered = 0
         self.stream.flush()
