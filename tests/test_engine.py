@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 from accounting import exactly_once
@@ -627,7 +628,8 @@ UNRESOLVED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def scan_in_lab(lab: NetNS, ports: Iterable[int], *targets: str) -> dict[tuple[str, int], dict]:
+def scan_in_lab(lab: NetNS, ports: Iterable[int],
+                *targets: str) -> dict[tuple[str, int], dict[str, Any]]:
     # inside the namespace the DNS query cannot leave (no route): nothing is sent anywhere
     done = lab.run(PYTHON, "-c", UNRESOLVED_SCRIPT, ",".join(map(str, ports)), *targets,
                    timeout=30)

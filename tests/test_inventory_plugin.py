@@ -205,6 +205,7 @@ def test_shipped_inventory_is_loopback_only(monkeypatch: pytest.MonkeyPatch) -> 
     nr = InitNornir(config_file="inventory/config.yaml")
     assert nr.inventory.hosts
     for host in nr.inventory.hosts.values():
-        assert ipaddress.ip_address(host.hostname).is_loopback, host.name
+        assert host.hostname is not None and ipaddress.ip_address(host.hostname).is_loopback, (
+            host.name)
     assert "localhost-v4" in nr.inventory.hosts            # 127.0.0.1 stays the known host
     assert nr.inventory.hosts["localhost-v4"].hostname == "127.0.0.1"

@@ -15,7 +15,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from _nornir_support import (
@@ -36,6 +36,7 @@ from nornir_portscan.errors import InventoryError
 from nornir_portscan.plugins.processors import ProgressProcessor
 from nornir_portscan.plugins.tasks import aportscan, portscan
 from nornir_portscan.plugins.tasks.options import resolve_options
+from nornir_portscan.plugins.tasks.portscan import ScanResult
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,9 +54,9 @@ def nr(tmp_path: Path, ports: tuple[int, int]) -> Nornir:
                                         closed_port=closed))
 
 
-def one(result: Any, host: str) -> Result:
-    r: Result = result[host][0]
-    return r
+def one(result: Any, host: str) -> ScanResult:
+    """The host's result: the task returns a ScanResult (nornir types it as Result)."""
+    return cast(ScanResult, result[host][0])
 
 
 def test_result_structure(nr: Nornir, ports: tuple[int, int]) -> None:

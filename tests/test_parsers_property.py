@@ -202,12 +202,13 @@ OCTET = st.lists(st.tuples(st.integers(0, 255), st.integers(0, 3)), min_size=1, 
 def test_octet_specs_match_the_model(octets: tuple[list[tuple[int, int]], ...]) -> None:
     parts, values = [], []
     for pieces in octets:
-        text, vals = [], set()
+        pieces_text: list[str] = []
+        vals: set[int] = set()
         for lo, span in pieces:
             hi = min(255, lo + span)
-            text.append(str(lo) if lo == hi else f"{lo}-{hi}")
+            pieces_text.append(str(lo) if lo == hi else f"{lo}-{hi}")
             vals.update(range(lo, hi + 1))
-        parts.append(",".join(text))
+        parts.append(",".join(pieces_text))
         values.append(sorted(vals))
     text = ".".join(parts)
     spec = parse_targets(text)

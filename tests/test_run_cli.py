@@ -246,7 +246,7 @@ BROKEN = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_broken_inventory_is_one_line_and_exit_2(tmp_path: Path, case: str, how: str) -> None:
     files, named = BROKEN[case]
-    directory = write_inventory(tmp_path / "inv", **files)
+    directory = write_inventory(tmp_path / "inv", True, **files)
     target = directory if how == "-i" else directory / "config.yaml"
     done = run(how, str(target), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -422,7 +422,7 @@ def _check_nmap_xml(path: Path, lab: dict[str, Any]) -> None:
     assert f'portid="{lab["web"]}"><state state="open" reason="syn-ack"' in text
     assert '<address addr="127.0.0.2" addrtype="ipv4"/>' in text
     try:
-        from libnmap.parser import NmapParser
+        from libnmap.parser import NmapParser  # type: ignore[import-untyped]
     except ImportError:
         return
     report = NmapParser.parse_fromstring(text)

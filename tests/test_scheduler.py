@@ -136,7 +136,7 @@ class Sim:
                     # socket() failed: the loop hands the rest of the burst back at once
                     self._release(probe)
                     sched.unsend(probes[i + 1:])
-                    sched.on_local_error(probe, reply[1], self.now)  # type: ignore[index,arg-type]
+                    sched.on_local_error(probe, reply[1], self.now)
                     break
                 if isinstance(reply, tuple) and reply[0] == IMMEDIATE:
                     self._release(probe)
@@ -166,10 +166,10 @@ class Sim:
         self.answers = [a for a in self.answers if a[0] > self.now]
         for _, probe, reply in due:
             self._release(probe)
-            if reply == SELF:
+            if isinstance(reply, str):  # SELF
                 self.sched.on_self_connect(probe, self.now)
             else:
-                self._deliver(probe, reply)  # type: ignore[arg-type]
+                self._deliver(probe, reply)
         self._close_cancelled()
         for probe in self.sched.expire(self.now):
             self._release(probe)
@@ -705,7 +705,7 @@ def test_without_banners_open_port_is_final_at_once() -> None:
     assert probe is not None
     sched.on_sent(probe, 0.0)
     assert sched.on_answer(probe, 0, 0.001) is False
-    [(_, o)] = [x for x in sched.drain() if x[1] is not None]
+    [o] = [o for _, o in sched.drain() if o is not None]
     assert o.banner is None and o.state is PortState.OPEN
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -12,7 +13,7 @@ from nornir_portscan.errors import SpecError
 from nornir_portscan.spec import Target, parse_target, parse_targets
 
 
-def addresses(spec: str | list[str], exclude: str | list[str] = ()) -> list[str]:
+def addresses(spec: str | list[str], exclude: str | Sequence[str] = ()) -> list[str]:
     return [t.address or "" for t in parse_targets(spec, exclude)]
 
 

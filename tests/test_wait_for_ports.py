@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from _nornir_support import (
@@ -16,9 +17,9 @@ from _nornir_support import (
     write_yaml_files,
 )
 from nornir.core import Nornir
-from nornir.core.task import Result
 
 from nornir_portscan.plugins.tasks import wait_for_ports
+from nornir_portscan.plugins.tasks.portscan import ScanResult
 
 
 @pytest.fixture
@@ -29,10 +30,10 @@ def nr(tmp_path: Path) -> Nornir:
     return init_nornir(write_yaml_files(tmp_path, hosts=json.dumps(hosts)))
 
 
-def run_on(nr: Nornir, host: str, **kwargs: object) -> tuple[Result, float]:
+def run_on(nr: Nornir, host: str, **kwargs: Any) -> tuple[ScanResult, float]:
     started = time.monotonic()
     result = nr.filter(name=host).run(task=wait_for_ports, **kwargs)
-    r: Result = result[host][0]
+    r = cast(ScanResult, result[host][0])  # what the task returns (nornir types it Result)
     return r, time.monotonic() - started
 
 
