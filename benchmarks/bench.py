@@ -62,7 +62,7 @@ def byte_compile_package() -> str:
     spec = importlib.util.find_spec("nornir_portscan")
     if spec is None or not spec.submodule_search_locations:
         return "nornir_portscan not importable here: not byte-compiled"
-    where = list(spec.submodule_search_locations)[0]
+    where = next(iter(spec.submodule_search_locations))
     compileall.compile_dir(where, quiet=1)
     return f"byte-compiled {where}"
 
