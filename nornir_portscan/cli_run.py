@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -176,6 +174,8 @@ class _Collector:
     """Keeps each host's Result as it completes, so an interrupted run still reports."""
 
     def __init__(self) -> None:
+        import threading
+
         self.lock = threading.Lock()
         self.results: dict[str, Any] = {}
 
@@ -243,6 +243,8 @@ def _stop_progress(processor: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import logging  # here: `scan` builds this module's parser and should not pay for these
+
     from .cli import (
         EXIT_FAILED,
         EXIT_INTERRUPTED,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..errors import SpecError
 from .services import SERVICES, TOP100, TOP1000
@@ -16,11 +16,12 @@ from .services import SERVICES, TOP100, TOP1000
 _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,62}")
 MIN_PORT = 1
 MAX_PORT = 65535
-_NAMED_SETS: dict[str, tuple[int, ...]] = {
+_ALL_PORTS = range(MIN_PORT, MAX_PORT + 1)  # a range, not a tuple: nothing built at import
+_NAMED_SETS: dict[str, Sequence[int]] = {
     "top100": TOP100,
     "top1000": TOP1000,
-    "all": tuple(range(MIN_PORT, MAX_PORT + 1)),
-    "-": tuple(range(MIN_PORT, MAX_PORT + 1)),
+    "all": _ALL_PORTS,
+    "-": _ALL_PORTS,
 }
 
 
