@@ -179,6 +179,8 @@ class ReadinessLoop:
                         if err == _EADDRNOTAVAIL and not self._routable(probe):
                             err = errno.ENETUNREACH
                         failed.append((probe, err, monotonic()))
+                        # self._keep(sock, registered), inlined on the hot path; a parked
+                        # socket goes back where it came from, so there is room for it
                         if registered:
                             stack.append(sock)
                         elif family in spare:
@@ -224,7 +226,7 @@ class ReadinessLoop:
                             if still_trying:
                                 self._abandon(sock)
                             else:
-                                self._park(sock)
+                                self._keep(sock)
                         else:
                             self._connected(waiting, sock, now, registered=True)
                     elif fd in banners:
@@ -249,9 +251,8 @@ class ReadinessLoop:
                     self._expire_banners(now)
                     if sched.cancelled:
                         self._close_cancelled()
-                if sched.outcomes:
-                    while sched.outcomes:
-                        yield sched.drain_some(MAX_BATCH, runs)
+                while sched.outcomes:
+                    yield sched.drain_some(MAX_BATCH, runs)
             # outcomes decided without any socket (unresolved names, out-of-scope addresses)
             while sched.outcomes:
                 yield sched.drain_some(MAX_BATCH, runs)
@@ -268,13 +269,22 @@ class ReadinessLoop:
             banners.clear()
             ep.close()
 
-    def _park(self, sock: _raw_socket) -> None:
-        """Keep an unconnected, registered socket for a later probe, if there is room."""
-        stack = self.parked[sock.family]
-        if len(stack) < self.park_cap:
-            stack.append(sock)
-        else:
+    def _room_for(self, family: int, registered: bool) -> bool:
+        """Whether an unconnected socket may be kept: parked sockets (in the epoll set) up
+        to ``park_cap``, and one unregistered spare per family."""
+        if registered:
+            return len(self.parked[family]) < self.park_cap
+        return family not in self.spare
+
+    def _keep(self, sock: _raw_socket, registered: bool = True) -> None:
+        """Keep an unconnected socket for a later probe, if there is room."""
+        family = sock.family
+        if not self._room_for(family, registered):
             sock.close()
+        elif registered:
+            self.parked[family].append(sock)
+        else:
+            self.spare[family] = sock
 
     def _abandon(self, sock: _raw_socket, registered: bool = True) -> None:
         """A probe timed out (or its answer came elsewhere): stop its connect and, if
@@ -285,21 +295,15 @@ class ReadinessLoop:
         set: the next probe saves socket(), epoll_ctl() and close(). If the answer
         came in the meantime, shutdown() fails or the next connect() says EISCONN,
         and the socket is closed instead."""
-        family = sock.family
-        keep = (len(self.parked[family]) < self.park_cap if registered
-                else family not in self.spare)
-        if not keep:
-            sock.close()
+        if not self._room_for(sock.family, registered):
+            sock.close()  # no shutdown() for a socket that cannot be kept
             return
         try:
             sock.shutdown(_SHUT_RDWR)
         except OSError:
             sock.close()
             return
-        if registered:
-            self.parked[family].append(sock)
-        else:
-            self.spare[family] = sock
+        self._keep(sock, registered)
 
     def _close_cancelled(self) -> None:
         """Stop tries made pointless by an answer to another try of the same port."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO
 
 from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
@@ -20,9 +20,10 @@ class CsvWriter:
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         for run in runs:
-            state = STATE_TEXT[run.state]
-            self.csv.writerows((run.host, run.name or "", port, state, run.reason, "", 0, "")
-                               for port in run.ports)
+            self._rows(run.outcomes())
+        self._rows(outcomes)
+
+    def _rows(self, outcomes: Iterable[ProbeOutcome]) -> None:
         self.csv.writerows((o.host, o.name or "", o.port, STATE_TEXT[o.state], o.reason,
                             "" if o.rtt_ms is None else f"{o.rtt_ms:.3f}", o.attempts,
                             o.banner or "") for o in outcomes)

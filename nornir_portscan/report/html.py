@@ -36,8 +36,6 @@ from ._common import (
     violations_of,
 )
 
-STATES = STATE_ORDER
-
 #: Quiet addresses (nothing open, no answer) listed one per row up to this many per host.
 QUIET_ROWS = 8
 
@@ -101,8 +99,8 @@ def _summary(doc: Mapping[str, Any]) -> tuple[str, str]:
     ]
     if failed:
         cards.append(_card(failed, "hosts failed", "bad"))
-    badges = [_badge(s, _int(counts.get(s))) for s in STATES if counts.get(s)]
-    extra = sorted(set(counts) - set(STATES))
+    badges = [_badge(s, _int(counts.get(s))) for s in STATE_ORDER if counts.get(s)]
+    extra = sorted(set(counts) - set(STATE_ORDER))
     badges += [_badge("error", _int(counts[s]), str(s)) for s in extra]
     return "".join(cards), "".join(badges) or '<span class="badge s-closed">nothing scanned</span>'
 
@@ -174,7 +172,7 @@ def _tally(ports: list[tuple[int, dict[str, Any]]], skip_open: bool = True) -> s
     counts: dict[str, int] = {}
     for _, p in ports:
         counts[str(p.get("state"))] = counts.get(str(p.get("state")), 0) + 1
-    parts = [f"{counts[s]} {s}" for s in STATES if counts.get(s) and not (skip_open
+    parts = [f"{counts[s]} {s}" for s in STATE_ORDER if counts.get(s) and not (skip_open
                                                                           and s == "open")]
     return ", ".join(parts)
 
@@ -217,7 +215,7 @@ def _host(host_name: str, entry: Mapping[str, Any]) -> str:
     else:
         verdict = '<span class="verdict v-pass">pass</span>'
     counts = result.get("summary") or {}
-    badges = "".join(_badge(s, _int(counts.get(s))) for s in STATES if counts.get(s))
+    badges = "".join(_badge(s, _int(counts.get(s))) for s in STATE_ORDER if counts.get(s))
     parts = [f'<section class="host"><div class="host-head"><h2>{_e(host_name)}</h2>{verdict}'
              f'<div class="badges">{badges}</div></div>']
     if error:

@@ -17,6 +17,23 @@ from .base import ScanSummary
 _quote = json.JSONEncoder(ensure_ascii=True).encode
 
 
+_PORT = "\0"  # stands for the port number in a run's line: never in host, state or reason
+
+
+def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
+          attempts: int, name: str | None, banner: str | None) -> str:
+    """One outcome's line: the one place the line's layout is written."""
+    rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
+    extra = ""
+    if name is not None:
+        extra = ',"name":' + _quote(name)
+    if banner is not None:
+        extra += ',"banner":' + _quote(banner)
+    # host (an address or a validated hostname) and reason need no escaping
+    return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
+            f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+
+
 class JsonlWriter:
     def __init__(self, stream: IO[str], color: bool = False) -> None:
         self.stream = stream
@@ -29,22 +46,12 @@ class JsonlWriter:
         for run in runs:
             # one line per port, but built by str.join: a down host's thousand ports
             # differ only in the port number
-            extra = "" if run.name is None else ',"name":' + _quote(run.name)
-            head = f'{{"host":"{run.host}","port":'
-            tail = (f',"state":"{text[run.state]}","reason":"{run.reason}","rtt_ms":null,'
-                    f'"attempts":0{extra}}}\n')
+            head, _, tail = _line(run.host, _PORT, text[run.state], run.reason, None, 0,
+                                  run.name, None).partition(_PORT)
             lines.append(head + (tail + head).join(map(str, run.ports)) + tail)
             self.buffered += len(run.ports)
-        for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes:
-            rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
-            extra = ""
-            if name is not None:
-                extra = ',"name":' + _quote(name)
-            if banner is not None:
-                extra += ',"banner":' + _quote(banner)
-            # host (an address or a validated hostname) and reason need no escaping
-            lines.append(f'{{"host":"{host}","port":{port},"state":"{text[state]}",'
-                         f'"reason":"{reason}","rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+        lines.extend([_line(host, port, text[state], reason, rtt_ms, attempts, name, banner)
+                      for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes])
         self.buffered += len(outcomes)
         if self.buffered >= 4096:
             self.stream.write("".join(lines))
