@@ -40,7 +40,7 @@ from netns import (
 from nornir_portscan import PortState, ProbeOutcome, SpecError, ascan, scan
 from nornir_portscan.engine import Job, JobOptions, Scheduler, classify
 from nornir_portscan.engine.scheduler import DISCOVERY_PORTS
-from nornir_portscan.spec import Target
+from nornir_portscan.inputs import Target
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 UNREACHABLE, ERROR = PortState.UNREACHABLE, PortState.ERROR
@@ -184,7 +184,7 @@ SELF_CONNECT_SCRIPT = textwrap.dedent("""
     import json, sys
     from nornir_portscan.engine import Job, JobOptions, Scheduler
     from nornir_portscan.engine.loop import ReadinessLoop
-    from nornir_portscan.spec import Target
+    from nornir_portscan.inputs import Target
     ports = [int(p) for p in sys.argv[1].split(",")]
     rounds = []
     for _ in range(int(sys.argv[2])):
@@ -259,7 +259,7 @@ FD_SCRIPT = textwrap.dedent("""
     if spare:
         from nornir_portscan.engine import Job, JobOptions, Scheduler
         from nornir_portscan.engine.loop import ReadinessLoop
-        from nornir_portscan.spec import Target
+        from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], range(lo, hi + 1),
                           JobOptions(discovery=False)))
@@ -514,7 +514,7 @@ REUSE_SCRIPT = textwrap.dedent("""
     import json, sys
     from nornir_portscan.engine.loop import ReadinessLoop
     from nornir_portscan.engine.scheduler import Job, JobOptions, Scheduler
-    from nornir_portscan.spec import Target
+    from nornir_portscan.inputs import Target
     hosts, ports = sys.argv[1].split(","), [int(p) for p in sys.argv[2].split(",")]
     sched = Scheduler(concurrency=6)
     sched.add_job(Job([Target(h, None, 4) for h in hosts], ports,
@@ -669,7 +669,7 @@ def test_fd_limit_is_really_hit_on_silent_ports(lab: NetNS) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         from nornir_portscan.engine import Job, JobOptions, Scheduler
         from nornir_portscan.engine.loop import ReadinessLoop
-        from nornir_portscan.spec import Target
+        from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target({LAB_DEAD!r}, None, 4), Target({LAB_UP!r}, None, 4)],
                           range(6000, 6200), JobOptions(discovery=False, timeout=0.2)))

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nornir_portscan.errors import SpecError
-from nornir_portscan.spec import parse_ports, parse_targets
+from nornir_portscan.inputs import parse_ports, parse_targets
 
 # no example database: the suite leaves nothing behind in the working tree
 SETTINGS = settings(max_examples=300, deadline=None, database=None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nornir_portscan.errors import PortscanError, SpecError
-from nornir_portscan.spec import parse_ports
-from nornir_portscan.spec.services import TOP100, TOP1000
+from nornir_portscan.inputs import parse_ports
+from nornir_portscan.inputs.services import TOP100, TOP1000
 
 
 def test_single_port() -> None:

@@ -24,8 +24,8 @@ from netns import PYTHON, NetNS, by_key, jsonl
 from nornir_portscan import scan
 from nornir_portscan.engine.api import DEFAULT_REMOTE_RATE, plan_scan
 from nornir_portscan.errors import ScopeError, SpecError
-from nornir_portscan.spec import parse_targets
-from nornir_portscan.spec.scope import DEFAULT_MAX_ADDRESSES
+from nornir_portscan.inputs import parse_targets
+from nornir_portscan.inputs.scope import DEFAULT_MAX_ADDRESSES
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r"^(\d+) probes on (\d+) hosts in ([\d.]+) s")

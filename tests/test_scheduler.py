@@ -16,7 +16,7 @@ import pytest
 
 from nornir_portscan.engine.outcome import PortState, ProbeOutcome
 from nornir_portscan.engine.scheduler import DISCOVERY_PORTS, Job, JobOptions, Probe, Scheduler
-from nornir_portscan.spec import Target
+from nornir_portscan.inputs import Target
 
 SILENT = None  # the responder's "no answer ever"
 SELF = "self-connect"  # the responder's "the socket connected to itself"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from nornir_portscan.errors import SpecError
-from nornir_portscan.spec import Target, parse_target, parse_targets
+from nornir_portscan.inputs import Target, parse_target, parse_targets
 
 
 def addresses(spec: str | list[str], exclude: str | Sequence[str] = ()) -> list[str]:

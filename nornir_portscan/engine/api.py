@@ -6,72 +6,22 @@ target raises ``SpecError`` at call time rather than half-way through a scan.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 
-from ..spec.ports import parse_ports
-from ..spec.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
-from ..spec.targets import TargetSource, TargetSpec, parse_targets
-from .limits import concurrency_budget
-from .loop import ReadinessLoop
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome
-from .resolve import resolve
-from .scheduler import EngineError, Job, JobOptions, Scheduler
-from .timing import RttEstimator
+from .local import scan_here
+from .outcome import OutcomeBatch, ProbeOutcome
+from .plan import (
+    DEFAULT_REMOTE_RATE,
+    PortsArg,
+    ScanPlan,
+    ScanStats,
+    TargetsArg,
+    plan_scan,
+)
+from .shard import run_sharded, shard_count
 
-#: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,
-#: yet far below what trips an IDS or fills a firewall's state table. ``rate=0`` lifts it.
-DEFAULT_REMOTE_RATE = 10000.0
-
-PortsArg = str | int | Iterable[str | int]
-TargetsArg = str | Iterable[str] | TargetSpec
-
-
-@dataclass(frozen=True)
-class ScanPlan:
-    """A validated scan: what and how, ready to run."""
-
-    spec: TargetSource
-    ports: tuple[int, ...]
-    options: JobOptions
-    concurrency: int
-    rate: float | None
-    shards: int | None = None  # worker processes; None decides from the scan's size
-
-
-def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[str] = (),
-              timeout: float | None = None, retries: int | None = None,
-              concurrency: int | None = None, rate: float | None = None,
-              discovery: bool = True, banners: bool = False,
-              banner_wait: float = 1.0, shards: int | None = None,
-              allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanPlan:
-    spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
-    scope = Scope(parse_networks(allowed), max_addresses)
-    scope.check(spec)
-    port_list = parse_ports(ports)
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be positive, not {timeout!r}")
-    if retries is not None and retries < 0:
-        raise ValueError(f"retries must be 0 or more, not {retries!r}")
-    if rate is not None and rate < 0:
-        raise ValueError(f"rate must be 0 (no cap) or positive, not {rate!r}")
-    if rate is None and isinstance(spec, TargetSpec) and not spec.loopback_only():
-        rate = DEFAULT_REMOTE_RATE
-    if rate == 0:
-        rate = None
-    # discovery only pays when there is more than one host to tell apart
-    discovery = discovery and spec.count() > 1
-    options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
-                         banners=banners, banner_wait=banner_wait,
-                         allowed=tuple(scope.allowed))
-    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
-
-
-@dataclass
-class ScanStats:
-    """What a scan cost, filled in as it runs: the traffic behind its outcomes."""
-
-    connects: int = 0  # connect() attempts: first tries, retries and discovery probes
+__all__ = ["DEFAULT_REMOTE_RATE", "ScanPlan", "ScanStats", "ascan", "astream", "plan_scan",
+           "run_plan", "run_plan_batches", "scan", "scan_here", "stream_plan"]
 
 
 def run_plan(plan: ScanPlan, stats: ScanStats | None = None) -> Iterator[ProbeOutcome]:
@@ -94,35 +44,12 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 
     Large scans are sharded over worker processes, one per core.
     """
-    from .shard import run_sharded, shard_count
-
     stats = stats if stats is not None else ScanStats()
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
         yield from run_sharded(plan, count, stats, runs)
     else:
         yield from scan_here(plan, stats, runs)
-
-
-def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False) -> Iterator[OutcomeBatch]:
-    """One process's scan of a plan (the whole plan, or a shard worker's share)."""
-    sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
-                      rtt=RttEstimator())
-    job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
-    try:
-        for batch in ReadinessLoop(sched).run_batches(runs):
-            batch_runs = [item for _, item in batch if type(item) is PortRun]
-            if batch_runs:
-                outcomes = [item for _, item in batch if type(item) is ProbeOutcome]
-            else:
-                outcomes = [item for _, item in batch if item is not None]  # type: ignore[misc]
-            if outcomes or batch_runs:
-                yield OutcomeBatch(outcomes, batch_runs)
-    finally:
-        stats.connects += sched.probes_sent
-    if job.emitted != job.addresses * len(plan.ports):
-        raise EngineError(f"accounting error: {job.emitted} outcomes for "
-                          f"{job.addresses} hosts x {len(plan.ports)} ports")
 
 
 def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[ProbeOutcome]:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-from ..spec.scope import in_networks
+from ..inputs.scope import in_networks
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome, classify
 from .timing import CongestionWindow, RateLimiter, RttEstimator
 from .work import DISCOVERY_PORTS, Host, Job, JobOptions, Probe, discovery_ports, permuted

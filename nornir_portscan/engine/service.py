@@ -13,10 +13,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
-from .api import ScanPlan
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
 from .outcome import ProbeOutcome
+from .plan import ScanPlan
 from .resolve import resolve
 from .scheduler import EngineError, Job, Scheduler
 from .timing import RateLimiter

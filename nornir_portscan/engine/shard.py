@@ -20,8 +20,10 @@ from dataclasses import replace
 from time import monotonic
 from typing import Any, NamedTuple
 
-from ..spec.targets import Target, TargetSource
+from ..inputs.targets import Target, TargetSource
+from .local import scan_here
 from .outcome import OutcomeBatch, PortRun, ProbeOutcome
+from .plan import ScanPlan, ScanStats
 from .scheduler import EngineError
 
 #: Below this many probes a single process wins: forking costs more than it saves.
@@ -60,9 +62,7 @@ class _HostShare:
         return -(-self.spec.count() // self.step)
 
 
-def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None:
-    from .api import ScanStats, scan_here  # late: the module imports this one
-
+def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if by_hosts:
@@ -111,11 +111,11 @@ def _worker(plan: Any, index: int, count: int, by_hosts: bool, wfd: int) -> None
     os._exit(0)
 
 
-def run_sharded(plan: Any, count: int, stats: Any,
+def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
                 runs: bool = False) -> Iterator[OutcomeBatch]:
     """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive.
 
-    ``stats`` (an ``api.ScanStats``) gets the workers' counts as each one finishes.
+    ``stats`` gets the workers' counts as each one finishes.
     Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
     by_hosts = plan.spec.count() >= count * 4
     children: dict[int, int] = {}  # pipe read end -> worker pid

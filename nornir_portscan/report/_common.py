@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..spec.services import SERVICES
-from ..spec.targets import address_order
+from ..inputs.services import SERVICES
+from ..inputs.targets import address_order
 
 # Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

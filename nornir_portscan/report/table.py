@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from ..engine.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
-from ..spec.targets import address_order
+from ..inputs.targets import address_order
 from .base import ScanSummary
 
 

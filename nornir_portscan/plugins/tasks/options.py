@@ -23,11 +23,11 @@ from typing import Any
 
 from nornir.core.inventory import Host
 
-from ...engine.api import ScanPlan, plan_scan
+from ...engine.plan import ScanPlan, plan_scan
 from ...errors import InventoryError, PortscanError, SpecError
-from ...spec.ports import parse_ports
-from ...spec.scope import DEFAULT_MAX_ADDRESSES
-from ...spec.targets import parse_targets
+from ...inputs.ports import parse_ports
+from ...inputs.scope import DEFAULT_MAX_ADDRESSES
+from ...inputs.targets import parse_targets
 from .result import baseline_shape_error
 
 DATA_KEY = "portscan"

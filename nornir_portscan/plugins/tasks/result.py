@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...engine.outcome import STATE_ORDER, ProbeOutcome
-from ...spec.targets import address_order
+from ...inputs.targets import address_order
 
 STATES = STATE_ORDER
 _UP = ("open", "closed")

@@ -17,7 +17,7 @@ from nornir.core.task import Task
 from ...engine.outcome import ProbeOutcome
 from ...engine.service import shared_engine
 from ...errors import PortscanError
-from ...spec.ports import parse_ports
+from ...inputs.ports import parse_ports
 from . import result as results
 from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
 from .portscan import ScanResult

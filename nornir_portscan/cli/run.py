@@ -15,7 +15,17 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import PortscanError
+from ..errors import PortscanError
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+    Interrupted,
+    add_engine_options,
+    output_stream,
+)
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
 DEFAULT_CONFIG = Path("inventory") / "config.yaml"
@@ -23,7 +33,7 @@ INVENTORY_FILES = {"host_file": "hosts.yaml", "group_file": "groups.yaml",
                    "defaults_file": "defaults.yaml", "subnet_file": "subnets.yaml"}
 
 
-def add_run_parser(sub: Any, add_engine_options: Any) -> None:
+def add_run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="scan a nornir inventory (default: ./inventory, loopback only)")
     src = r.add_mutually_exclusive_group()
     src.add_argument("-c", "--config", metavar="FILE",
@@ -213,8 +223,6 @@ def _host_entry(name: str, r: Any) -> dict[str, Any]:
 
 
 def _write(path: str | None, render: Any) -> None:
-    from .cli import output_stream
-
     with output_stream(path) as stream:
         render(stream)
 
@@ -223,7 +231,7 @@ def _check_ports(ports: str | None) -> None:
     """``--ports`` applies to every host: a bad value is one line, not one per host."""
     if ports is None:
         return
-    from .spec.ports import parse_ports
+    from ..inputs.ports import parse_ports
 
     try:
         parse_ports(ports)
@@ -245,18 +253,10 @@ def _stop_progress(processor: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import logging  # here: `scan` builds this module's parser and should not pay for these
 
-    from .cli import (
-        EXIT_FAILED,
-        EXIT_INTERRUPTED,
-        EXIT_OK,
-        EXIT_USAGE,
-        EXIT_VIOLATION,
-        Interrupted,
-    )
-    from .plugins.tasks import portscan
-    from .report import render_document
-    from .report.document import finish_document, new_document
-    from .report.run_table import render, render_rows
+    from ..plugins.tasks import portscan
+    from ..report import render_document
+    from ..report.document import finish_document, new_document
+    from ..report.run_table import render, render_rows
 
     # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
     # handler would print it on stderr. The Result keeps the error, reported in one line.
@@ -264,7 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_ports(args.ports)
     nr = _nornir(args)
     if args.allow:
-        from .spec.scope import parse_networks
+        from ..inputs.scope import parse_networks
 
         parse_networks(args.allow)  # a bad network is a usage error before anything runs
         section = nr.config.user_defined.setdefault("portscan", {})
@@ -274,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
         nr.config.user_defined.setdefault("portscan", {})["max_addresses"] = args.max_hosts
     if args.rate is not None or args.concurrency:
-        from .engine.service import shared_engine
+        from ..engine.service import shared_engine
 
         shared_engine().configure(concurrency=args.concurrency or None,
                                   rate=args.rate or None)
@@ -293,7 +293,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     progress = None
     if args.progress if args.progress is not None else tty:
-        from .plugins.processors import ProgressProcessor
+        from ..plugins.processors import ProgressProcessor
 
         # on a terminal the bar goes away at the end; in a log, its last state stays
         progress = ProgressProcessor(transient=tty)

@@ -1,0 +1,61 @@
+"""The ``nornir-portscan`` command line.
+
+Exit status: 0 the scan completed, 1 an expectation failed (``run``), 2 bad
+usage or input (one line naming the value, never a traceback), 3 the scan
+could not run (the machine cannot open sockets at all), 130 interrupted
+(what was scanned is still written, to a file only by rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import PortscanError
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Interrupted,
+    _on_sigterm,
+    _Parser,
+    fail,
+)
+from .run import add_run_parser, cmd_run
+from .scan import add_scan_parser, cmd_scan
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nornir-portscan",
+                     description="Fast, exact TCP connect scans, standalone or over a "
+                                 "nornir inventory.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_scan_parser(sub)
+    add_run_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    args = build_parser().parse_args(argv)
+    handlers = {"scan": cmd_scan, "run": cmd_run}
+    try:
+        return handlers[args.command](args)
+    except PortscanError as exc:
+        fail(str(exc))
+    except BrokenPipeError:
+        # a consumer such as `head` went away: not an error of the scan
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (KeyboardInterrupt, Interrupted):
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

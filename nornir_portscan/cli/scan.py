@@ -1,0 +1,93 @@
+"""``nornir-portscan scan``: targets from the command line, one report of every probe."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from ..errors import PortscanError
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Interrupted,
+    _positive_int,
+    add_engine_options,
+    fail,
+    output_stream,
+)
+
+SCAN_FORMATS = ("table", "jsonl", "json", "csv")
+
+
+def add_scan_parser(sub: Any) -> None:
+    s = sub.add_parser("scan", help="scan targets given on the command line")
+    s.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), "
+                        "hostnames")
+    s.add_argument("-p", "--ports", default="top100",
+                   help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
+    s.add_argument("--exclude", action="append", default=[], metavar="TARGET",
+                   help="targets to leave out (repeatable)")
+    s.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
+                   help="file of targets to leave out, one per line, # comments")
+    s.add_argument("--allow", action="append", default=[], metavar="NETWORK",
+                   help="refuse any target outside these networks (repeatable)")
+    s.add_argument("--max-hosts", type=_positive_int, default=None, metavar="N",
+                   help="refuse scans over N addresses (default 65536)")
+    add_engine_options(s)
+    s.add_argument("--format", choices=SCAN_FORMATS, default="table")
+    s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from ..engine.api import ScanStats, plan_scan, stream_plan
+    from ..engine.scheduler import EngineError
+    from ..inputs.scope import DEFAULT_MAX_ADDRESSES, read_target_file
+    from ..report import ScanSummary, writer_for
+
+    try:
+        exclude = list(args.exclude)
+        for path in args.exclude_file:
+            exclude.extend(read_target_file(path))
+        plan = plan_scan(args.targets, args.ports, exclude=exclude, timeout=args.timeout,
+                         retries=args.retries, concurrency=args.concurrency or None,
+                         rate=args.rate, discovery=args.discovery, banners=args.banners,
+                         allowed=args.allow,
+                         max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
+                                        else args.max_hosts))
+    except (PortscanError, ValueError) as exc:
+        fail(str(exc))
+    options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
+                               "exclude": args.exclude, "timeout": args.timeout,
+                               "retries": args.retries, "concurrency": plan.concurrency,
+                               "rate": plan.rate, "discovery": args.discovery,
+                               "banners": args.banners}
+    summary = ScanSummary(options=options)
+    status = EXIT_OK
+    started = time.monotonic()
+    color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    with output_stream(args.output) as stream:
+        writer = writer_for(args.format, stream, color=color)
+        stats = ScanStats()
+        try:
+            for outcomes, runs in stream_plan(plan, stats, runs=True):
+                summary.add(outcomes, runs)
+                writer.write(outcomes, runs)
+        except (KeyboardInterrupt, Interrupted):
+            summary.interrupted = True
+            status = EXIT_INTERRUPTED
+        except EngineError as exc:
+            # the machine could not run the scan (no sockets at all): keep what was decided
+            print(f"nornir-portscan: error: {exc}", file=sys.stderr)
+            summary.interrupted = True
+            status = EXIT_FAILED
+        summary.elapsed = time.monotonic() - started
+        summary.connects = stats.connects
+        writer.finish(summary)
+    if args.format != "table" or args.output not in (None, "-"):
+        print(summary.line(), file=sys.stderr)
+    return status

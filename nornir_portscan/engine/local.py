@@ -1,0 +1,33 @@
+"""One process's scan: a scheduler and a readiness loop over a plan (or a shard of one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .loop import ReadinessLoop
+from .outcome import OutcomeBatch, PortRun, ProbeOutcome
+from .plan import ScanPlan, ScanStats
+from .resolve import resolve
+from .scheduler import EngineError, Job, Scheduler
+from .timing import RttEstimator
+
+
+def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False) -> Iterator[OutcomeBatch]:
+    """One process's scan of a plan (the whole plan, or a shard worker's share)."""
+    sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
+                      rtt=RttEstimator())
+    job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
+    try:
+        for batch in ReadinessLoop(sched).run_batches(runs):
+            batch_runs = [item for _, item in batch if type(item) is PortRun]
+            if batch_runs:
+                outcomes = [item for _, item in batch if type(item) is ProbeOutcome]
+            else:
+                outcomes = [item for _, item in batch if item is not None]  # type: ignore[misc]
+            if outcomes or batch_runs:
+                yield OutcomeBatch(outcomes, batch_runs)
+    finally:
+        stats.connects += sched.probes_sent
+    if job.emitted != job.addresses * len(plan.ports):
+        raise EngineError(f"accounting error: {job.emitted} outcomes for "
+                          f"{job.addresses} hosts x {len(plan.ports)} ports")

@@ -1,0 +1,70 @@
+"""A scan, planned: targets and ports validated, options settled, before any socket exists.
+
+Planning is its own module so every way of running a plan (one process, forked
+shards, the shared engine of a nornir run) depends on it and on nothing above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..inputs.ports import parse_ports
+from ..inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
+from ..inputs.targets import TargetSource, TargetSpec, parse_targets
+from .limits import concurrency_budget
+from .scheduler import JobOptions
+
+#: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,
+#: yet far below what trips an IDS or fills a firewall's state table. ``rate=0`` lifts it.
+DEFAULT_REMOTE_RATE = 10000.0
+
+PortsArg = str | int | Iterable[str | int]
+TargetsArg = str | Iterable[str] | TargetSpec
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """A validated scan: what and how, ready to run."""
+
+    spec: TargetSource
+    ports: tuple[int, ...]
+    options: JobOptions
+    concurrency: int
+    rate: float | None
+    shards: int | None = None  # worker processes; None decides from the scan's size
+
+
+def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[str] = (),
+              timeout: float | None = None, retries: int | None = None,
+              concurrency: int | None = None, rate: float | None = None,
+              discovery: bool = True, banners: bool = False,
+              banner_wait: float = 1.0, shards: int | None = None,
+              allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanPlan:
+    spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
+    scope = Scope(parse_networks(allowed), max_addresses)
+    scope.check(spec)
+    port_list = parse_ports(ports)
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    if retries is not None and retries < 0:
+        raise ValueError(f"retries must be 0 or more, not {retries!r}")
+    if rate is not None and rate < 0:
+        raise ValueError(f"rate must be 0 (no cap) or positive, not {rate!r}")
+    if rate is None and isinstance(spec, TargetSpec) and not spec.loopback_only():
+        rate = DEFAULT_REMOTE_RATE
+    if rate == 0:
+        rate = None
+    # discovery only pays when there is more than one host to tell apart
+    discovery = discovery and spec.count() > 1
+    options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
+                         banners=banners, banner_wait=banner_wait,
+                         allowed=tuple(scope.allowed))
+    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
+
+
+@dataclass
+class ScanStats:
+    """What a scan cost, filled in as it runs: the traffic behind its outcomes."""
+
+    connects: int = 0  # connect() attempts: first tries, retries and discovery probes
