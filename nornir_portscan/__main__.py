@@ -2,4 +2,6 @@
 
 from .cli import main
 
-raise SystemExit(main())
+# guarded: a spawned process (a Dask LocalCluster worker) imports this module again
+if __name__ == "__main__":
+    raise SystemExit(main())

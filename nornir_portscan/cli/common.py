@@ -115,3 +115,6 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="probe every port of every host, even hosts that answer nothing")
     p.add_argument("--banners", action="store_true",
                    help="read what open ports send first (SSH, FTP, SMTP greetings)")
+    p.add_argument("--cluster", metavar="ADDR",
+                   help="run the scan's shards on a Dask cluster: tcp://HOST:8786, or local:N "
+                        "for N worker processes here (needs 'nornir-portscan[dask]')")

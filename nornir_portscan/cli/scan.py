@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PortscanError
 from .common import (
@@ -19,6 +20,9 @@ from .common import (
     fail,
     output_stream,
 )
+
+if TYPE_CHECKING:
+    from ..engine.plan import ScanPlan
 
 SCAN_FORMATS = ("table", "jsonl", "json", "csv")
 
@@ -41,13 +45,13 @@ def add_scan_parser(sub: Any) -> None:
     add_engine_options(s)
     s.add_argument("--format", choices=SCAN_FORMATS, default="table")
     s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
+    s.add_argument("--progress", action="store_true", default=None,
+                   help="with --cluster: a progress bar on stderr even when it is not a terminal")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from ..engine.api import ScanStats, plan_scan, stream_plan
-    from ..engine.scheduler import EngineError
+    from ..engine.api import plan_scan
     from ..inputs.scope import DEFAULT_MAX_ADDRESSES, read_target_file
-    from ..report import ScanSummary, writer_for
 
     try:
         exclude = list(args.exclude)
@@ -58,9 +62,29 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          rate=args.rate, discovery=args.discovery, banners=args.banners,
                          allowed=args.allow,
                          max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
-                                        else args.max_hosts))
+                                        else args.max_hosts),
+                         cluster=args.cluster)
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
+    if plan.cluster is not None:
+        from .cluster import close_clients, cluster_client, with_progress
+
+        cluster_client(plan.cluster)  # before any output: exit 2 without Dask, 3 unanswered
+        try:
+            return _scan(args, plan, lambda batches: with_progress(
+                batches, plan.spec.count() * len(plan.ports),
+                bool(args.progress) or sys.stderr.isatty()))
+        finally:
+            close_clients()
+    return _scan(args, plan, lambda batches: batches)
+
+
+def _scan(args: argparse.Namespace, plan: ScanPlan,
+          wrap: Callable[[Iterator[Any]], Iterable[Any]]) -> int:
+    from ..engine.api import ScanStats, stream_plan
+    from ..engine.scheduler import EngineError
+    from ..report import ScanSummary, writer_for
+
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
                                "exclude": args.exclude, "timeout": args.timeout,
                                "retries": args.retries, "concurrency": plan.concurrency,
@@ -74,7 +98,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         writer = writer_for(args.format, stream, color=color)
         stats = ScanStats()
         try:
-            for outcomes, runs in stream_plan(plan, stats, runs=True):
+            for outcomes, runs in wrap(stream_plan(plan, stats, runs=True)):
                 summary.add(outcomes, runs)
                 writer.write(outcomes, runs)
         except (KeyboardInterrupt, Interrupted):

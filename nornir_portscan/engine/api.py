@@ -42,9 +42,15 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
     """Run one plan, in batches; with ``runs``, a down host's ports stay one ``PortRun``
     (for consumers that can count or write them whole), else every outcome is single.
 
-    Large scans are sharded over worker processes, one per core.
+    Large scans are sharded over worker processes, one per core; with ``plan.cluster``,
+    over the workers of a Dask cluster.
     """
     stats = stats if stats is not None else ScanStats()
+    if plan.cluster is not None:
+        from .cluster import run_on_cluster  # only here: Dask is an optional extra
+
+        yield from run_on_cluster(plan, stats, runs)
+        return
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
         yield from run_sharded(plan, count, stats, runs)

@@ -6,9 +6,11 @@ shards, the shared engine of a nornir run) depends on it and on nothing above it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import SpecError
 from ..inputs.ports import parse_ports
 from ..inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
 from ..inputs.targets import TargetSource, TargetSpec, parse_targets
@@ -33,6 +35,25 @@ class ScanPlan:
     concurrency: int
     rate: float | None
     shards: int | None = None  # worker processes; None decides from the scan's size
+    cluster: str | None = None  # a Dask scheduler (tcp://host:port) or local:N; None: here
+    max_addresses: int = DEFAULT_MAX_ADDRESSES  # the size guard, checked again on workers
+
+
+_CLUSTER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})"
+                      r"|local:([0-9]{1,3})")
+
+
+def parse_cluster(value: str) -> str:
+    """A cluster address as given (``tcp://HOST:PORT`` or ``local:N``), or ``SpecError``."""
+    match = _CLUSTER.fullmatch(value.strip())
+    if match is None:
+        raise SpecError(f"cluster {value!r} is not tcp://HOST:PORT or local:N")
+    port, workers = match.group(2), match.group(3)
+    if port is not None and not 0 < int(port) < 65536:
+        raise SpecError(f"cluster {value!r}: port {port} is out of range 1-65535")
+    if workers is not None and not 0 < int(workers) <= 64:
+        raise SpecError(f"cluster {value!r}: local workers must be 1-64")
+    return value.strip()
 
 
 def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[str] = (),
@@ -40,7 +61,9 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
               concurrency: int | None = None, rate: float | None = None,
               discovery: bool = True, banners: bool = False,
               banner_wait: float = 1.0, shards: int | None = None,
-              allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanPlan:
+              allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES,
+              cluster: str | None = None) -> ScanPlan:
+    cluster = None if cluster is None else parse_cluster(cluster)
     spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
     scope = Scope(parse_networks(allowed), max_addresses)
     scope.check(spec)
@@ -60,7 +83,8 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
                          banners=banners, banner_wait=banner_wait,
                          allowed=tuple(scope.allowed))
-    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards)
+    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards,
+                    cluster, max_addresses)
 
 
 @dataclass

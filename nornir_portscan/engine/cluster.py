@@ -1,0 +1,347 @@
+"""Cluster scans: the shards of one plan run on the workers of a Dask distributed cluster.
+
+A shard is "index i of n" of a keyed partition of the address x port space: whole hosts
+when there are enough of them (a dead host's discovery is then paid once), ports split
+only when there are fewer hosts than shards. The partition follows from the plan and one
+random key, so a worker computes its own share from (plan, layout, index) alone.
+
+A shard's outcomes travel back only when the shard is done, as one result: a worker lost
+half-way leaves nothing behind, its shard runs again (Dask reschedules it, and a shard
+that killed too many workers is resubmitted here under a fresh key, a bounded number of
+times), and a shard's result is taken once by its index. The client checks every shard's
+count and the total (H x P outcomes, each once) as the local engine does.
+
+This is the only module that imports Dask (``distributed``), and only inside functions:
+Dask is an optional extra.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import math
+import os
+import pickle
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from ..errors import PortscanError, ScopeError
+from ..inputs.scope import Scope, in_networks
+from ..inputs.targets import Target, TargetSource, TargetSpec
+from .local import scan_here
+from .outcome import OutcomeBatch, PortRun, ProbeOutcome
+from .plan import ScanPlan, ScanStats
+from .scheduler import EngineError
+
+#: Seconds to wait for a scheduler to answer (and for it to have a worker).
+CONNECT_TIMEOUT = 5.0
+#: Shards per worker thread: a lost worker costs a quarter of its share, progress is smooth.
+SHARDS_PER_THREAD = 4
+#: A shard's result is held whole in a worker's memory until it is sent: bound its size.
+SHARD_MAX_PROBES = 1 << 20
+MAX_SHARDS = 4096
+#: Submissions of one shard (first included) before the scan fails.
+MAX_TRIES = 3
+#: Outcomes per batch handed to the consumer, so a big shard does not arrive as one list.
+_BATCH = 8192
+#: A worker's tuple of ProbeOutcome's fields (in order) back as a ProbeOutcome, in C.
+_as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
+
+
+class DaskMissing(PortscanError):
+    """``distributed`` cannot be imported."""
+
+
+def require_dask() -> Any:
+    """The ``distributed`` module, or ``DaskMissing`` saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise DaskMissing("cluster scans need Dask: pip install 'nornir-portscan[dask]'"
+                          ) from None
+    return distributed
+
+
+# ---- the partition ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """How a plan is cut: ``host_slices`` x ``port_classes`` shards under one key."""
+
+    key: int
+    hosts: int  # the host permutation's size: the spec's count, an upper bound
+    host_slices: int
+    port_classes: int
+    rate: float | None  # each shard's share of the plan's rate cap
+
+    @property
+    def count(self) -> int:
+        return self.host_slices * self.port_classes
+
+    @classmethod
+    def for_plan(cls, plan: ScanPlan, threads: int, key: int) -> ShardLayout:
+        hosts, ports = max(1, plan.spec.count()), len(plan.ports)
+        probes = hosts * ports
+        wanted = max(SHARDS_PER_THREAD * max(1, threads), math.ceil(probes / SHARD_MAX_PROBES))
+        wanted = max(1, min(wanted, MAX_SHARDS, probes))
+        if hosts >= wanted:
+            slices, classes = wanted, 1
+        else:
+            slices, classes = hosts, min(ports, math.ceil(wanted / hosts))
+        running = max(1, min(threads, slices * classes))
+        rate = None if plan.rate is None else plan.rate / running
+        return cls(key, hosts, slices, classes, rate)
+
+    def share(self, plan: ScanPlan, index: int) -> ScanPlan:
+        """Shard ``index``'s plan: its host slice and its port class."""
+        hosts = _HostSlice(plan.spec, self, index // self.port_classes,
+                           plan.options.allowed)
+        ports = plan.ports[index % self.port_classes::self.port_classes]
+        return replace(plan, spec=hosts, ports=ports, rate=self.rate, shards=1, cluster=None)
+
+
+class _HostSlice:
+    """The targets whose keyed-permuted index falls in one of ``host_slices`` equal slices.
+
+    The permutation p(j) = (offset + j * stride) mod H, gcd(stride, H) = 1, spreads a
+    slice over the whole target list, so no shard takes one subnet's routers alone."""
+
+    def __init__(self, spec: TargetSource, layout: ShardLayout, slice_: int,
+                 allowed: tuple[Any, ...]) -> None:
+        self.spec, self.slice, self.allowed = spec, slice_, allowed
+        self.n, self.slices = layout.hosts, layout.host_slices
+        stride = (layout.key % self.n) | 1 if self.n > 2 else 1
+        while math.gcd(stride, self.n) != 1:
+            stride += 2
+        self.stride, self.offset = stride, (layout.key >> 20) % self.n
+
+    def __iter__(self) -> Iterator[Target]:
+        n, slices, want, stride, offset = self.n, self.slices, self.slice, self.stride, self.offset
+        for j, target in enumerate(self.spec):
+            if j >= n:
+                raise EngineError(f"accounting error: the targets hold more than {n} hosts")
+            if (offset + j * stride) % n * slices // n != want:
+                continue
+            if (self.allowed and target.address is not None
+                    and not in_networks(target.address, self.allowed)):
+                raise ScopeError(f"target {target.address} is outside the allowed networks")
+            yield target
+
+    def count(self) -> int:
+        n, slices, s = self.n, self.slices, self.slice
+        return -(-(s + 1) * n // slices) - -(-s * n // slices)
+
+
+def check_scope(plan: ScanPlan) -> None:
+    """The plan's guards (allow-list, size limit), again: on the client before anything is
+    submitted, and on each worker before its shard sends a packet."""
+    if isinstance(plan.spec, TargetSpec):
+        Scope(list(plan.options.allowed), plan.max_addresses).check(plan.spec)
+
+
+# ---- on a worker -----------------------------------------------------------------------------
+
+class ShardResult(NamedTuple):
+    shard: int
+    outcomes: list[tuple[Any, ...]]  # ProbeOutcome fields, as plain tuples (cheap to pickle)
+    runs: list[PortRun]
+    total: int  # outcomes, runs expanded
+    hosts: int  # distinct hosts, each with every port of the shard
+    connects: int
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
+    """One shard, on whichever worker Dask chose: scope re-checked, then ``scan_here``."""
+    check_scope(plan)
+    share = layout.share(plan, index)
+    share = replace(share, concurrency=max(1, plan.concurrency // _worker_threads()))
+    stats = ScanStats()
+    outcomes: list[tuple[Any, ...]] = []
+    runs: list[PortRun] = []
+    for batch in scan_here(share, stats, runs=True):
+        outcomes.extend(map(tuple, batch.outcomes))
+        runs.extend(batch.runs)
+    per_host: Counter[str] = Counter(o[0] for o in outcomes)
+    for run in runs:
+        per_host[run.host] += len(run.ports)
+    wrong = [h for h, n in per_host.items() if n != len(share.ports)]
+    if wrong:
+        raise EngineError(f"accounting error in shard {index}: host {wrong[0]} has "
+                          f"{per_host[wrong[0]]} outcomes for {len(share.ports)} ports")
+    count = len(outcomes) + sum(len(run.ports) for run in runs)
+    return ShardResult(index, outcomes, runs, count, len(per_host), stats.connects)
+
+
+# ---- the client ------------------------------------------------------------------------------
+
+_clients: dict[str, Any] = {}
+_clusters: list[Any] = []
+_lock = threading.Lock()
+
+
+def close_all() -> None:
+    """Close the clients and local clusters this process opened."""
+    with _lock:
+        for client in _clients.values():
+            try:
+                client.close(timeout=5)
+            except Exception:  # shutting down: nothing useful to do with it
+                pass
+        for cluster in _clusters:
+            try:
+                cluster.close(timeout=5)
+            except Exception:
+                pass
+        _clients.clear()
+        _clusters.clear()
+
+
+def connect(address: str) -> Any:
+    """The process's one ``Client`` for ``address`` (``tcp://HOST:PORT`` or ``local:N``).
+
+    ``local:N`` starts a LocalCluster of N single-threaded worker processes bound to
+    127.0.0.1, without a dashboard. A scheduler that does not answer within
+    ``CONNECT_TIMEOUT``, or has no worker, is an ``EngineError`` of one line."""
+    distributed = require_dask()
+    with _lock:
+        client = _clients.get(address)
+        if client is not None and client.status == "running":
+            return client
+        try:
+            if address.startswith("local:"):
+                cluster = distributed.LocalCluster(
+                    n_workers=int(address.partition(":")[2]), threads_per_worker=1,
+                    processes=True, host="127.0.0.1", scheduler_port=0,
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+                _clusters.append(cluster)
+                client = distributed.Client(cluster, set_as_default=False)
+            else:
+                client = distributed.Client(address, timeout=CONNECT_TIMEOUT,
+                                            set_as_default=False)
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EngineError(f"cannot use the Dask cluster at {address}: {first}") from None
+        if not _clients:
+            atexit.register(close_all)
+        _clients[address] = client
+        return client
+
+
+def _total_threads(client: Any) -> int:
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+
+def _lost_worker(exc: BaseException) -> bool:
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(exc, (KilledWorker, CommClosedError))
+
+
+def run_on_cluster(plan: ScanPlan, stats: ScanStats,
+                   runs: bool = False) -> Iterator[OutcomeBatch]:
+    """Submit the plan's shards to ``plan.cluster``; yield outcomes as shards finish."""
+    assert plan.cluster is not None
+    check_scope(plan)
+    try:
+        pickle.dumps(plan)
+    except Exception as exc:
+        raise EngineError(f"this scan's targets cannot be sent to cluster workers: {exc}"
+                          ) from None
+    client = connect(plan.cluster)
+    from distributed import as_completed
+
+    layout = ShardLayout.for_plan(plan, _total_threads(client),
+                                  int.from_bytes(os.urandom(6), "big"))
+    token = os.urandom(4).hex()
+    tries: dict[int, int] = {}
+    index_of: dict[str, int] = {}  # key of each future not yet taken -> its shard
+    live: dict[str, Any] = {}
+
+    def submit(index: int) -> Any:
+        tries[index] = tries.get(index, 0) + 1
+        future = client.submit(run_shard, plan, layout, index, pure=False,
+                               key=f"portscan-{token}-{index}-{tries[index]}")
+        index_of[future.key] = index
+        live[future.key] = future
+        return future
+
+    futures = [submit(i) for i in range(layout.count)]
+    # while the workers start: how many hosts the whole scan has (names may resolve to
+    # several addresses, so only an address-only scan has a total known in advance)
+    expected: int | None = None
+    if isinstance(plan.spec, TargetSpec) and all(i.kind != "name" for i in plan.spec.items):
+        expected = sum(1 for _ in plan.spec)
+    done: dict[int, ShardResult] = {}
+    pending = as_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
+    try:
+        for future in pending:
+            index = index_of.pop(future.key)
+            live.pop(future.key, None)
+            try:
+                result: ShardResult = future.result()
+            except Exception as exc:
+                if _lost_worker(exc) and tries[index] < MAX_TRIES and index not in done:
+                    pending.add(submit(index))  # type: ignore[no-untyped-call]
+                    continue
+                if isinstance(exc, (EngineError, PortscanError)):
+                    raise
+                raise EngineError(f"shard {index} of {layout.count} failed on the cluster: "
+                                  f"{exc!r}") from None
+            finally:
+                future.release()
+            if index in done:
+                continue  # a resubmitted shard's second result: taken once
+            received = len(result.outcomes) + sum(len(r.ports) for r in result.runs)
+            ports = len(plan.ports[index % layout.port_classes::layout.port_classes])
+            if (result.shard != index or received != result.total
+                    or result.total != result.hosts * ports):
+                raise EngineError(f"accounting error: shard {index} sent {received} outcomes "
+                                  f"for {result.hosts} hosts x {ports} ports")
+            done[index] = result
+            stats.connects += result.connects
+            port_runs = result.runs
+            for start in range(0, max(1, len(result.outcomes)), _BATCH):
+                outcomes = list(map(_as_outcome, result.outcomes[start:start + _BATCH]))
+                batch = OutcomeBatch(outcomes, port_runs)
+                port_runs = []
+                if not runs:
+                    batch = OutcomeBatch(batch.expanded(), [])
+                if batch.outcomes or batch.runs:
+                    yield batch
+    finally:
+        if live:
+            client.cancel(list(live.values()))
+    _check_total(plan, layout, done, expected)
+
+
+def _check_total(plan: ScanPlan, layout: ShardLayout, done: dict[int, ShardResult],
+                 expected: int | None) -> None:
+    if len(done) != layout.count:
+        raise EngineError(f"accounting error: {len(done)} of {layout.count} shards finished")
+    hosts = 0
+    for s in range(layout.host_slices):
+        counts = {done[s * layout.port_classes + c].hosts for c in range(layout.port_classes)}
+        if len(counts) != 1:
+            raise EngineError(f"accounting error: host slice {s}'s port shards disagree on "
+                              f"its hosts ({sorted(counts)})")
+        hosts += counts.pop()
+    total = sum(r.total for r in done.values())
+    if total != hosts * len(plan.ports) or (expected is not None and hosts != expected):
+        raise EngineError(f"accounting error: {total} outcomes for {hosts} hosts "
+                          f"(expected {expected}) x {len(plan.ports)} ports")

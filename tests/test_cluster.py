@@ -1,0 +1,220 @@
+"""Sharded scans on Dask distributed: the partition, the command line and a lost worker.
+
+Every packet stays on loopback or inside a namespace a test built; a LocalCluster binds
+127.0.0.1 only and its worker processes inherit the namespace of the process that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from netns import (
+    LAB_BANNER_PORT,
+    LAB_CLOSED_PORT,
+    LAB_DEAD,
+    LAB_FILTERED_PORT,
+    LAB_NOROUTE,
+    LAB_OPEN_PORT,
+    LAB_REJECT,
+    LAB_UP,
+    PYTHON,
+    NetNS,
+    by_key,
+    jsonl,
+)
+
+from nornir_portscan.engine.cluster import ShardLayout
+from nornir_portscan.engine.plan import parse_cluster, plan_scan
+from nornir_portscan.errors import SpecError
+
+INSTALL_LINE = "nornir-portscan: error: --cluster needs Dask: pip install 'nornir-portscan[dask]'"
+
+
+def cli(*args: str, env: dict[str, str] | None = None,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "nornir_portscan", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def needs_dask() -> None:
+    pytest.importorskip("distributed")
+
+
+# ---- the partition: every (host, port) in exactly one shard -----------------------------------
+
+@pytest.mark.parametrize(("targets", "exclude", "ports", "threads"), [
+    ("127.0.0.1-100", (), "1-10", 2),         # whole hosts per shard
+    ("127.0.0.1-3", (), "1-50", 4),           # fewer hosts than shards: ports split too
+    ("127.0.0.1", (), "22", 8),               # one probe
+    ("127.0.1.0/24", ("127.0.1.7-20",), "80,443", 3),  # excludes leave gaps in the slices
+    ("127.0.0.1-5 127.0.0.3-9", (), "1-7", 2),  # overlapping entries: each address once
+])
+def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[str, ...],
+                                                   ports: str, threads: int) -> None:
+    plan = plan_scan(targets, ports, exclude=exclude)
+    want = {(t.address, p) for t in plan.spec for p in plan.ports}
+    for key in (0, 1, 0xDEADBEEF1234):
+        layout = ShardLayout.for_plan(plan, threads, key)
+        assert layout.count >= min(4 * threads, len(want))
+        seen: Counter[tuple[str | None, int]] = Counter()
+        for i in range(layout.count):
+            share = layout.share(plan, i)
+            hosts = [t.address for t in share.spec]
+            assert len(hosts) <= share.spec.count()
+            seen.update((h, p) for h in hosts for p in share.ports)
+        assert set(seen) == want and max(seen.values()) == 1
+
+
+def test_a_shard_is_the_same_on_every_computation() -> None:
+    plan = plan_scan("127.0.0.0/24", "1-4")
+    layout = ShardLayout.for_plan(plan, 2, 12345)
+    first = [list(layout.share(plan, i).spec) for i in range(layout.count)]
+    again = [list(ShardLayout.for_plan(plan, 2, 12345).share(plan, i).spec)
+             for i in range(layout.count)]
+    assert first == again
+    # keyed: another key spreads the hosts differently
+    other = ShardLayout.for_plan(plan, 2, 99999)
+    assert [list(other.share(plan, i).spec) for i in range(other.count)] != first
+
+
+@pytest.mark.parametrize("value", ["tcp://127.0.0.1:8786", "local:2", "tcp://[::1]:8786",
+                                   "tcp://scheduler.example:8786"])
+def test_cluster_values_accepted(value: str) -> None:
+    assert parse_cluster(value) == value
+    assert plan_scan("127.0.0.1", "22", cluster=value).cluster == value
+
+
+@pytest.mark.parametrize("value", ["", "local:", "local:0", "local:999", "127.0.0.1:8786",
+                                   "tcp://127.0.0.1", "tcp://h:0", "tcp://h:70000", "udp://h:1"])
+def test_bad_cluster_values_are_spec_errors(value: str) -> None:
+    with pytest.raises(SpecError, match="cluster"):
+        plan_scan("127.0.0.1", "22", cluster=value)
+
+
+def test_bad_cluster_value_on_the_command_line_is_one_line_exit_2() -> None:
+    done = cli("scan", "127.0.0.1", "-p", "22", "--cluster", "bogus:1")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("nornir-portscan: error: cluster 'bogus:1' is not "
+                                   "tcp://HOST:PORT or local:N")
+
+
+def test_without_dask_cluster_is_one_line_exit_2(tmp_path: Path) -> None:
+    """``distributed`` not importable (a stub that raises ImportError comes first)."""
+    stub = tmp_path / "distributed"
+    stub.mkdir()
+    (stub / "__init__.py").write_text("raise ImportError('no dask here')\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}
+    done = cli("scan", "127.0.0.1", "-p", "22", "--cluster", "local:2", env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == INSTALL_LINE
+    assert done.stdout == ""
+    # nothing else imports Dask: a local scan works with the stub in place
+    local = cli("scan", "127.0.0.1", "-p", "1", "--format", "jsonl", env=env)
+    assert local.returncode == 0, local.stderr
+
+
+def test_a_scheduler_that_does_not_answer_is_one_line_exit_3() -> None:
+    needs_dask()
+    with socket.socket() as sock:  # a free loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = cli("scan", "127.0.0.1", "-p", "22", "--cluster", f"tcp://127.0.0.1:{port}")
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"nornir-portscan: error: cannot use the Dask cluster at "
+                               f"tcp://127.0.0.1:{port}")
+    assert done.stdout == ""
+
+
+# ---- real clusters, inside namespaces ---------------------------------------------------------
+
+LAB_TARGETS = (LAB_UP, LAB_DEAD, LAB_REJECT, LAB_NOROUTE, "127.77.2.1-40")
+LAB_PORTS = f"{LAB_OPEN_PORT},{LAB_BANNER_PORT},{LAB_CLOSED_PORT},{LAB_FILTERED_PORT},83,84"
+
+
+def test_local_cluster_gives_the_local_engines_outcomes(lab: NetNS) -> None:
+    needs_dask()
+    common = ("-p", LAB_PORTS, "--timeout", "0.3", "--retries", "0", "--format", "jsonl")
+    here = lab.scan(*LAB_TARGETS, *common)
+    assert here.returncode == 0, here.stderr
+    spread = lab.scan(*LAB_TARGETS, *common, "--cluster", "local:2", timeout=60)
+    assert spread.returncode == 0, spread.stderr
+    local, cluster = by_key(jsonl(here.stdout)), by_key(jsonl(spread.stdout))  # no duplicates
+    assert len(cluster) == 44 * 6
+    assert ({k: r["state"] for k, r in cluster.items()}
+            == {k: r["state"] for k, r in local.items()})
+    states = {r["state"] for r in cluster.values()}
+    assert states == {"open", "closed", "filtered", "unreachable"}
+    assert cluster[(LAB_UP, LAB_OPEN_PORT)]["state"] == "open"
+    assert cluster[(LAB_NOROUTE, 83)]["state"] == "unreachable"
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys
+    from nornir_portscan.engine.api import ScanStats, plan_scan, stream_plan
+    from nornir_portscan.engine.cluster import close_all, connect
+
+    def main():
+        client = connect("local:2")
+        before = client.run(os.getpid)
+        plan = plan_scan(sys.argv[1], sys.argv[2], cluster="local:2", timeout=1.0,
+                         retries=0, discovery=False)
+        rows, killed, stats = [], None, ScanStats()
+        for batch in stream_plan(plan, stats):
+            rows.extend((o.host, o.port, o.state.value) for o in batch.outcomes)
+            if killed is None:  # a shard is in: kill a worker that still has work
+                busy = [w for w, keys in client.processing().items() if keys] or list(before)
+                killed = before[busy[0]]
+                os.kill(killed, signal.SIGKILL)
+        after = client.run(os.getpid)
+        close_all()
+        print(json.dumps({"rows": rows, "killed": killed, "after": list(after.values()),
+                          "connects": stats.connects}))
+
+    if __name__ == "__main__":
+        main()
+""")
+
+
+def test_a_worker_killed_mid_scan_still_gives_every_outcome_once(
+        make_netns: Callable[[], NetNS]) -> None:
+    needs_dask()
+    ns = make_netns()
+    ns.nft("table inet nptkill {\n chain input {\n"
+           "  type filter hook input priority 0; policy accept;\n"
+           "  ip daddr 127.79.0.0/24 drop\n }\n}\n")
+    # 32 hosts x 6 silent ports, 8 shards of about a second each on 2 workers
+    done = ns.run(PYTHON, "-c", KILL_SCRIPT, "127.79.0.1-32", "1-6", timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = [tuple(r) for r in out["rows"]]
+    assert len(rows) == len(set(rows)) == 32 * 6
+    assert {(h, p) for h, p, _ in rows} == {(f"127.79.0.{i}", p) for i in range(1, 33)
+                                           for p in range(1, 7)}
+    assert {s for _, _, s in rows} == {"filtered"}
+    assert out["killed"] not in out["after"]  # the worker really died (the nanny made anew)
+    assert out["connects"] >= 32 * 6
+
+
+def test_cluster_progress_bar_goes_to_stderr_only(lab: NetNS) -> None:
+    needs_dask()
+    done = lab.scan(LAB_UP, "-p", f"{LAB_OPEN_PORT},{LAB_CLOSED_PORT}", "--format", "jsonl",
+                    "--cluster", "local:1", "--progress", timeout=60)
+    assert done.returncode == 0, done.stderr
+    rows = by_key(jsonl(done.stdout))
+    assert {k: r["state"] for k, r in rows.items()} == {(LAB_UP, LAB_OPEN_PORT): "open",
+                                                        (LAB_UP, LAB_CLOSED_PORT): "closed"}
+    assert "outcomes" in done.stderr  # the bar's label
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip("Linux only")
