@@ -22,6 +22,8 @@ Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
 OutcomeItem = ProbeOutcome | PortRun | None
 
 _ERROR = PortState.ERROR
+#: Re-probes in the first group of an ICMP rate-limit recheck (discovery.py).
+RECHECK_GROUP = 4
 
 
 class Admission:
@@ -55,6 +57,16 @@ class Admission:
         self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
         self.cancelled: list[Probe] = []  # in-flight tries the loop must close (answered elsewhere)
         self._young_q_cap = 4 * self.cwnd.limit + 1024
+        # re-probes of silent hosts an ICMP rate limit may have silenced (discovery.py)
+        self.held: deque[Host] = deque()  # silent hosts of networks that sent rejects
+        self.held_quiet: deque[Host] = deque()  # silent early, before any reject was seen
+        self.recheck_left = 0  # re-probes of the current group not yet decided
+        self.recheck_errors = 0  # ICMP errors the current group drew
+        self.recheck_silent: list[Host] = []  # the current group's silent hosts
+        self.recheck_group = RECHECK_GROUP
+        self.recheck_after = 0.0  # no group before this: the limiter needs time
+        self.rechecks_sent = 0
+        self.rechecks_recovered = 0  # held hosts a re-probe found unreachable or up
 
     def add_job(self, job: Job) -> Job:
         self.jobs.append(job)

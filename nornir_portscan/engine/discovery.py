@@ -1,35 +1,89 @@
 """Host discovery: a few ports tell an up host from a down or unreachable one, and a
-down host's other ports are decided without a probe."""
+down host's other ports are decided without a probe.
+
+ICMP rate limits. Routers and Linux hosts send ICMP errors to one peer only so fast
+(Linux: a burst of 6, then one a second), so in a sweep of a network whose router
+rejects hosts with host-unreachable only the first few rejects arrive and the other
+unreachable hosts fall silent, like dead ones. When a network has answered with
+host-unreachable, its silent hosts are therefore not called down at once: they are
+held until the rest of the scan is done. If some unreachable host of the network had
+rejects that never came (silent tries beside its ICMP errors), the limiter is at
+work and the held hosts are re-probed (one discovery port each) inside a bounded
+extra time; if every reject arrived, they are down, with no further probe. The
+re-probes go out in groups, one group at a time, each only after a pace past the
+last ICMP error seen: as long as the limiter has one error to give, a group that
+draws no error at all shows that none of its hosts is unreachable, so they are down;
+a group that draws some errors gives those hosts' verdicts and puts the rest back.
+What the time does not cover is reported as ``filtered`` with the reason
+``rate-limited?``: silent, in a network known to rate-limit its rejects, and so
+neither known down nor known unreachable.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+from collections import deque
 
 from .outcome import PortState
 from .retries import Retries
-from .work import Host, Probe
+from .work import Host, Job, Probe
 
 _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE = PortState.UNREACHABLE
 
+#: The reason of a silent host that a network's ICMP rate limit leaves undecided.
+RATE_LIMITED = "rate-limited?"
+#: Wait after an ICMP error before a re-probe counts on the limiter having another one:
+#: Linux's default (net.ipv4.icmp_ratelimit, 1000 ms); Cisco IOS allows one per 500 ms.
+ICMP_PACE = 1.0
+#: Re-probing may add this share of the scan's time so far, and at least RECHECK_FLOOR.
+RECHECK_SHARE = 0.1
+RECHECK_FLOOR = 2.0
+#: Re-probes in a group at most; a group is halved when it draws errors, doubled when
+#: it draws none (it starts at admission.RECHECK_GROUP).
+RECHECK_GROUP_MAX = 64
+#: Silent hosts decided this soon after a job's start wait for the end of the scan even
+#: before any reject was seen: a limiter spent by an earlier scan gives its first
+#: errors late (one a pace), after the first dead hosts have timed out.
+QUIET_WINDOW = 5.0
+
+
+def network_of(addr: str) -> str:
+    """The network an ICMP error vouches for: the address's /24 (IPv4) or /64 (IPv6)."""
+    if ":" not in addr:
+        return addr.rpartition(".")[0]
+    return str(ipaddress.IPv6Network((addr, 64), strict=False))
+
 
 class Discovery(Retries):
-    """What each discovery answer means for its host."""
+    """What each discovery answer means for its host, and the re-probes of silent hosts
+    that an ICMP rate limit may have silenced."""
 
     def _final(self, probe: Probe, state: PortState, reason: str, rtt: float | None,
                banner: str | None = None) -> None:
         host = probe.host
+        if state is _UNREACHABLE:
+            # the limiter gave this error: a re-probe can count on it only a pace later
+            self.recheck_after = max(self.recheck_after, probe.sent + (rtt or 0.0) + ICMP_PACE)
         if not probe.discovery:
             if host.pending > 0:
                 self._emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
             return
         host.disc_left -= 1
+        job = host.job
+        if job.started < 0:
+            job.started = probe.sent
+        if host.rechecking:
+            self._rechecked(host, state, reason)
+            return
         if state is _OPEN or state is _CLOSED:
             if not host.up:
                 self._host_up(host)
         elif state is _UNREACHABLE:
-            host.disc_unreach = reason
-        job = host.job
+            if host.disc_unreach is None:
+                host.disc_unreach = reason
+                job.icmp_networks.add(network_of(host.addr))
         if probe.port in job.ports_set and host.pending > 0:
             if state is _FILTERED and not host.up:
                 host.deferred.append((probe.port, probe.attempt))
@@ -41,18 +95,126 @@ class Discovery(Retries):
         if host.disc_left == 0 and not host.up and host.pending > 0:
             # discovery is over and nothing answered: the host is down or unreachable
             if host.disc_unreach is not None:
-                st, why = _UNREACHABLE, host.disc_unreach
-                self._emit_deferred(host, st, why)
+                if host.disc_silent:
+                    # some of its rejects never came: the network's errors are rate-limited
+                    job.icmp_limited.add(network_of(host.addr))
+                self._host_decided(host, _UNREACHABLE, host.disc_unreach)
+            elif job.options.recheck != 0 and network_of(host.addr) in job.icmp_networks:
+                self._hold(host, self.held)  # perhaps down, perhaps unreachable, rate-limited
+            elif job.options.recheck != 0 and probe.sent - job.started < QUIET_WINDOW:
+                # no reject seen yet, but the limiter may be spent by an earlier scan: its
+                # first errors can come after the first silent hosts are decided
+                self._hold(host, self.held_quiet)
             else:
-                self._emit_deferred(host, _FILTERED, "no-response")
-                st, why = _FILTERED, "host-down"
-            if host.pending == 0:
-                return
-            n = len(job.nondisc_ports)
-            self._emit_bulk(job, host.addr, host.name, job.nondisc_ports, st, why)
-            host.pending -= n
-            if host.pending == 0:
-                self._host_done(host)
+                self._host_decided(host, _FILTERED, "host-down")
+
+    def _host_decided(self, host: Host, state: PortState, reason: str) -> None:
+        """Every port of a host that discovery found down or unreachable, in bulk."""
+        job = host.job
+        self._emit_deferred(host, state, "no-response" if reason == "host-down" else reason)
+        if host.pending == 0:
+            return
+        n = len(job.nondisc_ports)
+        self._emit_bulk(job, host.addr, host.name, job.nondisc_ports, state, reason)
+        host.pending -= n
+        if host.pending == 0:
+            self._host_done(host)
+
+    # ---- re-probes of hosts an ICMP rate limit may have silenced ----------------------------
+
+    def _hold(self, host: Host, where: deque[Host]) -> None:
+        """Set a silent host aside; it no longer holds back the admission of others."""
+        where.append(host)
+        self.active_hosts -= 1
+
+    def _unhold(self, host: Host) -> None:
+        self.active_hosts += 1
+
+    def recheck_due(self) -> bool:
+        """Held hosts wait for everything else: the re-probes must not compete with the
+        scan's own probes for the limiter's few errors."""
+        return bool(self.held or self.held_quiet) and self.active_hosts == 0 and (
+            not self.feeding)
+
+    def _deadline(self, job: Job, now: float) -> float:
+        if job.recheck_deadline < 0:
+            budget = job.options.recheck
+            if budget is None:
+                elapsed = now - job.started if job.started >= 0 else 0.0
+                budget = max(RECHECK_SHARE * elapsed, RECHECK_FLOOR)
+            job.recheck_deadline = now + budget
+        return job.recheck_deadline
+
+    def next_rechecks(self, now: float, limit: int) -> list[Probe]:
+        """The next group of re-probes, once the scan's other work is done and the limiter
+        has had time to recover; held hosts past their job's time are given up on."""
+        quiet, held = self.held_quiet, self.held
+        while quiet:
+            host = quiet.popleft()
+            if network_of(host.addr) in host.job.icmp_limited:
+                held.append(host)
+            else:
+                self._unhold(host)
+                self._host_decided(host, _FILTERED, "host-down")
+        while held and now >= self._deadline(held[0].job, now):
+            host = held.popleft()
+            self._unhold(host)
+            self._host_decided(host, _FILTERED, RATE_LIMITED)
+        out: list[Probe] = []
+        if not held or now < self.recheck_after:
+            return out
+        self.recheck_errors = 0
+        while held and len(out) < min(limit, self.recheck_group):
+            host = held.popleft()
+            self._unhold(host)
+            if network_of(host.addr) not in host.job.icmp_limited:
+                # every reject of its network arrived: no limiter hid one, it is down
+                self._host_decided(host, _FILTERED, "host-down")
+                continue
+            host.rechecking = True
+            host.disc_left += 1
+            out.append(Probe(host, host.job.disc_ports[0], 1, True))
+        self.recheck_left = len(out)
+        self.rechecks_sent += len(out)
+        return out
+
+    def recheck_wait(self, now: float) -> float | None:
+        """How long until ``next_rechecks`` has something to do; None when nothing is held."""
+        if self.held_quiet:
+            return 0.0
+        if not self.held:
+            return None
+        until = min(self.recheck_after, self._deadline(self.held[0].job, now))
+        return max(0.0, until - now)
+
+    def _rechecked(self, host: Host, state: PortState, reason: str) -> None:
+        """A re-probe's verdict; silent hosts wait for the rest of their group."""
+        host.rechecking = False
+        self.recheck_left -= 1
+        if state is _UNREACHABLE:
+            self.recheck_errors += 1
+            self.rechecks_recovered += 1
+            host.disc_unreach = reason
+            self._host_decided(host, _UNREACHABLE, reason)
+        elif state is _OPEN or state is _CLOSED:
+            # up after all (its discovery answers were lost): scanned like any up host
+            self.rechecks_recovered += 1
+            self._host_up(host)
+        else:
+            self.recheck_silent.append(host)
+        if self.recheck_left:
+            return
+        silent, self.recheck_silent = self.recheck_silent, []
+        if self.recheck_errors == 0:
+            # the limiter had an error to give and gave none: no host of the group rejects
+            self.recheck_group = min(RECHECK_GROUP_MAX, self.recheck_group * 2)
+            for quiet in silent:
+                self._host_decided(quiet, _FILTERED, "host-down")
+        else:
+            # an error may have used the limiter up: the group's silence proves nothing
+            self.recheck_group = max(1, self.recheck_group // 2)
+            for quiet in silent:
+                self._hold(quiet, self.held)
 
     def _host_up(self, host: Host) -> None:
         """First answer from a host: its discovery ports not yet sent become plain probes."""

@@ -108,11 +108,15 @@ class Retries(Admission):
                     continue
                 self._settle(probe)
                 out.append(probe)
+                if probe.discovery:
+                    probe.host.disc_silent += 1
                 if not probe.others():
                     self._final(probe, _FILTERED, "no-response", None)
                 continue
             self._settle(probe)
             out.append(probe)
+            if probe.discovery:
+                probe.host.disc_silent += 1  # a reject that never came, if it is unreachable
             if probe.attempt < self.attempts_for(probe):
                 self.retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
             else:

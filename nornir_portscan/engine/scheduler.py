@@ -78,6 +78,8 @@ class Scheduler(Discovery):
             if self.feeding and self.active_hosts < self.max_active_hosts:
                 self._admit()
             if not ready:
+                if self.recheck_due():
+                    out.extend(self.next_rechecks(now, budget - len(out)))
                 break
             host = ready[0]
             port = next(host.cursor, None)
@@ -127,6 +129,10 @@ class Scheduler(Discovery):
         if self.backoff_until > now:
             pause = self.backoff_until - now
             wait = pause if wait is None else min(wait, pause)
+        if self.recheck_due():
+            until = self.recheck_wait(now)
+            if until is not None:
+                wait = until if wait is None else min(wait, until)
         if self.stalled_since is not None or self.resolving:
             wait = 0.01 if wait is None else min(wait, 0.01)
         return wait

@@ -71,6 +71,9 @@ class JobOptions:
     banner_wait: float = 1.0
     allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
     shuffle: bool = True  # probe each host's ports in a keyed random order
+    # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
+    # rate-limited (discovery.py); None: a share of the scan's time, 0: no re-probes
+    recheck: float | None = None
 
 
 class Job:
@@ -84,12 +87,16 @@ class Job:
         "emitted",
         "exhausted",
         "fed",
+        "icmp_limited",
+        "icmp_networks",
         "key",
         "nondisc_ports",
         "options",
         "ports",
         "ports_set",
+        "recheck_deadline",
         "resolving",
+        "started",
         "tag",
         "targets",
     )
@@ -113,6 +120,10 @@ class Job:
         self.tag = tag
         self.addresses = 0  # hosts admitted (for the H x P invariant)
         self.emitted = 0
+        self.started = -1.0  # when its first probe went out, as its first verdict tells
+        self.icmp_networks: set[str] = set()  # networks that answered host-unreachable
+        self.icmp_limited: set[str] = set()  # ... and left some rejects out: rate-limited
+        self.recheck_deadline = -1.0  # set when its held hosts' re-probes begin
 
 
     def port_order(self, salt: int) -> Iterator[int]:
@@ -128,6 +139,7 @@ class Host:
         "cursor",
         "deferred",
         "disc_left",
+        "disc_silent",
         "disc_unreach",
         "family",
         "in_discovery",
@@ -135,6 +147,7 @@ class Host:
         "name",
         "pending",
         "queued",
+        "rechecking",
         "sockaddr",
         "up",
     )
@@ -149,8 +162,10 @@ class Host:
         self.pending = len(job.ports)
         self.disc_left = len(job.disc_ports)
         self.disc_unreach: str | None = None
+        self.disc_silent = 0  # discovery tries that timed out (retried or not)
         self.in_discovery = bool(job.disc_ports)
         self.queued = True  # in the scheduler's ready deque
+        self.rechecking = False  # a re-probe after an ICMP rate limit is out (discovery.py)
         # silent discovery ports wait for the host's verdict: on an unreachable host a
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
