@@ -62,7 +62,7 @@ def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[
     plan = plan_scan(targets, ports, exclude=exclude)
     want = {(t.address, p) for t in plan.spec for p in plan.ports}
     for key in (0, 1, 0xDEADBEEF1234):
-        layout = ShardLayout.for_plan(plan, threads, key)
+        layout = ShardLayout.for_plan(plan, threads, key, min_probes=1)
         assert layout.count >= min(4 * threads, len(want))
         seen: Counter[tuple[str | None, int]] = Counter()
         for i in range(layout.count):
@@ -76,6 +76,7 @@ def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[
 def test_a_shard_is_the_same_on_every_computation() -> None:
     plan = plan_scan("127.0.0.0/24", "1-4")
     layout = ShardLayout.for_plan(plan, 2, 12345)
+    assert layout.count == 8
     first = [list(layout.share(plan, i).spec) for i in range(layout.count)]
     again = [list(ShardLayout.for_plan(plan, 2, 12345).share(plan, i).spec)
              for i in range(layout.count)]
@@ -192,17 +193,17 @@ def test_a_worker_killed_mid_scan_still_gives_every_outcome_once(
     ns.nft("table inet nptkill {\n chain input {\n"
            "  type filter hook input priority 0; policy accept;\n"
            "  ip daddr 127.79.0.0/24 drop\n }\n}\n")
-    # 32 hosts x 6 silent ports, 8 shards of about a second each on 2 workers
-    done = ns.run(PYTHON, "-c", KILL_SCRIPT, "127.79.0.1-32", "1-6", timeout=60)
+    # 128 hosts x 6 silent ports, 8 shards of about a second each on 2 workers
+    done = ns.run(PYTHON, "-c", KILL_SCRIPT, "127.79.0.1-128", "1-6", timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     rows = [tuple(r) for r in out["rows"]]
-    assert len(rows) == len(set(rows)) == 32 * 6
-    assert {(h, p) for h, p, _ in rows} == {(f"127.79.0.{i}", p) for i in range(1, 33)
+    assert len(rows) == len(set(rows)) == 128 * 6
+    assert {(h, p) for h, p, _ in rows} == {(f"127.79.0.{i}", p) for i in range(1, 129)
                                            for p in range(1, 7)}
     assert {s for _, _, s in rows} == {"filtered"}
     assert out["killed"] not in out["after"]  # the worker really died (the nanny made anew)
-    assert out["connects"] >= 32 * 6
+    assert out["connects"] >= 128 * 6
 
 
 def test_cluster_progress_bar_goes_to_stderr_only(lab: NetNS) -> None:
@@ -218,3 +219,49 @@ def test_cluster_progress_bar_goes_to_stderr_only(lab: NetNS) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("Linux only")
+
+
+# ---- nornir: `run --cluster` and the task's cluster= -------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "nornir_portscan", "run", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_run_on_a_local_cluster_reports_what_a_local_run_does() -> None:
+    """The shipped inventory is loopback only; each host's scan runs on the cluster."""
+    needs_dask()
+    here = run_cli("--format", "jsonl")
+    spread = run_cli("--format", "jsonl", "--cluster", "local:2")
+    assert here.returncode == spread.returncode == 0, spread.stderr
+
+    def rows(text: str) -> list[tuple[str, int, str]]:
+        return sorted((r["host"], r["port"], r["state"]) for r in jsonl(text))
+
+    assert rows(spread.stdout) == rows(here.stdout) and rows(here.stdout)
+    assert len(set(rows(spread.stdout))) == len(rows(spread.stdout))
+
+
+def test_run_with_a_bad_cluster_value_is_exit_2() -> None:
+    done = run_cli("--cluster", "tcp://nowhere")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "nornir-portscan: error: cluster 'tcp://nowhere' is not tcp://HOST:PORT or local:N")
+
+
+def test_the_inventory_cluster_option_is_validated_per_host() -> None:
+    from nornir.core.inventory import Host
+
+    from nornir_portscan.errors import InventoryError
+    from nornir_portscan.plugins.tasks.options import resolve_options
+
+    host = Host("h1", hostname="127.0.0.1", data={"portscan": {"cluster": "local:3"}})
+    options = resolve_options(host, {"ports": "22"})
+    assert options.cluster == "local:3" and options.plan is not None
+    assert options.plan.cluster == "local:3"
+    bad = Host("h2", hostname="127.0.0.1", data={"portscan": {"cluster": 8786}})
+    with pytest.raises(InventoryError, match=r"h2.*portscan\.cluster = 8786"):
+        resolve_options(bad, {"ports": "22"})

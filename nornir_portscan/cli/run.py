@@ -262,6 +262,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # handler would print it on stderr. The Result keeps the error, reported in one line.
     logging.getLogger("nornir").addHandler(logging.NullHandler())
     _check_ports(args.ports)
+    if args.cluster is not None:
+        from ..engine.plan import parse_cluster
+        from .cluster import cluster_client
+
+        parse_cluster(args.cluster)  # a bad value is a usage error (exit 2)
+        cluster_client(args.cluster)  # exit 2 without Dask, 3 when it does not answer
     nr = _nornir(args)
     if args.allow:
         from ..inputs.scope import parse_networks
@@ -281,7 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     baseline = _load_json(args.baseline) if args.baseline else None
     task_args: dict[str, Any] = {"ports": args.ports, "timeout": args.timeout,
                                  "retries": args.retries, "discovery": args.discovery,
-                                 "banners": args.banners or None, "baseline": baseline}
+                                 "banners": args.banners or None, "baseline": baseline,
+                                 "cluster": args.cluster}
     task_args = {k: v for k, v in task_args.items() if v is not None}
     scan_args = {k: v for k, v in task_args.items() if k != "baseline"}
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
@@ -310,6 +317,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = args.inventory or args.config or DEFAULT_CONFIG
         raise PortscanError(f"cannot run the inventory from {where}: "
                             f"{type(exc).__name__}: {_one_line(exc)}") from None
+    if args.cluster is not None:
+        from .cluster import close_clients
+
+        close_clients()
     with collector.lock:
         results = dict(collector.results)
     for name in sorted(nr.inventory.hosts):

@@ -25,7 +25,7 @@ import os
 import pickle
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -43,6 +43,8 @@ CONNECT_TIMEOUT = 5.0
 SHARDS_PER_THREAD = 4
 #: A shard's result is held whole in a worker's memory until it is sent: bound its size.
 SHARD_MAX_PROBES = 1 << 20
+#: Below this many probes a shard costs Dask more than it saves (one host's top100: one).
+SHARD_MIN_PROBES = 64
 MAX_SHARDS = 4096
 #: Submissions of one shard (first included) before the scan fails.
 MAX_TRIES = 3
@@ -83,11 +85,12 @@ class ShardLayout:
         return self.host_slices * self.port_classes
 
     @classmethod
-    def for_plan(cls, plan: ScanPlan, threads: int, key: int) -> ShardLayout:
+    def for_plan(cls, plan: ScanPlan, threads: int, key: int,
+                 min_probes: int = SHARD_MIN_PROBES) -> ShardLayout:
         hosts, ports = max(1, plan.spec.count()), len(plan.ports)
         probes = hosts * ports
         wanted = max(SHARDS_PER_THREAD * max(1, threads), math.ceil(probes / SHARD_MAX_PROBES))
-        wanted = max(1, min(wanted, MAX_SHARDS, probes))
+        wanted = max(1, min(wanted, MAX_SHARDS, probes // max(1, min_probes)))
         if hosts >= wanted:
             slices, classes = wanted, 1
         else:
@@ -345,3 +348,41 @@ def _check_total(plan: ScanPlan, layout: ShardLayout, done: dict[int, ShardResul
     if total != hosts * len(plan.ports) or (expected is not None and hosts != expected):
         raise EngineError(f"accounting error: {total} outcomes for {hosts} hosts "
                           f"(expected {expected}) x {len(plan.ports)} ports")
+
+
+# ---- one nornir host's scan on the cluster ---------------------------------------------------
+
+_pool: Any = None
+
+
+class ClusterJob:
+    """A plan running on the cluster from a client thread (a nornir host's scan):
+    ``result()`` waits for its outcomes, ``on_outcome`` hears each one as shards finish.
+
+    The threads come from one bounded pool per process; Dask queues the shards."""
+
+    THREADS = 32
+
+    def __init__(self, plan: ScanPlan,
+                 on_outcome: Callable[[ProbeOutcome], None] | None = None) -> None:
+        global _pool
+        self.plan, self.on_outcome, self.stats = plan, on_outcome, ScanStats()
+        with _lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="portscan-cluster")
+            self._future = _pool.submit(self._run)
+
+    def _run(self) -> list[ProbeOutcome]:
+        out: list[ProbeOutcome] = []
+        for batch in run_on_cluster(self.plan, self.stats):
+            if self.on_outcome is not None:
+                for outcome in batch.outcomes:
+                    self.on_outcome(outcome)
+            out.extend(batch.outcomes)
+        return out
+
+    def result(self) -> list[ProbeOutcome]:
+        result: list[ProbeOutcome] = self._future.result()
+        return result

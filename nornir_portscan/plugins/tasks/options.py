@@ -23,7 +23,7 @@ from typing import Any
 
 from nornir.core.inventory import Host
 
-from ...engine.plan import ScanPlan, plan_scan
+from ...engine.plan import ScanPlan, parse_cluster, plan_scan
 from ...errors import InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.scope import DEFAULT_MAX_ADDRESSES
@@ -32,7 +32,7 @@ from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
 KEYS = ("ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
-        "baseline")
+        "baseline", "cluster")
 EXPECT_KEYS = ("open", "closed", "not_open", "only_open", "filtered")
 #: What a host scans when neither arguments nor inventory name ports (as on the command line).
 DEFAULT_PORTS = "top100"
@@ -57,19 +57,21 @@ class ScanOptions:
     allowed: tuple[str, ...] = ()
     #: The size guard (nornir config ``portscan.max_addresses``), per host's target list.
     max_addresses: int = DEFAULT_MAX_ADDRESSES
+    #: A Dask cluster (tcp://HOST:PORT or local:N) that runs this host's scan; None: here.
+    cluster: str | None = None
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
         return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners, self.allowed, self.max_addresses)
+                self.discovery, self.banners, self.allowed, self.max_addresses, self.cluster)
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
                          timeout=self.timeout, retries=self.retries, discovery=self.discovery,
                          banners=self.banners, allowed=self.allowed,
-                         max_addresses=self.max_addresses)
+                         max_addresses=self.max_addresses, cluster=self.cluster)
 
 
 class _Value:
@@ -144,6 +146,15 @@ def _flag(v: _Value) -> bool:
     if not isinstance(v.value, bool):
         raise v.error("must be true or false")
     return v.value
+
+
+def _cluster(v: _Value) -> str:
+    if not isinstance(v.value, str):
+        raise v.error("must be a string: tcp://HOST:PORT or local:N")
+    try:
+        return parse_cluster(v.value)
+    except SpecError as exc:
+        raise v.error(str(exc)) from None
 
 
 def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
@@ -268,7 +279,8 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         banners=_flag(given["banners"]) if "banners" in given else False,
         expect=expect,
         baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
-        allowed=allowed, max_addresses=max_addresses)
+        allowed=allowed, max_addresses=max_addresses,
+        cluster=_cluster(given["cluster"]) if "cluster" in given else None)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:

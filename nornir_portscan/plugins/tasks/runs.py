@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ...engine.cluster import ClusterJob
 from ...engine.outcome import ProbeOutcome
 from ...engine.service import JobHandle, shared_engine
 from ...errors import PortscanError
@@ -55,7 +56,7 @@ class ScanObserver(Protocol):
 class Pending:
     """A submitted scan, and how many probes it was planned to be (for progress totals)."""
 
-    handle: JobHandle
+    handle: JobHandle | ClusterJob
     key: ScanKey
     planned: int
 
@@ -97,6 +98,8 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver]) -> Pen
                 w.probe_done(outcome)
         for w in watchers:
             w.scan_submitted(host, planned)
+    if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
+        return Pending(ClusterJob(plan, on_outcome=callback), options.key, planned)
     return Pending(shared_engine().submit(plan, on_outcome=callback), options.key, planned)
 
 
