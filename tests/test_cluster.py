@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,9 +62,16 @@ def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[
                                                    ports: str, threads: int) -> None:
     plan = plan_scan(targets, ports, exclude=exclude)
     want = {(t.address, p) for t in plan.spec for p in plan.ports}
+    layouts = []
     for key in (0, 1, 0xDEADBEEF1234):
         layout = ShardLayout.for_plan(plan, threads, key, min_probes=1)
-        assert layout.count >= min(4 * threads, len(want))
+        assert layout.count >= min(threads, len(want))
+        asked = ShardLayout.for_plan(replace(plan, shards=4 * threads), threads, key,
+                                     min_probes=1)
+        assert asked.count >= min(4 * threads, len(want))
+        layouts.append(asked)
+        layouts.append(layout)
+    for layout in layouts:
         seen: Counter[tuple[str | None, int]] = Counter()
         for i in range(layout.count):
             share = layout.share(plan, i)
@@ -73,8 +81,17 @@ def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[
         assert set(seen) == want and max(seen.values()) == 1
 
 
+def test_shard_count_follows_the_scan_size() -> None:
+    small = plan_scan("127.0.0.0/20", "1-10")  # 40,940 probes: one shard per thread
+    assert ShardLayout.for_plan(small, 2, 7).count == 2
+    big = plan_scan("127.0.0.0/16", "1-100")  # 6.5 million: 4 per thread, or 1M at most each
+    assert ShardLayout.for_plan(big, 2, 7).count == 8
+    assert ShardLayout.for_plan(big, 64, 7).count == 100
+    one = plan_scan("127.0.0.1", "top100")  # one host's scan of a nornir run: one task
+    assert ShardLayout.for_plan(one, 8, 7).count == 1
+
 def test_a_shard_is_the_same_on_every_computation() -> None:
-    plan = plan_scan("127.0.0.0/24", "1-4")
+    plan = plan_scan("127.0.0.0/24", "1-4", shards=8)
     layout = ShardLayout.for_plan(plan, 2, 12345)
     assert layout.count == 8
     first = [list(layout.share(plan, i).spec) for i in range(layout.count)]
@@ -168,7 +185,7 @@ KILL_SCRIPT = textwrap.dedent("""
         client = connect("local:2")
         before = client.run(os.getpid)
         plan = plan_scan(sys.argv[1], sys.argv[2], cluster="local:2", timeout=1.0,
-                         retries=0, discovery=False)
+                         retries=0, discovery=False, shards=8)
         rows, killed, stats = [], None, ScanStats()
         for batch in stream_plan(plan, stats):
             rows.extend((o.host, o.port, o.state.value) for o in batch.outcomes)
