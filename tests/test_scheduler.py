@@ -893,3 +893,150 @@ def test_a_dead_hosts_ports_can_stay_one_run() -> None:
     sliced = [item for item in dead_host_outcomes(False) if item is not None]
     assert all(isinstance(item, ProbeOutcome) for item in sliced)
     assert sorted(run.outcomes()) == sorted(sliced)  # type: ignore[type-var]
+
+
+# ---- ICMP rate limits: held silent hosts, re-probed in paced groups -------------------------
+
+
+class IcmpLimiter:
+    """Linux's per-peer ICMP error limiter (a burst of 6, then one a second), played by the
+    responder: a probe to a rejecting host draws host-unreachable only while it has a token."""
+
+    def __init__(self, sim_clock: Callable[[], float], burst: int = 6, pace: float = 1.0) -> None:
+        self.clock, self.pace, self.burst = sim_clock, pace, burst
+        self.tokens = float(burst)
+        self.last = 0.0
+        self.sent = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) / self.pace)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.sent += 1
+            return True
+        return False
+
+
+def rate_limited_network(recheck: float | None, limit: bool = True) -> tuple[
+        Sim, Job, set[str], set[str]]:
+    up = "198.18.0.1"
+    unreachable = {f"198.18.0.{i}" for i in range(10, 30)}
+    dead = {f"198.18.0.{i}" for i in range(40, 60)}
+    sched = Scheduler(concurrency=64)
+    job = one_job(sched, v4(up, *sorted(unreachable), *sorted(dead)), range(1000, 1012),
+                  recheck=recheck)
+    clock: list[float] = [0.0]
+    limiter = IcmpLimiter(lambda: clock[0])
+
+    def respond(p: Probe) -> Response:
+        clock[0] = sim.now
+        if p.host.addr == up:
+            return errno.ECONNREFUSED
+        if p.host.addr in unreachable and (not limit or limiter.allow()):
+            return errno.EHOSTUNREACH
+        return SILENT
+
+    sim = Sim(sched, respond)
+    return sim, job, unreachable, dead
+
+
+def host_verdicts(outcomes: list[ProbeOutcome]) -> dict[str, set[tuple[PortState, str]]]:
+    out: dict[str, set[tuple[PortState, str]]] = {}
+    for o in outcomes:
+        out.setdefault(o.host, set()).add((o.state, o.reason))
+    return out
+
+
+def test_rate_limited_rejects_are_recovered_or_left_undecided_never_called_down() -> None:
+    sim, _job, unreachable, dead = rate_limited_network(recheck=3.0)
+    outcomes = sim.run()
+    assert_exactly_once(outcomes, ["198.18.0.1", *unreachable, *dead], range(1000, 1012))
+    verdicts = host_verdicts(outcomes)
+    unr = (PortState.UNREACHABLE, "host-unreach")
+    undecided = (PortState.FILTERED, "rate-limited?")
+    recovered = {h for h in unreachable if verdicts[h] == {unr}}
+    # no unreachable host is ever reported as a certain host-down
+    for h in unreachable:
+        assert verdicts[h] in ({unr}, {undecided}), (h, verdicts[h])
+    for h in dead:
+        assert verdicts[h] <= {(PortState.FILTERED, "host-down"),
+                               (PortState.FILTERED, "no-response")} or verdicts[h] == {undecided}
+    # the burst names six; the re-probes add more than the limiter's pace alone would allow
+    # in the main scan, and the extra time stays inside the budget
+    assert len(recovered) > 6
+    assert sim.sched.rechecks_recovered > 0
+    assert sim.sched.rechecks_sent < len(unreachable) + len(dead)
+    assert any(verdicts[h] == {undecided} for h in unreachable)
+
+
+def test_with_time_enough_every_held_host_is_decided_exactly() -> None:
+    sim, _job, unreachable, dead = rate_limited_network(recheck=60.0)
+    outcomes = sim.run(limit=200)
+    verdicts = host_verdicts(outcomes)
+    for h in unreachable:
+        assert verdicts[h] == {(PortState.UNREACHABLE, "host-unreach")}, h
+    for h in dead:
+        assert (PortState.FILTERED, "rate-limited?") not in verdicts[h]
+        assert (PortState.FILTERED, "host-down") in verdicts[h], h
+    # a group that draws no reject decides all of its dead hosts at once
+    assert sim.sched.rechecks_sent < 3 * (len(unreachable) + len(dead))
+
+
+def test_without_a_limiter_no_host_is_re_probed() -> None:
+    sim, _job, unreachable, dead = rate_limited_network(recheck=None, limit=False)
+    outcomes = sim.run()
+    verdicts = host_verdicts(outcomes)
+    assert sim.sched.rechecks_sent == 0
+    for h in unreachable:
+        assert verdicts[h] == {(PortState.UNREACHABLE, "host-unreach")}
+    for h in dead:
+        assert (PortState.FILTERED, "host-down") in verdicts[h]
+
+
+def test_recheck_zero_keeps_the_old_verdicts() -> None:
+    sim, _job, unreachable, _dead = rate_limited_network(recheck=0.0)
+    outcomes = sim.run()
+    verdicts = host_verdicts(outcomes)
+    assert sim.sched.rechecks_sent == 0
+    assert not any((PortState.FILTERED, "rate-limited?") in v for v in verdicts.values())
+    # what the limiter hid is (wrongly, but as before) a dead host
+    assert any((PortState.FILTERED, "host-down") in verdicts[h] for h in unreachable)
+
+
+def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
+    sim, job, _unreachable, _dead = rate_limited_network(recheck=None)
+    sim.run()
+    from nornir_portscan.engine.discovery import RECHECK_FLOOR, RECHECK_SHARE
+
+    assert job.recheck_deadline > 0
+    main_scan = job.recheck_deadline - RECHECK_FLOOR  # the floor wins on a short scan
+    assert sim.now <= job.recheck_deadline + 2.0  # the last group's timeout at most
+    assert RECHECK_SHARE * (main_scan - max(job.started, 0.0)) <= RECHECK_FLOOR
+
+
+def test_shards_sharing_a_limiter_send_re_probes_only_in_their_own_slots() -> None:
+    from nornir_portscan.engine.discovery import RECHECK_SLOT, RECHECK_WINDOW
+
+    sim, job, unreachable, _dead = rate_limited_network(recheck=12.0)
+    object.__setattr__(job.options, "limiter_slot", (1, 2))
+    groups: list[float] = []
+    real = sim.sched.next_rechecks
+
+    def recording(now: float, limit: int) -> list[Probe]:
+        out = real(now, limit)
+        if out:
+            groups.append(now)
+        return out
+
+    sim.sched.next_rechecks = recording  # type: ignore[method-assign]
+    verdicts = host_verdicts(sim.run())
+    assert groups
+    for t in groups:  # shard 1 of 2: the start of the second slot of each cycle
+        phase = t % (2 * RECHECK_SLOT)
+        assert RECHECK_SLOT <= phase < RECHECK_SLOT + RECHECK_WINDOW + 1e-9, (t, phase)
+    for h in unreachable:
+        assert verdicts[h] in ({(PortState.UNREACHABLE, "host-unreach")},
+                               {(PortState.FILTERED, "rate-limited?")}), h
+    assert sim.sched.rechecks_recovered > 0

@@ -16,6 +16,7 @@ from .common import (
     EXIT_OK,
     Interrupted,
     _positive_int,
+    _rate,
     add_engine_options,
     fail,
     output_stream,
@@ -43,6 +44,10 @@ def add_scan_parser(sub: Any) -> None:
     s.add_argument("--max-hosts", type=_positive_int, default=None, metavar="N",
                    help="refuse scans over N addresses (default 65536)")
     add_engine_options(s)
+    s.add_argument("--recheck", type=_rate, metavar="S",
+                   help="extra seconds at most to re-probe silent hosts of networks whose "
+                        "ICMP rejects are rate-limited; 0 for none (default: 10%% of the "
+                        "scan, at least 2)")
     s.add_argument("--format", choices=SCAN_FORMATS, default="table")
     s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
     s.add_argument("--progress", action="store_true", default=None,
@@ -63,7 +68,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          allowed=args.allow,
                          max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
                                         else args.max_hosts),
-                         cluster=args.cluster)
+                         cluster=args.cluster, recheck=args.recheck)
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
     if plan.cluster is not None:

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from ..inputs.scope import in_networks
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome
 from .timing import CongestionWindow, RateLimiter, RttEstimator
-from .work import Host, Job, Probe
+from .work import Host, IcmpEvidence, Job, Probe
 
 Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
 OutcomeItem = ProbeOutcome | PortRun | None
@@ -31,7 +31,8 @@ class Admission:
 
     def __init__(self, *, concurrency: int, rate: float | None = None,
                  resolver: Resolver | None = None, rtt: RttEstimator | None = None,
-                 max_active_hosts: int | None = None) -> None:
+                 max_active_hosts: int | None = None,
+                 icmp_evidence: IcmpEvidence | None = None) -> None:
         self.cwnd = CongestionWindow(limit=max(1, concurrency))
         self.rate = RateLimiter(rate)
         self.rtt = rtt or RttEstimator()
@@ -58,8 +59,9 @@ class Admission:
         self.cancelled: list[Probe] = []  # in-flight tries the loop must close (answered elsewhere)
         self._young_q_cap = 4 * self.cwnd.limit + 1024
         # re-probes of silent hosts an ICMP rate limit may have silenced (discovery.py)
-        self.held: deque[Host] = deque()  # silent hosts of networks that sent rejects
-        self.held_quiet: deque[Host] = deque()  # silent early, before any reject was seen
+        self.icmp = icmp_evidence or IcmpEvidence()
+        self.held_new: deque[Host] = deque()  # silent hosts set aside, not yet sorted
+        self.held: deque[Host] = deque()  # ... of networks that rate-limit: to re-probe
         self.recheck_left = 0  # re-probes of the current group not yet decided
         self.recheck_errors = 0  # ICMP errors the current group drew
         self.recheck_silent: list[Host] = []  # the current group's silent hosts

@@ -14,7 +14,9 @@ re-probes go out in groups, one group at a time, each only after a pace past the
 last ICMP error seen: as long as the limiter has one error to give, a group that
 draws no error at all shows that none of its hosts is unreachable, so they are down;
 a group that draws some errors gives those hosts' verdicts and puts the rest back.
-What the time does not cover is reported as ``filtered`` with the reason
+A scan split over shards shares the limiter among them, so each shard sends its
+groups only in time slots of its own. What the time does not cover is reported as
+``filtered`` with the reason
 ``rate-limited?``: silent, in a network known to rate-limit its rejects, and so
 neither known down nor known unreachable.
 """
@@ -47,6 +49,27 @@ RECHECK_GROUP_MAX = 64
 #: before any reject was seen: a limiter spent by an earlier scan gives its first
 #: errors late (one a pace), after the first dead hosts have timed out.
 QUIET_WINDOW = 5.0
+#: Each shard's turn on a shared limiter: groups start only in the first
+#: RECHECK_WINDOW of its slot, so the next shard's slot starts over a pace later.
+RECHECK_WINDOW = 0.25 * ICMP_PACE
+RECHECK_SLOT = RECHECK_WINDOW + 1.05 * ICMP_PACE
+
+
+def _slot_wait(job: Job, now: float) -> float:
+    """0 when a group may go out now, else how long until it may.
+
+    Shards of one scan share the limiter (it counts errors per peer: this machine), so
+    each sends groups only at the start of its own slot (RECHECK_WINDOW of RECHECK_SLOT
+    seconds), one shard after the other (CLOCK_MONOTONIC is the same clock in every process). Any
+    other shard's last error is then at least ICMP_PACE old when a group starts, and a
+    group's silence proves as much as it does for a scan alone."""
+    index, count = job.options.limiter_slot
+    if count <= 1:
+        return 0.0
+    start, phase = index * RECHECK_SLOT, now % (count * RECHECK_SLOT)
+    if start <= phase < start + RECHECK_WINDOW:
+        return 0.0
+    return (start - phase) % (count * RECHECK_SLOT)
 
 
 def network_of(addr: str) -> str:
@@ -83,7 +106,7 @@ class Discovery(Retries):
         elif state is _UNREACHABLE:
             if host.disc_unreach is None:
                 host.disc_unreach = reason
-                job.icmp_networks.add(network_of(host.addr))
+                self.icmp.saw_reject(network_of(host.addr))
         if probe.port in job.ports_set and host.pending > 0:
             if state is _FILTERED and not host.up:
                 host.deferred.append((probe.port, probe.attempt))
@@ -97,14 +120,15 @@ class Discovery(Retries):
             if host.disc_unreach is not None:
                 if host.disc_silent:
                     # some of its rejects never came: the network's errors are rate-limited
-                    job.icmp_limited.add(network_of(host.addr))
+                    self.icmp.saw_limit(network_of(host.addr))
                 self._host_decided(host, _UNREACHABLE, host.disc_unreach)
-            elif job.options.recheck != 0 and network_of(host.addr) in job.icmp_networks:
-                self._hold(host, self.held)  # perhaps down, perhaps unreachable, rate-limited
-            elif job.options.recheck != 0 and probe.sent - job.started < QUIET_WINDOW:
-                # no reject seen yet, but the limiter may be spent by an earlier scan: its
-                # first errors can come after the first silent hosts are decided
-                self._hold(host, self.held_quiet)
+            elif job.options.recheck != 0 and (
+                    self.icmp.has_rejects(network_of(host.addr))
+                    or probe.sent - job.started < QUIET_WINDOW):
+                # perhaps down, perhaps unreachable with its reject suppressed; early on even
+                # before any reject was seen: a limiter spent by an earlier scan gives its
+                # first errors late, after the first silent hosts time out
+                self._hold(host, self.held_new)
             else:
                 self._host_decided(host, _FILTERED, "host-down")
 
@@ -133,7 +157,7 @@ class Discovery(Retries):
     def recheck_due(self) -> bool:
         """Held hosts wait for everything else: the re-probes must not compete with the
         scan's own probes for the limiter's few errors."""
-        return bool(self.held or self.held_quiet) and self.active_hosts == 0 and (
+        return bool(self.held or self.held_new) and self.active_hosts == 0 and (
             not self.feeding)
 
     def _deadline(self, job: Job, now: float) -> float:
@@ -141,19 +165,23 @@ class Discovery(Retries):
             budget = job.options.recheck
             if budget is None:
                 elapsed = now - job.started if job.started >= 0 else 0.0
-                budget = max(RECHECK_SHARE * elapsed, RECHECK_FLOOR)
+                # a shard on a shared limiter waits up to a cycle for its slot
+                cycle = job.options.limiter_slot[1] * RECHECK_SLOT if (
+                    job.options.limiter_slot[1] > 1) else 0.0
+                budget = max(RECHECK_SHARE * elapsed, RECHECK_FLOOR, cycle + RECHECK_WINDOW)
             job.recheck_deadline = now + budget
         return job.recheck_deadline
 
     def next_rechecks(self, now: float, limit: int) -> list[Probe]:
         """The next group of re-probes, once the scan's other work is done and the limiter
         has had time to recover; held hosts past their job's time are given up on."""
-        quiet, held = self.held_quiet, self.held
-        while quiet:
-            host = quiet.popleft()
-            if network_of(host.addr) in host.job.icmp_limited:
+        new, held = self.held_new, self.held
+        while new:  # sorted once, now that the scan has shown which networks rate-limit
+            host = new.popleft()
+            if self.icmp.is_limited(network_of(host.addr)):
                 held.append(host)
             else:
+                # every reject of its network arrived: no limiter hid one, it is down
                 self._unhold(host)
                 self._host_decided(host, _FILTERED, "host-down")
         while held and now >= self._deadline(held[0].job, now):
@@ -161,16 +189,12 @@ class Discovery(Retries):
             self._unhold(host)
             self._host_decided(host, _FILTERED, RATE_LIMITED)
         out: list[Probe] = []
-        if not held or now < self.recheck_after:
+        if not held or now < self.recheck_after or _slot_wait(held[0].job, now) > 0:
             return out
         self.recheck_errors = 0
         while held and len(out) < min(limit, self.recheck_group):
             host = held.popleft()
             self._unhold(host)
-            if network_of(host.addr) not in host.job.icmp_limited:
-                # every reject of its network arrived: no limiter hid one, it is down
-                self._host_decided(host, _FILTERED, "host-down")
-                continue
             host.rechecking = True
             host.disc_left += 1
             out.append(Probe(host, host.job.disc_ports[0], 1, True))
@@ -180,11 +204,13 @@ class Discovery(Retries):
 
     def recheck_wait(self, now: float) -> float | None:
         """How long until ``next_rechecks`` has something to do; None when nothing is held."""
-        if self.held_quiet:
+        if self.held_new:
             return 0.0
         if not self.held:
             return None
-        until = min(self.recheck_after, self._deadline(self.held[0].job, now))
+        job = self.held[0].job
+        after = max(self.recheck_after, now)
+        until = min(after + _slot_wait(job, after), self._deadline(job, now))
         return max(0.0, until - now)
 
     def _rechecked(self, host: Host, state: PortState, reason: str) -> None:

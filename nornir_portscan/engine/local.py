@@ -10,12 +10,15 @@ from .plan import ScanPlan, ScanStats
 from .resolve import resolve
 from .scheduler import EngineError, Job, Scheduler
 from .timing import RttEstimator
+from .work import IcmpEvidence
 
 
-def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False) -> Iterator[OutcomeBatch]:
-    """One process's scan of a plan (the whole plan, or a shard worker's share)."""
+def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False,
+              icmp_evidence: IcmpEvidence | None = None) -> Iterator[OutcomeBatch]:
+    """One process's scan of a plan (the whole plan, or a shard worker's share, which
+    shares what it learns of ICMP rejects with the other shards through ``icmp_evidence``)."""
     sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
-                      rtt=RttEstimator())
+                      rtt=RttEstimator(), icmp_evidence=icmp_evidence)
     job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
     try:
         for batch in ReadinessLoop(sched).run_batches(runs):

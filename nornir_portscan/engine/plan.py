@@ -62,7 +62,7 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
               discovery: bool = True, banners: bool = False,
               banner_wait: float = 1.0, shards: int | None = None,
               allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES,
-              cluster: str | None = None) -> ScanPlan:
+              cluster: str | None = None, recheck: float | None = None) -> ScanPlan:
     cluster = None if cluster is None else parse_cluster(cluster)
     spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
     scope = Scope(parse_networks(allowed), max_addresses)
@@ -74,6 +74,8 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
         raise ValueError(f"retries must be 0 or more, not {retries!r}")
     if rate is not None and rate < 0:
         raise ValueError(f"rate must be 0 (no cap) or positive, not {rate!r}")
+    if recheck is not None and recheck < 0:
+        raise ValueError(f"recheck must be 0 (none) or more seconds, not {recheck!r}")
     if rate is None and isinstance(spec, TargetSpec) and not spec.loopback_only():
         rate = DEFAULT_REMOTE_RATE
     if rate == 0:
@@ -82,7 +84,7 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     discovery = discovery and spec.count() > 1
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
                          banners=banners, banner_wait=banner_wait,
-                         allowed=tuple(scope.allowed))
+                         allowed=tuple(scope.allowed), recheck=recheck)
     return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards,
                     cluster, max_addresses)
 

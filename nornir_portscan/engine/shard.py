@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import mmap
 import os
 import pickle
 import selectors
 import signal
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from time import monotonic
@@ -25,6 +27,7 @@ from .local import scan_here
 from .outcome import OutcomeBatch, PortRun, ProbeOutcome
 from .plan import ScanPlan, ScanStats
 from .scheduler import EngineError
+from .work import IcmpEvidence
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192
@@ -38,6 +41,35 @@ class _Done(NamedTuple):
 
     outcomes: int
     connects: int
+
+
+class SharedIcmpEvidence(IcmpEvidence):
+    """The shards' common board of ICMP evidence, in memory mapped before the fork.
+
+    A network is a byte in each of two tables, picked by a CRC of its name: a byte is
+    written whole (no read-modify-write to race on), and a collision only makes a
+    network look as if it had rejects, which costs re-probes, never a verdict."""
+
+    SLOTS = 1 << 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._board = mmap.mmap(-1, 2 * self.SLOTS)
+
+    def _slot(self, table: int, network: str) -> int:
+        return table * self.SLOTS + zlib.crc32(network.encode()) % self.SLOTS
+
+    def saw_reject(self, network: str) -> None:
+        self._board[self._slot(0, network)] = 1
+
+    def has_rejects(self, network: str) -> bool:
+        return self._board[self._slot(0, network)] != 0
+
+    def saw_limit(self, network: str) -> None:
+        self._board[self._slot(1, network)] = 1
+
+    def is_limited(self, network: str) -> bool:
+        return self._board[self._slot(1, network)] != 0
 
 
 def shard_count(spec: TargetSource, ports: int, requested: int | None = None) -> int:
@@ -62,7 +94,8 @@ class _HostShare:
         return -(-self.spec.count() // self.step)
 
 
-def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int) -> None:
+def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int,
+            evidence: SharedIcmpEvidence) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if by_hosts:
@@ -70,6 +103,7 @@ def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int) ->
     else:
         share = replace(plan, ports=plan.ports[index::count])
     share = replace(share, concurrency=max(1, plan.concurrency // count),
+                    options=replace(plan.options, limiter_slot=(index, count)),
                     rate=None if plan.rate is None else plan.rate / count, shards=1)
     batch: list[tuple[Any, ...]] = []
     runs: list[PortRun] = []  # a down host's ports: one record each, expanded by the parent
@@ -85,7 +119,7 @@ def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int) ->
 
     stats = ScanStats()
     try:
-        for decided in scan_here(share, stats, runs=True):
+        for decided in scan_here(share, stats, runs=True, icmp_evidence=evidence):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
             batch.extend(map(tuple, decided.outcomes))
             waiting += len(decided.outcomes)
@@ -118,6 +152,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
     ``stats`` gets the workers' counts as each one finishes.
     Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
     by_hosts = plan.spec.count() >= count * 4
+    evidence = SharedIcmpEvidence()
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
     buffers: dict[int, bytearray] = {}
@@ -128,7 +163,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _worker(plan, i, count, by_hosts, wfd)
+                _worker(plan, i, count, by_hosts, wfd, evidence)
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()

@@ -60,6 +60,28 @@ def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
         yield items[(offset + i * stride) % n]
 
 
+class IcmpEvidence:
+    """What a scan has learnt of networks' ICMP rejects: which networks sent any, and
+    which left some out (a rate limit at work). Shards of one scan share theirs
+    (``shard.SharedIcmpEvidence``): the limiter may give all its errors to one shard."""
+
+    def __init__(self) -> None:
+        self._rejects: set[str] = set()
+        self._limited: set[str] = set()
+
+    def saw_reject(self, network: str) -> None:
+        self._rejects.add(network)
+
+    def has_rejects(self, network: str) -> bool:
+        return network in self._rejects
+
+    def saw_limit(self, network: str) -> None:
+        self._limited.add(network)
+
+    def is_limited(self, network: str) -> bool:
+        return network in self._limited
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """Per-request options; the concurrency, rate and RTT estimate are the engine's."""
@@ -74,6 +96,9 @@ class JobOptions:
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
     # rate-limited (discovery.py); None: a share of the scan's time, 0: no re-probes
     recheck: float | None = None
+    # (index, count): this scan is one of count shards drawing on the same ICMP limiter,
+    # and sends its re-probes only in its own time slots (discovery.py)
+    limiter_slot: tuple[int, int] = (0, 1)
 
 
 class Job:
@@ -87,8 +112,6 @@ class Job:
         "emitted",
         "exhausted",
         "fed",
-        "icmp_limited",
-        "icmp_networks",
         "key",
         "nondisc_ports",
         "options",
@@ -121,8 +144,6 @@ class Job:
         self.addresses = 0  # hosts admitted (for the H x P invariant)
         self.emitted = 0
         self.started = -1.0  # when its first probe went out, as its first verdict tells
-        self.icmp_networks: set[str] = set()  # networks that answered host-unreachable
-        self.icmp_limited: set[str] = set()  # ... and left some rejects out: rate-limited
         self.recheck_deadline = -1.0  # set when its held hosts' re-probes begin
 
 
