@@ -57,6 +57,8 @@ def needs_dask() -> None:
     ("127.0.0.1", (), "22", 8),               # one probe
     ("127.0.1.0/24", ("127.0.1.7-20",), "80,443", 3),  # excludes leave gaps in the slices
     ("127.0.0.1-5 127.0.0.3-9", (), "1-7", 2),  # overlapping entries: each address once
+    ("127.0-1.2,5.1-3,9", ("127.1.5.9",), "1-3", 2),  # nmap octet ranges
+    ("localhost LOCALHOST ::1 ::/124 127.0.0.0/29", ("::5", "127.0.0.3"), "7", 2),
 ])
 def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[str, ...],
                                                    ports: str, threads: int) -> None:

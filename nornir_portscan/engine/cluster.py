@@ -136,16 +136,29 @@ class _HostSlice:
         self.stride, self.offset = stride, (layout.key >> 20) % self.n
 
     def __iter__(self) -> Iterator[Target]:
-        n, slices, want, stride, offset = self.n, self.slices, self.slice, self.stride, self.offset
-        for j, target in enumerate(self.spec):
-            if j >= n:
-                raise EngineError(f"accounting error: the targets hold more than {n} hosts")
-            if (offset + j * stride) % n * slices // n != want:
-                continue
+        for target in self._targets():
             if (self.allowed and target.address is not None
                     and not in_networks(target.address, self.allowed)):
                 raise ScopeError(f"target {target.address} is outside the allowed networks")
             yield target
+
+    def _targets(self) -> Iterator[Target]:
+        n, slices, want, stride, offset = self.n, self.slices, self.slice, self.stride, self.offset
+        spec = self.spec
+        if isinstance(spec, TargetSpec) and spec.count() == n:
+            # straight to this slice's positions: p = (offset + j * stride) mod n inverted,
+            # so a shard of a /8 costs its own hosts, not a walk over 16 million
+            inverse = pow(stride, -1, n) if n > 1 else 0
+            for p in range(-(-want * n // slices), -(-(want + 1) * n // slices)):
+                target = spec.at((p - offset) * inverse % n)
+                if target is not None:
+                    yield target
+            return
+        for j, target in enumerate(spec):  # any other target source: walk it
+            if j >= n:
+                raise EngineError(f"accounting error: the targets hold more than {n} hosts")
+            if (offset + j * stride) % n * slices // n == want:
+                yield target
 
     def count(self) -> int:
         n, slices, s = self.n, self.slices, self.slice
@@ -298,11 +311,16 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
         return future
 
     futures = [submit(i) for i in range(layout.count)]
-    # while the workers start: how many hosts the whole scan has (names may resolve to
-    # several addresses, so only an address-only scan has a total known in advance)
-    expected: int | None = None
+    # while the workers scan: how many hosts the whole scan has, counted independently of
+    # the shards (names may resolve to several addresses: only an address-only scan has a
+    # total known in advance). A thread: a /8's list takes the client a minute or two.
+    counted: list[int] = []
+    counter: threading.Thread | None = None
     if isinstance(plan.spec, TargetSpec) and all(i.kind != "name" for i in plan.spec.items):
-        expected = sum(1 for _ in plan.spec)
+        spec = plan.spec
+        counter = threading.Thread(target=lambda: counted.append(sum(1 for _ in spec)),
+                                   name="portscan-count", daemon=True)
+        counter.start()
     done: dict[int, ShardResult] = {}
     pending = as_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
     try:
@@ -343,7 +361,9 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
     finally:
         if live:
             client.cancel(list(live.values()))
-    _check_total(plan, layout, done, expected)
+    if counter is not None:
+        counter.join()
+    _check_total(plan, layout, done, counted[0] if counted else None)
 
 
 def _check_total(plan: ScanPlan, layout: ShardLayout, done: dict[int, ShardResult],

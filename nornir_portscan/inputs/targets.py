@@ -99,6 +99,16 @@ class TargetItem:
         for lo, hi in self.intervals():
             yield from range(lo, hi + 1)
 
+    def nth(self, k: int) -> int:
+        """The ``k``-th of ``count()`` addresses (any fixed order; octets: lexicographic)."""
+        if self.kind != "octets":
+            return self.start + k
+        value = 0
+        for shift, octets in zip((0, 8, 16, 24), reversed(self.octets), strict=True):
+            k, i = divmod(k, len(octets))
+            value |= octets[i] << shift
+        return value
+
 
 def _parse_octet_part(part: str, whole: str) -> tuple[int, ...]:
     if part == "*":
@@ -252,6 +262,36 @@ class TargetSpec:
     def count(self) -> int:
         """Upper bound of addresses to scan (excludes not subtracted); cheap for a /8."""
         return sum(item.count() for item in self.items)
+
+    def at(self, position: int) -> Target | None:
+        """The target at ``position`` (0 <= position < ``count()``) of the entries laid end
+        to end, or None where iterating skips it (excluded, an earlier entry's, never a
+        host). Over every position, each target iteration yields comes out exactly once:
+        so a shard can take its positions without walking the whole list."""
+        starts = self.__dict__.get("_starts")
+        if starts is None:
+            starts = list(itertools.accumulate((item.count() for item in self.items),
+                                               initial=0))
+            self.__dict__["_starts"] = starts
+        i = bisect.bisect_right(starts, position) - 1
+        item = self.items[i]
+        if item.kind == "name":
+            name = item.text.strip().rstrip(".")
+            lower = name.lower()
+            if self.is_excluded_name(name) or any(
+                    e.kind == "name" and e.text.strip().rstrip(".").lower() == lower
+                    for e in self.items[:i]):
+                return None
+            return Target(None, name, 0)
+        value = item.nth(position - starts[i])
+        if self.is_excluded(item.version, value) or any(
+                e.kind != "name" and e.version == item.version
+                and e.contains(item.version, value) for e in self.items[:i]):
+            return None
+        addr = _to_address(item.version, value)
+        if item.kind != "address" and _never_a_host(addr):
+            return None
+        return Target(str(addr), None, item.version)
 
     def __iter__(self) -> Iterator[Target]:
         """Each address once, even when entries overlap (an address and its network)."""
