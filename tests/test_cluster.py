@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +32,10 @@ from netns import (
     jsonl,
 )
 
-from nornir_portscan.engine.cluster import ShardLayout
+from nornir_portscan.engine.cluster import ShardLayout, run_shard
 from nornir_portscan.engine.plan import parse_cluster, plan_scan
-from nornir_portscan.errors import SpecError
+from nornir_portscan.errors import ScopeError, SpecError
+from nornir_portscan.inputs.targets import Target, parse_targets
 
 INSTALL_LINE = "nornir-portscan: error: --cluster needs Dask: pip install 'nornir-portscan[dask]'"
 
@@ -91,6 +92,32 @@ def test_shard_count_follows_the_scan_size() -> None:
     assert ShardLayout.for_plan(big, 64, 7).count == 100
     one = plan_scan("127.0.0.1", "top100")  # one host's scan of a nornir run: one task
     assert ShardLayout.for_plan(one, 8, 7).count == 1
+
+def test_a_worker_checks_the_scope_again_before_sending() -> None:
+    """A plan whose targets left the allow-list after planning is refused on the worker
+    (loopback addresses only: even a missing check could not send beyond the machine)."""
+    plan = plan_scan("127.0.0.1", "22", allowed=["127.0.0.0/24"])
+    layout = ShardLayout.for_plan(plan, 1, 5)
+    outside = replace(plan, spec=parse_targets("127.0.1.1"))
+    with pytest.raises(ScopeError, match=r"127\.0\.1\.1.*outside the allowed"):
+        run_shard(outside, layout, 0)
+    bigger = replace(plan, spec=parse_targets("127.0.0.0/24"), max_addresses=16)
+    with pytest.raises(ScopeError, match="over the limit of 16"):
+        run_shard(bigger, ShardLayout.for_plan(bigger, 1, 5), 0)
+
+    class Listed:  # a target source that is not a TargetSpec: checked target by target
+        def __iter__(self) -> Iterator[Target]:
+            return iter([Target("127.0.0.1"), Target("127.0.2.2")])
+
+        def count(self) -> int:
+            return 2
+
+    listed = replace(plan, spec=Listed())
+    listed_layout = ShardLayout.for_plan(listed, 1, 5, min_probes=1)
+    with pytest.raises(ScopeError, match=r"127\.0\.2\.2"):
+        for i in range(listed_layout.count):
+            list(listed_layout.share(listed, i).spec)
+
 
 def test_a_shard_is_the_same_on_every_computation() -> None:
     plan = plan_scan("127.0.0.0/24", "1-4", shards=8)

@@ -333,8 +333,11 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
                 if _lost_worker(exc) and tries[index] < MAX_TRIES and index not in done:
                     pending.add(submit(index))  # type: ignore[no-untyped-call]
                     continue
-                if isinstance(exc, (EngineError, PortscanError)):
+                if isinstance(exc, EngineError):
                     raise
+                if isinstance(exc, PortscanError):  # the worker's own scope check refused
+                    raise EngineError(f"shard {index} of {layout.count} refused on its "
+                                      f"worker: {exc}") from None
                 raise EngineError(f"shard {index} of {layout.count} failed on the cluster: "
                                   f"{exc!r}") from None
             finally:
