@@ -61,7 +61,8 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[ProbeOutcome]:
     """Scan ``targets`` x ``ports``; yields one ``ProbeOutcome`` per (address, port).
 
-    Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait.
+    Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait,
+    and cluster (``tcp://HOST:PORT`` or ``local:N``: run the shards on a Dask cluster).
     Raises ``SpecError`` immediately for bad targets or ports.
     """
     plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
