@@ -196,7 +196,10 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
     """One shard, on whichever worker Dask chose: scope re-checked, then ``scan_here``."""
     check_scope(plan)
     share = layout.share(plan, index)
-    share = replace(share, concurrency=max(1, plan.concurrency // _worker_threads()))
+    # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
+    # (discovery.py); on other machines the turns cost time, never a verdict
+    share = replace(share, concurrency=max(1, plan.concurrency // _worker_threads()),
+                    options=replace(share.options, limiter_slot=(index, layout.count)))
     stats = ScanStats()
     outcomes: list[tuple[Any, ...]] = []
     runs: list[PortRun] = []
