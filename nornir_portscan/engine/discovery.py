@@ -7,18 +7,17 @@ rejects hosts with host-unreachable only the first few rejects arrive and the ot
 unreachable hosts fall silent, like dead ones. When a network has answered with
 host-unreachable, its silent hosts are therefore not called down at once: they are
 held until the rest of the scan is done. If some unreachable host of the network had
-rejects that never came (silent tries beside its ICMP errors), the limiter is at
-work and the held hosts are re-probed (one discovery port each) inside a bounded
-extra time; if every reject arrived, they are down, with no further probe. The
+as many rejects that never came (silent tries) as came, more than loss explains, the
+limiter is at work and the held hosts are re-probed (one discovery port each) inside
+a bounded extra time; otherwise they are down, with no further probe. The
 re-probes go out in groups, one group at a time, each only after a pace past the
 last ICMP error seen: as long as the limiter has one error to give, a group that
 draws no error at all shows that none of its hosts is unreachable, so they are down;
 a group that draws some errors gives those hosts' verdicts and puts the rest back.
 A scan split over shards shares the limiter among them, so each shard sends its
 groups only in time slots of its own. What the time does not cover is reported as
-``filtered`` with the reason
-``rate-limited?``: silent, in a network known to rate-limit its rejects, and so
-neither known down nor known unreachable.
+``filtered`` with the reason ``rate-limited?``: silent, in a network known to
+rate-limit its rejects, and so neither known down nor known unreachable.
 """
 
 from __future__ import annotations
@@ -104,6 +103,7 @@ class Discovery(Retries):
             if not host.up:
                 self._host_up(host)
         elif state is _UNREACHABLE:
+            host.disc_rejects += 1
             if host.disc_unreach is None:
                 host.disc_unreach = reason
                 self.icmp.saw_reject(network_of(host.addr))
@@ -118,8 +118,10 @@ class Discovery(Retries):
         if host.disc_left == 0 and not host.up and host.pending > 0:
             # discovery is over and nothing answered: the host is down or unreachable
             if host.disc_unreach is not None:
-                if host.disc_silent:
-                    # some of its rejects never came: the network's errors are rate-limited
+                if host.disc_silent >= host.disc_rejects:
+                    # as many of its rejects never came as came: more than loss explains
+                    # (a lost try is retried, and its retry draws the reject), so the
+                    # network's errors are rate-limited
                     self.icmp.saw_limit(network_of(host.addr))
                 self._host_decided(host, _UNREACHABLE, host.disc_unreach)
             elif job.options.recheck != 0 and (

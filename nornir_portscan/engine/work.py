@@ -160,6 +160,7 @@ class Host:
         "cursor",
         "deferred",
         "disc_left",
+        "disc_rejects",
         "disc_silent",
         "disc_unreach",
         "family",
@@ -184,6 +185,7 @@ class Host:
         self.disc_left = len(job.disc_ports)
         self.disc_unreach: str | None = None
         self.disc_silent = 0  # discovery tries that timed out (retried or not)
+        self.disc_rejects = 0  # discovery tries answered with an ICMP error
         self.in_discovery = bool(job.disc_ports)
         self.queued = True  # in the scheduler's ready deque
         self.rechecking = False  # a re-probe after an ICMP rate limit is out (discovery.py)
