@@ -32,14 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ours_exe, score  # the same entry point and scoring as bench.py
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
 SUMMARY = re.compile(r"(\d+) probes on (\d+) hosts in ([0-9.]+) s \((\d+) connects\)")
-
-
-def ours_exe() -> str:
-    exe = Path(sys.executable).parent / "nornir-portscan"
-    return str(exe) if exe.exists() else "nornir-portscan"
 
 
 def run_once(ns: str, args: list[str], out: Path) -> dict[str, float]:
@@ -57,13 +54,6 @@ def run_once(ns: str, args: list[str], out: Path) -> dict[str, float]:
         raise SystemExit(f"bench: no summary line in: {done.stderr.strip()[-300:]}")
     return {"wall": wall, "probes": float(found.group(1)), "scan": float(found.group(3)),
             "connects": float(found.group(4))}
-
-
-def score(lab: Path, truth: Path, got: Path) -> dict[str, object]:
-    r = subprocess.run([sys.executable, str(lab), "score", str(truth), str(got)],
-                       capture_output=True, text=True, check=False)
-    scored: dict[str, object] = json.loads(r.stdout.strip().splitlines()[-1])
-    return scored
 
 
 def duplicates(path: Path) -> int:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,13 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import ours_exe  # the entry point installed with this Python, as bench.py runs it
+
 LAB = Path(__file__).resolve().parent.parent.parent / "shared" / "lab" / "netlab.py"
 NAME = "psicmp"
-
-
-def _scanner() -> str:
-    found = shutil.which("nornir-portscan", path=os.path.dirname(sys.executable))
-    return found or "nornir-portscan"
 
 
 def _host_verdicts(truth: Path, got: Path) -> dict[str, int]:
@@ -89,7 +84,7 @@ def main() -> int:
                 time.sleep(a.pause)
                 got = tmp / "got.jsonl"
                 started = time.monotonic()
-                subprocess.run(["ip", "netns", "exec", NAME, _scanner(), "scan", a.hosts, "-p",
+                subprocess.run(["ip", "netns", "exec", NAME, ours_exe(), "scan", a.hosts, "-p",
                                 a.ports, "--format", "jsonl", "-o", str(got), *extra],
                                check=True, stderr=subprocess.DEVNULL)
                 took = time.monotonic() - started

@@ -20,7 +20,6 @@ Dask is an optional extra.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
 import math
 import os
@@ -35,9 +34,10 @@ from ..errors import PortscanError, ScopeError
 from ..inputs.scope import Scope, in_networks
 from ..inputs.targets import Target, TargetSource, TargetSpec
 from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome
+from .outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from .plan import ScanPlan, ScanStats
 from .scheduler import EngineError
+from .work import affine_map
 
 #: Seconds to wait for a scheduler to answer (and for it to have a worker).
 CONNECT_TIMEOUT = 5.0
@@ -57,8 +57,6 @@ MAX_SHARDS = 4096
 MAX_TRIES = 3
 #: Outcomes per batch handed to the consumer, so a big shard does not arrive as one list.
 _BATCH = 8192
-#: A worker's tuple of ProbeOutcome's fields (in order) back as a ProbeOutcome, in C.
-_as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
 
 
 class DaskMissing(PortscanError):
@@ -130,10 +128,7 @@ class _HostSlice:
                  allowed: tuple[Any, ...]) -> None:
         self.spec, self.slice, self.allowed = spec, slice_, allowed
         self.n, self.slices = layout.hosts, layout.host_slices
-        stride = (layout.key % self.n) | 1 if self.n > 2 else 1
-        while math.gcd(stride, self.n) != 1:
-            stride += 2
-        self.stride, self.offset = stride, (layout.key >> 20) % self.n
+        self.stride, self.offset = affine_map(layout.key, self.n)
 
     def __iter__(self) -> Iterator[Target]:
         for target in self._targets():
@@ -357,7 +352,7 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
             stats.connects += result.connects
             port_runs = result.runs
             for start in range(0, max(1, len(result.outcomes)), _BATCH):
-                outcomes = list(map(_as_outcome, result.outcomes[start:start + _BATCH]))
+                outcomes = list(map(outcome_from_fields, result.outcomes[start:start + _BATCH]))
                 batch = OutcomeBatch(outcomes, port_runs)
                 port_runs = []
                 if not runs:

@@ -8,6 +8,7 @@ immediate ``connect()`` failure and a deferred ``SO_ERROR`` the same way.
 from __future__ import annotations
 
 import errno
+import functools
 from enum import Enum
 from typing import NamedTuple
 
@@ -62,6 +63,9 @@ class ProbeOutcome(NamedTuple):
 
 
 _new_outcome = tuple.__new__  # skips the named tuple's Python-level constructor
+#: A tuple of ProbeOutcome's fields (in order, as a worker pickled it) back as a ProbeOutcome,
+#: in C: how outcomes come home from shard processes and cluster workers.
+outcome_from_fields = functools.partial(tuple.__new__, ProbeOutcome)
 
 
 class PortRun(NamedTuple):

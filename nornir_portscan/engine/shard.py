@@ -8,7 +8,6 @@ of completion; small scans stay in one process, where a fork would dominate.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import mmap
 import os
@@ -24,7 +23,7 @@ from typing import Any, NamedTuple
 
 from ..inputs.targets import Target, TargetSource
 from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome
+from .outcome import OutcomeBatch, PortRun, outcome_from_fields
 from .plan import ScanPlan, ScanStats
 from .scheduler import EngineError
 from .work import IcmpEvidence
@@ -32,8 +31,6 @@ from .work import IcmpEvidence
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192
 _HEADER = struct.Struct("!I")
-#: A worker's tuple of ProbeOutcome's fields (in order) back as a ProbeOutcome, in C.
-_as_outcome = functools.partial(tuple.__new__, ProbeOutcome)
 
 
 class _Done(NamedTuple):
@@ -200,7 +197,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
                         error = obj
                     else:
                         tuples, port_runs = obj
-                        decided = OutcomeBatch(list(map(_as_outcome, tuples)), port_runs)
+                        decided = OutcomeBatch(list(map(outcome_from_fields, tuples)), port_runs)
                         if not runs:
                             decided = OutcomeBatch(decided.expanded(), [])
                         received[fd] += len(tuples) + sum(len(r.ports) for r in port_runs)

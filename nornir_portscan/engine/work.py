@@ -41,6 +41,15 @@ def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int
     return tuple(chosen)
 
 
+def affine_map(key: int, n: int) -> tuple[int, int]:
+    """(stride, offset) of the keyed permutation i -> (offset + i * stride) mod n of
+    range(n): gcd(stride, n) == 1 makes it one."""
+    stride = (key % n) | 1
+    while math.gcd(stride, n) != 1:
+        stride += 2
+    return stride, (key >> 16) % n
+
+
 def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
     """Every item once, in a keyed pseudo-random order, without building a shuffled copy.
 
@@ -52,10 +61,7 @@ def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
     if n < 3:
         yield from items
         return
-    stride = (key % n) | 1
-    while math.gcd(stride, n) != 1:
-        stride += 2
-    offset = (key >> 16) % n
+    stride, offset = affine_map(key, n)
     for i in range(n):
         yield items[(offset + i * stride) % n]
 
