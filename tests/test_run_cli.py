@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -399,7 +400,7 @@ def _check_jsonl(path: Path, lab: dict[str, Any]) -> None:
 def _check_csv(path: Path, lab: dict[str, Any]) -> None:
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert list(rows[0]) == ["nornir_host", "host", "name", "port", "state", "reason", "rtt_ms",
-                             "banner"]
+                             "attempts", "banner"]
     assert len(rows) == 3
     assert {(r["nornir_host"], r["port"], r["state"]) for r in rows if r["state"] == "open"} \
         == {("web", str(lab["web"]), "open")}
@@ -483,6 +484,52 @@ def test_output_file_gets_the_usual_permissions(lab: dict[str, Any], tmp_path: P
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+# ---- scan and run write the same rows ---------------------------------------------------------
+
+
+def _scan_rows(fmt: str, ports: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "nornir_portscan", "scan", "localhost",
+                           "127.0.0.2", "-p", ports, "--banners", "--format", fmt],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_scan_and_run_write_the_same_rows(tmp_path: Path, fmt: str,
+                                          listener: Callable[..., int],
+                                          bound_port: Callable[..., socket.socket]) -> None:
+    """The same loopback targets and ports through ``scan`` and through ``run``: the same
+    keys in the same order, spaced the same, ``attempts`` included; a run's row only adds
+    its nornir host, first. RTTs are measured twice, so only their form is compared."""
+    greeter = listener(banner=b"SSH-2.0-same \"rows\"\r\n")
+    silent = listener()
+    shut = bound_port().getsockname()[1]
+    ports = ",".join(map(str, sorted([greeter, silent, shut, 23])))
+    write_inventory(tmp_path / "inv", config=False, hosts=f"""\
+lo:
+  data: {{portscan: {{targets: [localhost, 127.0.0.2], ports: "{ports}", banners: true}}}}
+""")
+    ran = run("-i", "inv", "--format", fmt, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    scanned = _scan_rows(fmt, ports, tmp_path)
+    rtt = re.compile(r'(?<="rtt_ms":)[0-9.]+' if fmt == "jsonl" else r"(?<=,)[0-9]+\.[0-9]{3}(?=,)")
+    scan_lines = [rtt.sub("<rtt>", line) for line in scanned.splitlines()]
+    lead = '{"nornir_host":"lo",' if fmt == "jsonl" else "lo,"
+    run_lines = []
+    for line in ran.stdout.splitlines()[1 if fmt == "csv" else 0:]:
+        assert line.startswith(lead), line
+        run_lines.append(rtt.sub("<rtt>", ("{" if fmt == "jsonl" else "") + line[len(lead):]))
+    if fmt == "csv":
+        assert ran.stdout.splitlines()[0] == "nornir_host," + scan_lines.pop(0)
+    assert len(run_lines) == len(scan_lines) >= 2 * 4  # every (address, port) once
+    assert sorted(run_lines) == sorted(scan_lines)
+    # what the comparison stands on: the banner, a name, attempts and both states are there
+    text = "\n".join(scan_lines)
+    assert "SSH-2.0-same" in text and "localhost" in text and "conn-refused" in text
+    assert ('"attempts":1' if fmt == "jsonl" else ",1,") in text
 
 
 # ---- baselines -----------------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..plugins.tasks import portscan
     from ..report import render_document
     from ..report.document import finish_document, new_document
-    from ..report.run_table import render, render_rows
+    from ..report.run_table import render
 
     # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
     # handler would print it on stderr. The Result keeps the error, reported in one line.
@@ -355,8 +355,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     def report(stream: IO[str]) -> None:
         if args.format == "table":
             render(doc, stream, color=color)
-        elif args.format in ("jsonl", "csv"):
-            render_rows(doc, stream, args.format)
         else:
             render_document(args.format, doc, stream)
 

@@ -12,7 +12,7 @@ Shape::
          "result": {"targets": {address: {"status": "up"|"down"|"unreachable",
                                           "name": str | None,
                                           "ports": {port: {"state", "reason", "rtt_ms",
-                                                           "banner"?}}}},
+                                                           "attempts", "banner"?}}}},
                     "open": {address: [port, ...]},
                     "summary": {state: count},
                     "violations": [str, ...],

@@ -1,5 +1,8 @@
 """One JSON object per probed (address, port): the format later tools and checks rely on.
 
+``scan`` writes outcomes as they are decided; ``run`` writes its document's ports with the
+same function, so the two cannot drift apart.
+
 Rows are formatted by hand: a sweep writes hundreds of thousands of them and
 building a dict plus a generic JSON encode per row doubled the writer's cost.
 Only free text (name, banner) goes through the JSON encoder for escaping.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
@@ -21,17 +24,21 @@ _PORT = "\0"  # stands for the port number in a run's line: never in host, state
 
 
 def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
-          attempts: int, name: str | None, banner: str | None) -> str:
-    """One outcome's line: the one place the line's layout is written."""
+          attempts: int | None, name: str | None, banner: str | None,
+          nornir_host: str | None = None) -> str:
+    """One outcome's line: the one place the line's layout is written, for ``scan`` and
+    ``run`` alike (a run's line starts with the nornir host it belongs to)."""
     rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
+    head = "{" if nornir_host is None else '{"nornir_host":' + _quote(nornir_host) + ","
     extra = ""
     if name is not None:
         extra = ',"name":' + _quote(name)
     if banner is not None:
         extra += ',"banner":' + _quote(banner)
+    tries = "null" if attempts is None else attempts
     # host (an address or a validated hostname) and reason need no escaping
-    return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
-            f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+    return (f'{head}"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
+            f'"rtt_ms":{rtt},"attempts":{tries}{extra}}}\n')
 
 
 class JsonlWriter:
@@ -63,3 +70,14 @@ class JsonlWriter:
         self.buffer.clear()
         self.buffered = 0
         self.stream.flush()
+
+
+def render(doc: dict[str, Any], stream: IO[str]) -> None:
+    """A run document as the lines ``scan`` writes, each led by its nornir host."""
+    from .document import iter_ports
+
+    stream.writelines(
+        _line(str(address), port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
+              p.get("attempts"), target.get("name"), p.get("banner"), nornir_host=str(host))
+        for host, address, target, port, p in iter_ports(doc))
+    stream.flush()

@@ -60,31 +60,3 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
               + (f", {changed} host(s) changed since the baseline" if changed else "")
               + f"{status}\n")
     out.flush()
-
-
-def render_rows(doc: dict[str, Any], stream: IO[str], fmt: str) -> None:
-    """jsonl / csv: one row per probe, with the nornir host it belongs to."""
-    import csv
-    import json
-
-    from .document import iter_ports
-
-    writer = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-    if writer is not None:
-        writer.writerow(("nornir_host", "host", "name", "port", "state", "reason", "rtt_ms",
-                         "banner"))
-    for host_name, address, target, port, p in iter_ports(doc):
-        if writer is not None:
-            writer.writerow((host_name, address, target.get("name") or "", port, p["state"],
-                             p["reason"], "" if p.get("rtt_ms") is None else p["rtt_ms"],
-                             p.get("banner") or ""))
-        else:
-            row: dict[str, Any] = {"nornir_host": host_name, "host": address, "port": port,
-                                   "state": p["state"], "reason": p["reason"],
-                                   "rtt_ms": p.get("rtt_ms")}
-            if target.get("name"):
-                row["name"] = target["name"]
-            if p.get("banner") is not None:
-                row["banner"] = p["banner"]
-            stream.write(json.dumps(row) + "\n")
-    stream.flush()
