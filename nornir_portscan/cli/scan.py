@@ -115,7 +115,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
                                "retries": args.retries, "concurrency": plan.concurrency,
                                "rate": plan.rate, "discovery": args.discovery,
                                "banners": args.banners}
-    summary = ScanSummary(options=options)
+    summary = ScanSummary(options=options, port_count=len(plan.ports),
+                          ports_label=ports_label(args.ports, len(plan.ports)))
     status = EXIT_OK
     started = time.monotonic()
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -137,6 +138,20 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
         summary.elapsed = time.monotonic() - started
         summary.connects = stats.connects
         writer.finish(summary)
+    warning = summary.warning()
+    if warning:
+        print(warning, file=sys.stderr)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary.line(), file=sys.stderr)
     return status
+
+
+def ports_label(spec: str, count: int) -> str:
+    """``top100 (100 ports)`` when the ports were named rather than listed (a list such as
+    ``top100``, a service, ``all``): a reader cannot tell from the table what was probed."""
+    if not any(c.isalpha() for c in spec) and spec.strip() != "-":
+        return ""
+    text = f"{spec} ({count} port{'s' if count != 1 else ''}"
+    if spec == DEFAULT_PORTS:
+        text += ", the default: -p all for every port"
+    return text + ")"
