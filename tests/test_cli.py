@@ -270,6 +270,32 @@ def test_unreachable_and_unresolved_are_never_hidden(lab: NetNS) -> None:
     assert SUMMARY.match(as_rows.stderr.splitlines()[1])
 
 
+def test_run_table_lists_unreachable_and_unresolved_addresses(lab: NetNS,
+                                                              tmp_path: Path) -> None:
+    """``run``'s table says the same as ``scan``'s about addresses that could not be probed:
+    each on its own line with why, the silent one in a list, the host marked ERROR."""
+    (tmp_path / "hosts.yaml").write_text(f"""\
+edge:
+  data:
+    portscan:
+      targets: [{LAB_UP}, {LAB_DEAD}, {LAB_REJECT}, nohost.invalid]
+      ports: [{LAB_OPEN_PORT}, {LAB_CLOSED_PORT}]
+      timeout: 0.3
+      retries: 0
+""", encoding="utf-8")
+    done = lab.run(sys.executable, "-m", "nornir_portscan", "run", "-i", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr  # a name did not resolve
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["edge  ERROR", f"  {LAB_UP}  up: 1 open, 1 closed"]
+    assert lines[3].split()[:2] == [str(LAB_OPEN_PORT), "open"]
+    assert lines[4:7] == [f"  {LAB_REJECT}  unreachable: host-unreach, all 2 ports",
+                          "  nohost.invalid  name did not resolve, 2 ports not probed",
+                          f"  no answer (1): {LAB_DEAD}"]
+    assert lines[7].startswith("1 hosts, 8 probes in ")
+    assert lines[7].endswith(": 1 open, 1 closed, 2 filtered, 2 unreachable, 2 error; "
+                             "no violations, 1 host(s) failed")
+
+
 # ---- output files -----------------------------------------------------------------------------
 
 

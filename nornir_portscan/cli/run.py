@@ -277,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..plugins.tasks import portscan
     from ..report import render_document
     from ..report.document import finish_document, new_document
-    from ..report.run_table import render
+    from ..report.run_table import render, summary_line
 
     # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
     # handler would print it on stderr. The Result keeps the error, reported in one line.
@@ -327,6 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress = ProgressProcessor(transient=tty)
         processors.append(progress)
     doc = new_document(options)
+    if baseline is not None:
+        doc["baseline"] = {"file": args.baseline, "started": baseline.get("started")}
     started = time.monotonic()
     interrupted = False
     try:
@@ -359,6 +361,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             render_document(args.format, doc, stream)
 
     _write(args.output, report)
+    if args.format != "table" or args.output not in (None, "-"):
+        print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
     if args.save:
         _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"))
     if interrupted:

@@ -18,7 +18,8 @@ Shape::
                     "violations": [str, ...],
                     "diff"?: {...}}}},
      "summary": {"hosts": int, "failed": int, "probes": int, "counts": {state: count},
-                 "violations": int}}
+                 "violations": int},
+     "baseline"?: {"file": str, "started": ISO-8601 str | None}}   (run --baseline only)
 
 ``port`` keys are ints in memory and strings once through JSON; readers
 normalise with ``int()``.
