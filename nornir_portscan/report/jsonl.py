@@ -24,21 +24,28 @@ _PORT = "\0"  # stands for the port number in a run's line: never in host, state
 
 
 def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
-          attempts: int | None, name: str | None, banner: str | None,
-          nornir_host: str | None = None) -> str:
+          attempts: int | str, name: str | None, banner: str | None) -> str:
     """One outcome's line: the one place the line's layout is written, for ``scan`` and
-    ``run`` alike (a run's line starts with the nornir host it belongs to)."""
+    ``run`` alike (``_run_line`` puts the nornir host in front)."""
     rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
-    head = "{" if nornir_host is None else '{"nornir_host":' + _quote(nornir_host) + ","
     extra = ""
     if name is not None:
         extra = ',"name":' + _quote(name)
     if banner is not None:
         extra += ',"banner":' + _quote(banner)
-    tries = "null" if attempts is None else attempts
     # host (an address or a validated hostname) and reason need no escaping
-    return (f'{head}"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
-            f'"rtt_ms":{rtt},"attempts":{tries}{extra}}}\n')
+    return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
+            f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+
+
+def _run_line(nornir_host: str, address: str, port: int, target: dict[str, Any],
+              p: dict[str, Any]) -> str:
+    """A run document's port as ``scan``'s line, led by the nornir host it belongs to."""
+    attempts = p.get("attempts")
+    line = _line(address, port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
+                 "null" if attempts is None else int(attempts), target.get("name"),
+                 p.get("banner"))
+    return '{"nornir_host":' + _quote(nornir_host) + "," + line[1:]
 
 
 class JsonlWriter:
@@ -76,8 +83,6 @@ def render(doc: dict[str, Any], stream: IO[str]) -> None:
     """A run document as the lines ``scan`` writes, each led by its nornir host."""
     from .document import iter_ports
 
-    stream.writelines(
-        _line(str(address), port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
-              p.get("attempts"), target.get("name"), p.get("banner"), nornir_host=str(host))
-        for host, address, target, port, p in iter_ports(doc))
+    stream.writelines(_run_line(str(host), str(address), port, target, p)
+                      for host, address, target, port, p in iter_ports(doc))
     stream.flush()
