@@ -270,6 +270,25 @@ def test_unreachable_and_unresolved_are_never_hidden(lab: NetNS) -> None:
     assert SUMMARY.match(as_rows.stderr.splitlines()[1])
 
 
+def test_a_name_outside_allow_is_listed_and_warned(closed_port: Callable[..., int]) -> None:
+    """``localhost`` resolves outside ``--allow``: nothing is sent to it, and the table and
+    stderr say so instead of counting it as a host with no open port."""
+    shut = closed_port()
+    done = cli("scan", "localhost", "127.0.0.2", "-p", str(shut), "--allow", "127.0.0.2/32")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # (localhost may be ::1 as well on some machines)
+    assert "localhost (127.0.0.1)  outside the allowed networks, 1 port not probed" in lines
+    assert "up, no open port (1): 127.0.0.2" in lines
+    counted = re.fullmatch(r"(\d) hosts: 1 up with no open port, \d not probed", lines[-2])
+    assert counted, lines[-2]
+    n = counted.group(1)  # one port each: as many probes as hosts
+    assert lines[-1].startswith(f"{n} probes on {n} hosts in ") and "1 closed" in lines[-1]
+    warning = done.stderr.splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: ")
+    assert "localhost (127.0.0.1)" in warning[0] and "127.0.0.2" not in warning[0]
+    assert warning[0].endswith(" (outside the allowed networks)")
+
+
 def test_run_table_lists_unreachable_and_unresolved_addresses(lab: NetNS,
                                                               tmp_path: Path) -> None:
     """``run``'s table says the same as ``scan``'s about addresses that could not be probed:

@@ -79,7 +79,7 @@ def trouble_text(state: str, reason: str) -> str:
         if reason == "unresolved":
             return "name did not resolve"
         if reason == "out-of-scope":
-            return "outside the allowed networks, not probed"
+            return "outside the allowed networks"
         return f"could not be probed: {reason}"
     return f"{state}: {reason}"
 
