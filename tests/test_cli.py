@@ -17,7 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from netns import LAB_DEAD, LAB_FILTERED_PORT, LAB_OPEN_PORT, LAB_UP, NetNS, by_key, jsonl
+from netns import (
+    LAB_CLOSED_PORT,
+    LAB_DEAD,
+    LAB_FILTERED_PORT,
+    LAB_NOROUTE,
+    LAB_OPEN_PORT,
+    LAB_REJECT,
+    LAB_UP,
+    NetNS,
+    by_key,
+    jsonl,
+)
 
 SUMMARY = re.compile(r"^(\d+) probes on (\d+) hosts in [\d.]+ s(?: \((\d+) connects\))?: .+$")
 
@@ -166,7 +177,8 @@ def test_table_shows_open_ports_and_a_summary(ports: tuple[int, list[int]]) -> N
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("127.0.0.1")
-    open_lines = [ln for ln in lines if re.match(rf"^\s+{op}\s+open\s+syn-ack", ln)]
+    # port, state, service (none known for a kernel-picked port), reason
+    open_lines = [ln for ln in lines if re.match(rf"^\s+{op}\s+open\s+-\s+syn-ack", ln)]
     assert len(open_lines) == 1
     closed = [p for p in all_ports if p != op]
     assert not any(re.match(rf"^\s+{p}\s", ln) for p in closed for ln in lines)
@@ -177,12 +189,130 @@ def test_table_shows_open_ports_and_a_summary(ports: tuple[int, list[int]]) -> N
     assert summary.group(3) == str(len(all_ports))
 
 
-def test_table_with_nothing_open(closed_port: Callable[..., int]) -> None:
+def test_table_with_nothing_open_names_the_host(closed_port: Callable[..., int]) -> None:
     done = cli("scan", "127.0.0.1", "-p", str(closed_port()))
     assert done.returncode == 0
+    assert done.stderr == ""  # nothing to warn about
     lines = done.stdout.splitlines()
-    assert lines[-2] == "1 host(s) with no open port"
+    assert lines[:-1] == ["up, no open port (1): 127.0.0.1", "1 host: 1 up with no open port"]
     assert SUMMARY.match(lines[-1]) and lines[-1].endswith(": 1 closed")
+
+
+def test_table_names_every_host_as_ranges(listener: Callable[..., int],
+                                          closed_port: Callable[..., int]) -> None:
+    """A /20 of loopback with one listener inside: the listening address gets its block,
+    the other 4,093 addresses are two ranges, one of them across the third octet."""
+    port = listener("127.0.3.7")
+    shut = closed_port()
+    done = cli("scan", "127.0.0.0/20", "-p", f"{port},{shut}", timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "127.0.3.7  up: 1 open, 1 closed"
+    assert re.match(rf"^\s+{port}\s+open\s+-\s+syn-ack", lines[2])
+    assert lines[3] == "up, no open port (4093): 127.0.0.1-127.0.3.6, 127.0.3.8-127.0.15.254"
+    assert lines[4] == "4094 hosts: 1 with open ports, 4093 up with no open port"
+    assert SUMMARY.match(lines[5]) and len(lines) == 6
+
+
+@pytest.mark.parametrize(("ports", "said"), [
+    (None, "ports: top100 (100 ports, the default: -p all for every port)"),
+    ("ssh,telnet,23", "ports: ssh,telnet,23 (2 ports)"),
+    ("22,23", None),
+])
+def test_table_says_which_ports_a_named_list_probed(closed_port: Callable[..., int],
+                                                    ports: str | None,
+                                                    said: str | None) -> None:
+    done = cli("scan", "127.0.0.1", *(["-p", ports] if ports else []))
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == said if said else not first.startswith("ports:")
+
+
+def test_table_shows_service_names_and_clean_banners(make_netns: Callable[[], NetNS]) -> None:
+    """Well-known ports need a namespace of our own: nothing of this machine listens there."""
+    ns = make_netns()
+    ns.listen([("127.0.0.1", 22, "SSH-2.0-lab\x1b[31m\r\n"), ("127.0.0.1", 830, None)])
+    done = ns.scan("127.0.0.1", "-p", "ssh,netconf,telnet", "--banners")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "ports: ssh,netconf,telnet (3 ports)"
+    assert lines[1] == "127.0.0.1  up: 2 open, 1 closed"
+    assert lines[2].split() == ["PORT", "STATE", "SERVICE", "REASON", "RTT", "BANNER"]
+    assert lines[3].split()[:4] == ["22", "open", "ssh", "syn-ack"]
+    # what a device sends is shown, but a control character never reaches the terminal raw
+    assert "SSH-2.0-lab" in lines[3] and "\x1b" not in done.stdout
+    assert lines[4].split()[:4] == ["830", "open", "netconf", "syn-ack"]
+
+
+def test_unreachable_and_unresolved_are_never_hidden(lab: NetNS) -> None:
+    """Each such address is listed with why, counted in the hosts line, and named in one
+    warning line on stderr, whatever the format."""
+    targets = (LAB_UP, LAB_DEAD, LAB_REJECT, LAB_NOROUTE, "nohost.invalid")
+    ports = f"{LAB_OPEN_PORT},{LAB_CLOSED_PORT}"
+    done = lab.scan(*targets, "-p", ports, "--timeout", "0.3", "--retries", "0")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"{LAB_REJECT}  unreachable: host-unreach, all 2 ports" in lines
+    assert f"{LAB_NOROUTE}  unreachable: host-unreach, all 2 ports" in lines
+    assert "nohost.invalid  name did not resolve, 2 ports not probed" in lines
+    assert f"no answer (1): {LAB_DEAD}" in lines
+    assert lines[-2] == ("5 hosts: 1 with open ports, 1 no answer, 2 unreachable, "
+                         "1 name not resolved")
+    assert lines[-1].endswith(": 1 open, 1 closed, 2 filtered, 4 unreachable, 2 error")
+    warning = (f"warning: 3 addresses could not be probed: {LAB_REJECT}, {LAB_NOROUTE} "
+               f"(unreachable: host-unreach); nohost.invalid (name did not resolve)")
+    assert done.stderr.splitlines() == [warning]
+    as_rows = lab.scan(*targets, "-p", ports, "--timeout", "0.3", "--retries", "0",
+                       "--format", "jsonl")
+    assert as_rows.returncode == 0, as_rows.stderr
+    assert len(jsonl(as_rows.stdout)) == 10  # stdout stays pure rows
+    assert as_rows.stderr.splitlines()[0] == warning
+    assert SUMMARY.match(as_rows.stderr.splitlines()[1])
+
+
+def test_a_name_outside_allow_is_listed_and_warned(closed_port: Callable[..., int]) -> None:
+    """``localhost`` resolves outside ``--allow``: nothing is sent to it, and the table and
+    stderr say so instead of counting it as a host with no open port."""
+    shut = closed_port()
+    done = cli("scan", "localhost", "127.0.0.2", "-p", str(shut), "--allow", "127.0.0.2/32")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()  # (localhost may be ::1 as well on some machines)
+    assert "localhost (127.0.0.1)  outside the allowed networks, 1 port not probed" in lines
+    assert "up, no open port (1): 127.0.0.2" in lines
+    counted = re.fullmatch(r"(\d) hosts: 1 up with no open port, \d not probed", lines[-2])
+    assert counted, lines[-2]
+    n = counted.group(1)  # one port each: as many probes as hosts
+    assert lines[-1].startswith(f"{n} probes on {n} hosts in ") and "1 closed" in lines[-1]
+    warning = done.stderr.splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: ")
+    assert "localhost (127.0.0.1)" in warning[0] and "127.0.0.2" not in warning[0]
+    assert warning[0].endswith(" (outside the allowed networks)")
+
+
+def test_run_table_lists_unreachable_and_unresolved_addresses(lab: NetNS,
+                                                              tmp_path: Path) -> None:
+    """``run``'s table says the same as ``scan``'s about addresses that could not be probed:
+    each on its own line with why, the silent one in a list, the host marked ERROR."""
+    (tmp_path / "hosts.yaml").write_text(f"""\
+edge:
+  data:
+    portscan:
+      targets: [{LAB_UP}, {LAB_DEAD}, {LAB_REJECT}, nohost.invalid]
+      ports: [{LAB_OPEN_PORT}, {LAB_CLOSED_PORT}]
+      timeout: 0.3
+      retries: 0
+""", encoding="utf-8")
+    done = lab.run(sys.executable, "-m", "nornir_portscan", "run", "-i", str(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr  # a name did not resolve
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["edge  ERROR", f"  {LAB_UP}  up: 1 open, 1 closed"]
+    assert lines[3].split()[:2] == [str(LAB_OPEN_PORT), "open"]
+    assert lines[4:7] == [f"  {LAB_REJECT}  unreachable: host-unreach, all 2 ports",
+                          "  nohost.invalid  name did not resolve, 2 ports not probed",
+                          f"  no answer (1): {LAB_DEAD}"]
+    assert lines[7].startswith("1 hosts, 8 probes in ")
+    assert lines[7].endswith(": 1 open, 1 closed, 2 filtered, 2 unreachable, 2 error; "
+                             "no violations, 1 host(s) failed")
 
 
 # ---- output files -----------------------------------------------------------------------------

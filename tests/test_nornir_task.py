@@ -72,7 +72,8 @@ def test_result_structure(nr: Nornir, ports: tuple[int, int]) -> None:
     assert target["ports"][open_port]["reason"] == "syn-ack"
     assert isinstance(target["ports"][open_port]["rtt_ms"], float)
     assert target["ports"][closed] == {"state": "closed", "reason": "conn-refused",
-                                       "rtt_ms": target["ports"][closed]["rtt_ms"]}
+                                       "rtt_ms": target["ports"][closed]["rtt_ms"],
+                                       "attempts": 1}
     assert doc["open"] == {"127.0.0.1": [open_port]}
     assert doc["summary"] == {"open": 1, "closed": 1, "filtered": 0, "unreachable": 0,
                               "error": 0}

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,10 +37,17 @@ def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+#: The run's summary line: the table's last line, and stderr's when the report is a file
+RUN_SUMMARY = re.compile(r"^\d+ hosts, \d+ probes in [\d.]+ s: .+; (no violations|.*violation)")
+
+
 def error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """Status 2's contract: one line on stderr, no traceback anywhere."""
+    """Status 2's contract: one error line on stderr, no traceback anywhere. A run that
+    still wrote a report to a file says first, in its summary line, what that report holds."""
     assert "Traceback" not in done.stderr + done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]
+    if len(lines) == 2:
+        assert RUN_SUMMARY.match(lines.pop(0)), done.stderr
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("nornir-portscan: error: "), lines[0]
     return lines[0]
@@ -147,10 +155,12 @@ def test_no_arguments_runs_the_shipped_inventory() -> None:
         pytest.skip("::1 is not usable here, and the shipped inventory scans it")
     done = run(cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("localhost-v4", "localhost-v6", "loopback-lab/127.0.0.2",
-                 "loopback-lab/127.0.0.6"):
+    for name in ("localhost-v4", "localhost-v6", "loopback-lab/127.0.0.2"):
         assert name in done.stdout
+    # the subnet's last host, by name or as the end of a range of quiet hosts
+    assert re.search(r"loopback-lab/127\.0\.0\.(6|2-6)\b", done.stdout), done.stdout
     assert "loopback-lab/127.0.0.1" not in done.stdout  # the known host keeps that address
+    assert "closed]" not in done.stdout  # no per-host noise of closed-port counts
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("7 hosts, ") and "no violations" in last, last
     assert done.stderr == ""  # stderr is not a terminal: no progress bar
@@ -166,8 +176,8 @@ def test_inventory_directory(lab: dict[str, Any], tmp_path: Path) -> None:
     done = run("-i", str(lab["dir"]), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert "web  ok" in lines and "db  ok" in lines
-    assert any(line.split()[:3] == [str(lab["web"]), "open", "syn-ack"] for line in lines)
+    assert "web  ok" in lines and "ok, up, no open port (1): db" in lines
+    assert any(line.split()[:4] == [str(lab["web"]), "open", "-", "syn-ack"] for line in lines)
     assert lines[-1].startswith("2 hosts, 3 probes") and "no violations" in lines[-1]
 
 
@@ -399,7 +409,7 @@ def _check_jsonl(path: Path, lab: dict[str, Any]) -> None:
 def _check_csv(path: Path, lab: dict[str, Any]) -> None:
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert list(rows[0]) == ["nornir_host", "host", "name", "port", "state", "reason", "rtt_ms",
-                             "banner"]
+                             "attempts", "banner"]
     assert len(rows) == 3
     assert {(r["nornir_host"], r["port"], r["state"]) for r in rows if r["state"] == "open"} \
         == {("web", str(lab["web"]), "open")}
@@ -485,6 +495,104 @@ def test_output_file_gets_the_usual_permissions(lab: dict[str, Any], tmp_path: P
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
+# ---- what the table says -------------------------------------------------------------------------
+
+
+def test_table_shows_what_matters_and_lists_quiet_hosts_together(
+        tmp_path: Path, open_port: Callable[..., int],
+        bound_port: Callable[..., socket.socket]) -> None:
+    """An open port, a violation, and six hosts with nothing to say: those six are one line,
+    a range of their names, not six lines of closed-port counts."""
+    web = open_port()
+    shut = bound_port().getsockname()[1]
+    write_inventory(tmp_path / "inv", config=False, hosts=f"""\
+web:
+  hostname: 127.0.0.1
+  data: {{portscan: {{ports: [{web}, {shut}], expect: {{open: [{web}]}}}}}}
+bad:
+  hostname: 127.0.0.3
+  data: {{portscan: {{ports: [{shut}], expect: {{open: [{shut}]}}}}}}
+""", subnets=f"""\
+lab:
+  subnet: 127.0.2.0/29
+  data: {{portscan: {{ports: [{shut}]}}}}
+""")
+    done = run("-i", "inv", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr  # bad's expectation
+    lines = done.stdout.splitlines()
+    assert lines[:3] == ["bad  VIOLATED", "  up, no open port (1): 127.0.0.3",
+                         f"  ! 127.0.0.3:{shut} expected open, got closed (conn-refused)"]
+    assert lines[3:5] == ["web  ok", "  127.0.0.1  up: 1 open, 1 closed"]
+    assert lines[5].split() == ["PORT", "STATE", "SERVICE", "REASON", "RTT", "BANNER"]
+    assert lines[6].split()[:4] == [str(web), "open", "-", "syn-ack"]
+    assert lines[7] == "ok, up, no open port (6): lab/127.0.2.1-6"
+    assert lines[8] == ("8 hosts, 9 probes in " + lines[8].split(" in ")[1].split(" s:")[0]
+                        + " s: 1 open, 8 closed; 1 violation(s), 1 host(s) failed")
+    assert len(lines) == 9
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "junit"])
+def test_a_report_in_a_file_prints_its_summary_on_stderr(lab: dict[str, Any], tmp_path: Path,
+                                                         fmt: str) -> None:
+    """As ``scan -o`` does: the report in the file, its one-line summary on stderr."""
+    done = run("-i", str(lab["dir"]), "--format", fmt, "-o", "report", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and RUN_SUMMARY.match(done.stderr)
+    if fmt == "table":  # the very line the table ends with
+        assert (tmp_path / "report").read_text().splitlines()[-1] == done.stderr.strip()
+    rows = run("-i", str(lab["dir"]), "--format", "jsonl", cwd=tmp_path)
+    assert len(rows.stdout.splitlines()) == 3 and RUN_SUMMARY.match(rows.stderr)
+    table = run("-i", str(lab["dir"]), cwd=tmp_path)
+    assert table.stderr == ""  # the table on stdout already ends with it
+
+
+# ---- scan and run write the same rows ---------------------------------------------------------
+
+
+def _scan_rows(fmt: str, ports: str, cwd: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "nornir_portscan", "scan", "localhost",
+                           "127.0.0.2", "-p", ports, "--banners", "--format", fmt],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_scan_and_run_write_the_same_rows(tmp_path: Path, fmt: str,
+                                          listener: Callable[..., int],
+                                          bound_port: Callable[..., socket.socket]) -> None:
+    """The same loopback targets and ports through ``scan`` and through ``run``: the same
+    keys in the same order, spaced the same, ``attempts`` included; a run's row only adds
+    its nornir host, first. RTTs are measured twice, so only their form is compared."""
+    greeter = listener(banner=b"SSH-2.0-same \"rows\"\r\n")
+    silent = listener()
+    shut = bound_port().getsockname()[1]
+    ports = ",".join(map(str, sorted([greeter, silent, shut, 23])))
+    write_inventory(tmp_path / "inv", config=False, hosts=f"""\
+lo:
+  data: {{portscan: {{targets: [localhost, 127.0.0.2], ports: "{ports}", banners: true}}}}
+""")
+    ran = run("-i", "inv", "--format", fmt, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    scanned = _scan_rows(fmt, ports, tmp_path)
+    rtt = re.compile(r'(?<="rtt_ms":)[0-9.]+' if fmt == "jsonl" else r"(?<=,)[0-9]+\.[0-9]{3}(?=,)")
+    scan_lines = [rtt.sub("<rtt>", line) for line in scanned.splitlines()]
+    lead = '{"nornir_host":"lo",' if fmt == "jsonl" else "lo,"
+    run_lines = []
+    for line in ran.stdout.splitlines()[1 if fmt == "csv" else 0:]:
+        assert line.startswith(lead), line
+        run_lines.append(rtt.sub("<rtt>", ("{" if fmt == "jsonl" else "") + line[len(lead):]))
+    if fmt == "csv":
+        assert ran.stdout.splitlines()[0] == "nornir_host," + scan_lines.pop(0)
+    assert len(run_lines) == len(scan_lines) >= 2 * 4  # every (address, port) once
+    assert sorted(run_lines) == sorted(scan_lines)
+    # what the comparison stands on: the banner, a name, attempts and both states are there
+    text = "\n".join(scan_lines)
+    assert "SSH-2.0-same" in text and "localhost" in text and "conn-refused" in text
+    assert ('"attempts":1' if fmt == "jsonl" else ",1,") in text
+
+
 # ---- baselines -----------------------------------------------------------------------------------
 
 
@@ -510,7 +618,10 @@ web:
     second = run("-i", "inv", "--baseline", "audit-1.json", cwd=tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr  # expectations hold
     assert f"~ + 127.0.0.1:{port} opened" in second.stdout
-    assert "1 host(s) changed since the baseline" in second.stdout.splitlines()[-1]
+    taken = load(tmp_path / "audit-1.json")["started"].replace("T", " ").replace("+00:00",
+                                                                              " UTC")
+    assert second.stdout.splitlines()[-1].endswith(
+        f"1 host(s) changed since audit-1.json, {taken}")
 
     gated = run("-i", "inv", "--baseline", "audit-1.json", "--fail-on-change", "--format",
                 "json", "--save", "audit-2.json", cwd=tmp_path)
@@ -522,6 +633,10 @@ web:
     same = run("-i", "inv", "--baseline", "audit-2.json", "--fail-on-change", cwd=tmp_path)
     assert same.returncode == 0, same.stdout  # nothing moved since the second audit
     assert "~" not in same.stdout
+    taken = load(tmp_path / "audit-2.json")["started"].replace("T", " ").replace("+00:00",
+                                                                              " UTC")
+    assert same.stdout.splitlines()[-1].endswith(f"; no violations, no change since "
+                                                 f"audit-2.json, {taken}")
 
 
 # ---- engine options, progress --------------------------------------------------------------------
@@ -549,7 +664,7 @@ def test_progress_when_asked_even_without_a_terminal(lab: dict[str, Any],
     assert done.returncode == 0
     assert "probes 3/3" in done.stderr and "hosts 2/2" in done.stderr
     quiet = run("-i", str(lab["dir"]), "--no-progress", "-o", "report.txt", cwd=tmp_path)
-    assert quiet.stderr == ""
+    assert RUN_SUMMARY.match(quiet.stderr) and len(quiet.stderr.splitlines()) == 1  # no bar
 
 
 # ---- interruption --------------------------------------------------------------------------------

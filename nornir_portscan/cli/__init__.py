@@ -22,6 +22,7 @@ from .common import (
     Interrupted,
     _on_sigterm,
     _Parser,
+    _SubcommandParser,
     fail,
 )
 from .run import add_run_parser, cmd_run
@@ -33,9 +34,15 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nornir-portscan",
                      description="Fast, exact TCP connect scans, standalone or over a "
-                                 "nornir inventory.")
+                                 "nornir inventory.",
+                     epilog="examples:\n"
+                            "  nornir-portscan scan 127.0.0.1\n"
+                            "  nornir-portscan run\n"
+                            "  nornir-portscan scan --help    # options, examples and exit "
+                            "statuses of one command")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_SubcommandParser)
     add_scan_parser(sub)
     add_run_parser(sub)
     return parser

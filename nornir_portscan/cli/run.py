@@ -22,8 +22,12 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_VIOLATION,
+    PORTS_FORMS,
     Interrupted,
     add_engine_options,
+    add_output_options,
+    add_progress_options,
+    add_subcommand,
     output_stream,
 )
 
@@ -33,8 +37,27 @@ INVENTORY_FILES = {"host_file": "hosts.yaml", "group_file": "groups.yaml",
                    "defaults_file": "defaults.yaml", "subnet_file": "subnets.yaml"}
 
 
+RUN_EXITS = ((EXIT_OK, "every host was scanned and every expectation holds"),
+             (EXIT_VIOLATION, "an expectation was violated, a host's probes could not all be "
+                              "made, or (--fail-on-change) something changed since the "
+                              "baseline"))
+
+
 def add_run_parser(sub: Any) -> None:
-    r = sub.add_parser("run", help="scan a nornir inventory (default: ./inventory, loopback only)")
+    r = add_subcommand(
+        sub, "run", summary="scan a nornir inventory (default: ./inventory, loopback only)",
+        description="Scan every host of a nornir inventory with the ports and expectations "
+                    "of its inventory data, report per host (open ports, violated "
+                    "expectations, what changed since a baseline) and exit with a status "
+                    "a CI job can gate on.",
+        examples=(("nornir-portscan run", "the shipped inventory/config.yaml"),
+                  ("nornir-portscan run -i inventory --filter groups__contains=loopback",
+                   "an inventory directory, the hosts of one group"),
+                  ("nornir-portscan run --format junit -o report.xml", "for a CI test view"),
+                  ("nornir-portscan run --save audit.json", "keep this run ..."),
+                  ("nornir-portscan run --baseline audit.json --fail-on-change",
+                   "... and gate on what moved")),
+        exits=RUN_EXITS)
     src = r.add_mutually_exclusive_group()
     src.add_argument("-c", "--config", metavar="FILE",
                      help=f"nornir config file (default: {DEFAULT_CONFIG})")
@@ -48,18 +71,16 @@ def add_run_parser(sub: Any) -> None:
                         "config portscan.max_addresses)")
     r.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
-    r.add_argument("-p", "--ports", help="ports for every host (overrides inventory data)")
+    r.add_argument("-p", "--ports",
+                   help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
     add_engine_options(r)
     r.set_defaults(discovery=None)
-    r.add_argument("--format", choices=RUN_FORMATS, default="table")
-    r.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
+    add_output_options(r, RUN_FORMATS)
     r.add_argument("--save", metavar="FILE", help="also save the run as JSON (a later --baseline)")
     r.add_argument("--baseline", metavar="FILE", help="compare with a run saved by --save")
     r.add_argument("--fail-on-change", action="store_true",
                    help="exit 1 when the scan differs from the baseline")
-    r.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
-    r.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_options(r, "progress bar")
 
 
 def _load_json(path: str) -> dict[str, Any]:
@@ -256,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..plugins.tasks import portscan
     from ..report import render_document
     from ..report.document import finish_document, new_document
-    from ..report.run_table import render, render_rows
+    from ..report.run_table import render, summary_line
 
     # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
     # handler would print it on stderr. The Result keeps the error, reported in one line.
@@ -306,6 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress = ProgressProcessor(transient=tty)
         processors.append(progress)
     doc = new_document(options)
+    if baseline is not None:
+        doc["baseline"] = {"file": args.baseline, "started": baseline.get("started")}
     started = time.monotonic()
     interrupted = False
     try:
@@ -334,12 +357,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     def report(stream: IO[str]) -> None:
         if args.format == "table":
             render(doc, stream, color=color)
-        elif args.format in ("jsonl", "csv"):
-            render_rows(doc, stream, args.format)
         else:
             render_document(args.format, doc, stream)
 
     _write(args.output, report)
+    if args.format != "table" or args.output not in (None, "-"):
+        print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
     if args.save:
         _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"))
     if interrupted:

@@ -14,10 +14,14 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    PORTS_FORMS,
     Interrupted,
     _positive_int,
     _rate,
     add_engine_options,
+    add_output_options,
+    add_progress_options,
+    add_subcommand,
     fail,
     output_stream,
 )
@@ -26,15 +30,33 @@ if TYPE_CHECKING:
     from ..engine.plan import ScanPlan
 
 SCAN_FORMATS = ("table", "jsonl", "json", "csv")
+DEFAULT_PORTS = "top100"
+
+
+SCAN_EXITS = ((EXIT_OK, "the scan completed, whatever the ports' states (never 1: only "
+                        "'run' checks expectations)"),)
 
 
 def add_scan_parser(sub: Any) -> None:
-    s = sub.add_parser("scan", help="scan targets given on the command line")
+    s = add_subcommand(
+        sub, "scan", summary="scan targets given on the command line",
+        description="TCP connect scan of the targets named on the command line. The table "
+                    "lists every host: open ports with their services, then the hosts "
+                    "without an open port (as address ranges); an unreachable address or an "
+                    "unresolved name is never hidden. jsonl, json and csv have one row per "
+                    "probe.",
+        examples=(("nornir-portscan scan 127.0.0.1", "the top100 ports of one address"),
+                  ("nornir-portscan scan 127.0.0.0/29 -p 22,80,443", "three ports, a network"),
+                  ("nornir-portscan scan localhost -p all --banners",
+                   "every port, and what services say first"),
+                  ("nornir-portscan scan 127.0.0.1-20 --format jsonl -o scan.jsonl",
+                   "one JSON line per probe")),
+        exits=SCAN_EXITS)
     s.add_argument("targets", nargs="+", metavar="TARGET",
                    help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), "
                         "hostnames")
-    s.add_argument("-p", "--ports", default="top100",
-                   help="22,80,443 | 1-1024 | all | ssh,https | top100 | top1000 (default top100)")
+    s.add_argument("-p", "--ports", default=DEFAULT_PORTS,
+                   help=f"ports to probe: {PORTS_FORMS} (default: {DEFAULT_PORTS})")
     s.add_argument("--exclude", action="append", default=[], metavar="TARGET",
                    help="targets to leave out (repeatable)")
     s.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
@@ -48,10 +70,8 @@ def add_scan_parser(sub: Any) -> None:
                    help="extra seconds at most to re-probe silent hosts of networks whose "
                         "ICMP rejects are rate-limited; 0 for none (default: 10%% of the "
                         "scan, at least 2)")
-    s.add_argument("--format", choices=SCAN_FORMATS, default="table")
-    s.add_argument("-o", "--output", metavar="FILE", help="write the report here (default stdout)")
-    s.add_argument("--progress", action="store_true", default=None,
-                   help="with --cluster: a progress bar on stderr even when it is not a terminal")
+    add_output_options(s, SCAN_FORMATS)
+    add_progress_options(s, "progress bar of outcomes (only with --cluster)")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -78,7 +98,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         try:
             return _scan(args, plan, lambda batches: with_progress(
                 batches, plan.spec.count() * len(plan.ports),
-                bool(args.progress) or sys.stderr.isatty()))
+                sys.stderr.isatty() if args.progress is None else args.progress))
         finally:
             close_clients()
     return _scan(args, plan, lambda batches: batches)
@@ -95,7 +115,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
                                "retries": args.retries, "concurrency": plan.concurrency,
                                "rate": plan.rate, "discovery": args.discovery,
                                "banners": args.banners}
-    summary = ScanSummary(options=options)
+    summary = ScanSummary(options=options, port_count=len(plan.ports),
+                          ports_label=ports_label(args.ports, len(plan.ports)))
     status = EXIT_OK
     started = time.monotonic()
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -117,6 +138,20 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
         summary.elapsed = time.monotonic() - started
         summary.connects = stats.connects
         writer.finish(summary)
+    warning = summary.warning()
+    if warning:
+        print(warning, file=sys.stderr)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary.line(), file=sys.stderr)
     return status
+
+
+def ports_label(spec: str, count: int) -> str:
+    """``top100 (100 ports)`` when the ports were named rather than listed (a list such as
+    ``top100``, a service, ``all``): a reader cannot tell from the table what was probed."""
+    if not any(c.isalpha() for c in spec) and spec.strip() != "-":
+        return ""
+    text = f"{spec} ({count} port{'s' if count != 1 else ''}"
+    if spec == DEFAULT_PORTS:
+        text += ", the default: -p all for every port"
+    return text + ")"

@@ -32,6 +32,8 @@ def writer_for(fmt: str, stream: IO[str], color: bool = False) -> OutcomeWriter:
 #: (see ``document.py``); imported on demand like the writers.
 DOCUMENT_RENDERERS: dict[str, str] = {
     "json": "json_",
+    "jsonl": "jsonl",
+    "csv": "csv_",
     "junit": "junit",
     "nmap-xml": "nmap_xml",
     "html": "html",

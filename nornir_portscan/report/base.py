@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import STATE_ORDER, STATE_TEXT, PortRun, ProbeOutcome
+from ..engine.outcome import STATE_ORDER, STATE_TEXT, PortRun, PortState, ProbeOutcome
+from ..inputs.targets import address_order
+from .human import Trouble, host_label, ports_text, shortlist, trouble_text
 
 _HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
+#: States that say the port could not be looked at: never hidden behind "no open port".
+TROUBLE = frozenset({PortState.ERROR, PortState.UNREACHABLE})
 
 
 @dataclass
@@ -23,13 +28,37 @@ class ScanSummary:
     connects: int = 0  # connect() attempts behind the outcomes (retries, discovery included)
     interrupted: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    #: address -> its errors and unreachable ports (the table and the stderr warning list them)
+    trouble: dict[str, Trouble] = field(default_factory=dict)
+    #: ports asked for per address, and how they were named when that is not obvious
+    port_count: int = 0
+    ports_label: str = ""
+    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(
+        timespec="seconds"))
 
     def add(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
-        self.counts.update(map(STATE_TEXT.__getitem__, map(_STATE, outcomes)))
+        counts = self.counts
+        troubled = counts["error"] + counts["unreachable"]
+        counts.update(map(STATE_TEXT.__getitem__, map(_STATE, outcomes)))
         self.hosts.update(map(_HOST, outcomes))
+        if counts["error"] + counts["unreachable"] != troubled:  # rare: look at each
+            for o in outcomes:
+                if o.state in TROUBLE:
+                    self._trouble(o.host, o.name).add(STATE_TEXT[o.state], o.reason, (o.port,))
         for run in runs:  # a down host's ports: counted whole
-            self.counts[STATE_TEXT[run.state]] += len(run.ports)
+            counts[STATE_TEXT[run.state]] += len(run.ports)
             self.hosts.add(run.host)
+            if run.state in TROUBLE:
+                self._trouble(run.host, run.name).add(STATE_TEXT[run.state], run.reason,
+                                                      run.ports)
+
+    def _trouble(self, host: str, name: str | None) -> Trouble:
+        entry = self.trouble.get(host)
+        if entry is None:
+            entry = self.trouble[host] = Trouble(name)
+        elif name and not entry.name:
+            entry.name = name
+        return entry
 
     @property
     def total(self) -> int:
@@ -42,12 +71,36 @@ class ScanSummary:
         return (f"{self.total} probes on {len(self.hosts)} hosts in {self.elapsed:.2f} s{sent}: "
                 f"{', '.join(parts) or 'nothing scanned'}{status}")
 
+    def warning(self) -> str | None:
+        """One line for stderr naming what could not be probed, or None when all could.
+
+        Addresses are grouped by why (a name that did not resolve, host-unreach, ...) and
+        runs of consecutive addresses are ranges, so a dead /16 is still one short line.
+        """
+        if not self.trouble:
+            return None
+        from .human import compact_labels
+
+        by_why: dict[str, list[str]] = {}
+        for host in sorted(self.trouble, key=address_order):
+            entry = self.trouble[host]
+            state, reason = entry.worst()
+            count, sample = entry.groups[(state, reason)]
+            why = trouble_text(state, reason)
+            if self.port_count and count < self.port_count:
+                why += f" on {ports_text(count, sample, self.port_count)}"
+            by_why.setdefault(why, []).append(host_label(host, entry.name))
+        parts = [f"{shortlist(compact_labels(hosts))} ({why})" for why, hosts in by_why.items()]
+        n = len(self.trouble)
+        return (f"warning: {n} address{'es' if n != 1 else ''} could not be probed: "
+                f"{'; '.join(parts)}")
+
 
 class OutcomeWriter(Protocol):
     def __init__(self, stream: IO[str], color: bool = False) -> None: ...
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
-        """A batch as the engine hands it out: single outcomes, and down hosts' port runs
+        """A batch as the engine hands out: single outcomes, and down hosts' port runs
         (each run stands for one outcome per port)."""
 
     def finish(self, summary: ScanSummary) -> None: ...

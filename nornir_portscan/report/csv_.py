@@ -1,15 +1,29 @@
-"""One CSV row per probe, for spreadsheets."""
+"""One CSV row per probe, for spreadsheets: ``scan``'s rows, and ``run``'s with its nornir host
+first, built by the same function so the two cannot drift apart."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 COLUMNS = ("host", "name", "port", "state", "reason", "rtt_ms", "attempts", "banner")
+RUN_COLUMNS = ("nornir_host", *COLUMNS)
+
+
+def _cells(host: str, name: str | None, port: int, state: str, reason: str,
+           rtt_ms: float | None, attempts: int | None, banner: str | None) -> tuple[Any, ...]:
+    """One probe's cells under COLUMNS: the one place a row's layout is written."""
+    return (host, name or "", port, state, reason, "" if rtt_ms is None else f"{rtt_ms:.3f}",
+            "" if attempts is None else attempts, banner or "")
+
+
+def _outcome_cells(o: ProbeOutcome) -> tuple[Any, ...]:
+    host, port, state, reason, rtt_ms, attempts, name, banner = o
+    return _cells(host, name, port, STATE_TEXT[state], reason, rtt_ms, attempts, banner)
 
 
 class CsvWriter:
@@ -24,9 +38,20 @@ class CsvWriter:
         self._rows(outcomes)
 
     def _rows(self, outcomes: Iterable[ProbeOutcome]) -> None:
-        self.csv.writerows((o.host, o.name or "", o.port, STATE_TEXT[o.state], o.reason,
-                            "" if o.rtt_ms is None else f"{o.rtt_ms:.3f}", o.attempts,
-                            o.banner or "") for o in outcomes)
+        self.csv.writerows(map(_outcome_cells, outcomes))
 
     def finish(self, summary: ScanSummary) -> None:
         self.stream.flush()
+
+
+def render(doc: dict[str, Any], stream: IO[str]) -> None:
+    """A run document as ``scan``'s rows, each led by its nornir host."""
+    from .document import iter_ports
+
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(RUN_COLUMNS)
+    writer.writerows(
+        (host, *_cells(str(address), target.get("name"), port, str(p["state"]),
+                       str(p["reason"]), p.get("rtt_ms"), p.get("attempts"), p.get("banner")))
+        for host, address, target, port, p in iter_ports(doc))
+    stream.flush()

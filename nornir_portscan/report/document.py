@@ -12,13 +12,14 @@ Shape::
          "result": {"targets": {address: {"status": "up"|"down"|"unreachable",
                                           "name": str | None,
                                           "ports": {port: {"state", "reason", "rtt_ms",
-                                                           "banner"?}}}},
+                                                           "attempts", "banner"?}}}},
                     "open": {address: [port, ...]},
                     "summary": {state: count},
                     "violations": [str, ...],
                     "diff"?: {...}}}},
      "summary": {"hosts": int, "failed": int, "probes": int, "counts": {state: count},
-                 "violations": int}}
+                 "violations": int},
+     "baseline"?: {"file": str, "started": ISO-8601 str | None}}   (run --baseline only)
 
 ``port`` keys are ints in memory and strings once through JSON; readers
 normalise with ``int()``.

@@ -31,7 +31,9 @@ class JsonWriter:
         for entry in self.hosts.values():
             entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
             entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
-        doc = {"summary": {"counts": dict(summary.counts), "probes": summary.total,
+        # "started" as in a run document: a later `run --baseline` names when this was taken
+        doc = {"started": summary.started,
+               "summary": {"counts": dict(summary.counts), "probes": summary.total,
                            "connects": summary.connects,
                            "hosts": len(summary.hosts), "elapsed_s": round(summary.elapsed, 3),
                            "interrupted": summary.interrupted},

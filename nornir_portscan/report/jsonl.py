@@ -1,5 +1,8 @@
 """One JSON object per probed (address, port): the format later tools and checks rely on.
 
+``scan`` writes outcomes as they are decided; ``run`` writes its document's ports with the
+same function, so the two cannot drift apart.
+
 Rows are formatted by hand: a sweep writes hundreds of thousands of them and
 building a dict plus a generic JSON encode per row doubled the writer's cost.
 Only free text (name, banner) goes through the JSON encoder for escaping.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, Any
 
 from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
@@ -21,8 +24,9 @@ _PORT = "\0"  # stands for the port number in a run's line: never in host, state
 
 
 def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
-          attempts: int, name: str | None, banner: str | None) -> str:
-    """One outcome's line: the one place the line's layout is written."""
+          attempts: int | str, name: str | None, banner: str | None) -> str:
+    """One outcome's line: the one place the line's layout is written, for ``scan`` and
+    ``run`` alike (``_run_line`` puts the nornir host in front)."""
     rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
     extra = ""
     if name is not None:
@@ -32,6 +36,16 @@ def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | N
     # host (an address or a validated hostname) and reason need no escaping
     return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
             f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
+
+
+def _run_line(nornir_host: str, address: str, port: int, target: dict[str, Any],
+              p: dict[str, Any]) -> str:
+    """A run document's port as ``scan``'s line, led by the nornir host it belongs to."""
+    attempts = p.get("attempts")
+    line = _line(address, port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
+                 "null" if attempts is None else int(attempts), target.get("name"),
+                 p.get("banner"))
+    return '{"nornir_host":' + _quote(nornir_host) + "," + line[1:]
 
 
 class JsonlWriter:
@@ -63,3 +77,12 @@ class JsonlWriter:
         self.buffer.clear()
         self.buffered = 0
         self.stream.flush()
+
+
+def render(doc: dict[str, Any], stream: IO[str]) -> None:
+    """A run document as the lines ``scan`` writes, each led by its nornir host."""
+    from .document import iter_ports
+
+    stream.writelines(_run_line(str(host), str(address), port, target, p)
+                      for host, address, target, port, p in iter_ports(doc))
+    stream.flush()

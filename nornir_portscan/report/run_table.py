@@ -1,90 +1,152 @@
-"""The human view of a nornir run: per host its open ports, then violations, then a summary."""
+"""The human view of a nornir run: what needs reading first, the quiet hosts in one line each.
+
+A nornir host with something to say (an open port, a violated expectation, a
+port that could not be probed or was unreachable, a change since the baseline,
+a failure) gets a block; the hosts whose expectations hold and where nothing is
+open are listed together, as ranges (``lab/127.0.0.2-6``), since a line per host
+saying "5 closed" reads like a problem and is not one. One summary line ends it.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from typing import IO, Any
 
+from ._common import started_at
 from .document import STATES
+from .human import (
+    OpenPort,
+    Paint,
+    Trouble,
+    address_key,
+    address_lines,
+    host_label,
+    host_list,
+    label_order,
+)
+
+_TROUBLE = ("error", "unreachable")
 
 
-def _c(text: str, code: str, color: bool) -> str:
-    return f"\033[{code}m{text}\033[0m" if color else text
+def _address(address: str, target: Mapping[str, Any]) -> tuple[
+        Counter[str], list[OpenPort], Trouble | None]:
+    """An address's counts per state, open ports and trouble, from its Result entry."""
+    counts: Counter[str] = Counter()
+    opened: list[OpenPort] = []
+    trouble: Trouble | None = None
+    for port, p in (target.get("ports") or {}).items():
+        state = str(p.get("state"))
+        counts[state] += 1
+        if state == "open":
+            opened.append(OpenPort(int(port), str(p.get("reason")), p.get("rtt_ms"),
+                                   p.get("banner")))
+        elif state in _TROUBLE:
+            trouble = trouble or Trouble(target.get("name"))
+            trouble.add(state, str(p.get("reason")), (int(port),))
+    return counts, opened, trouble
+
+
+def _quiet_kind(counts: Counter[str], opened: list[OpenPort],
+                trouble: Trouble | None) -> str | None:
+    """``up`` or ``silent`` for an address with nothing to say, else None."""
+    if opened or trouble is not None:
+        return None
+    return "up" if counts["closed"] else "silent"
+
+
+QUIET_HEADS = {"up": "up, no open port", "silent": "no answer"}
+
+
+def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
+                paint: Paint) -> tuple[list[str], str | None]:
+    """(lines, None) for a host with something to say, else ([], its quiet kind)."""
+    violations = [str(v) for v in result.get("violations") or []]
+    errors = result.get("errors") or []
+    diff = str(entry.get("diff") or "")
+    addresses = []
+    for address, target in sorted((result.get("targets") or {}).items(),
+                                  key=lambda kv: address_key(str(kv[0]))):
+        counts, opened, trouble = _address(str(address), target)
+        addresses.append((str(address), target, counts, opened, trouble,
+                          _quiet_kind(counts, opened, trouble)))
+    kinds = {a[5] for a in addresses}
+    if not violations and not errors and not diff and None not in kinds and len(kinds) == 1:
+        return [], kinds.pop()
+    if violations:
+        mark = paint("VIOLATED", "1;31")
+    elif errors or entry.get("failed"):
+        mark = paint("ERROR", "1;31")
+    else:
+        mark = paint("ok", "32")
+    lines = [f"{paint(name, '1')}  {mark}"]
+    quiet: dict[str, list[str]] = {"up": [], "silent": []}
+    for address, target, counts, opened, trouble, kind in addresses:
+        label = host_label(address, target.get("name"))
+        if kind is not None:
+            quiet[kind].append(label)
+        else:
+            lines += address_lines(label, counts, opened, trouble, paint, "  ")
+    for kind, labels in quiet.items():
+        if labels:
+            lines += host_list(paint(QUIET_HEADS[kind], "2"), labels, "  ")
+    lines += ["  " + paint(f"! {v}", "31") for v in violations]
+    lines += [f"  ~ {line}" for line in diff.splitlines()]
+    return lines, None
 
 
 def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
+    paint = Paint(color)
     out = stream
-    for name, entry in sorted(doc["hosts"].items()):
+    quiet: dict[str, list[str]] = {"up": [], "silent": []}
+    for name in sorted(doc["hosts"], key=label_order):
+        entry = doc["hosts"][name]
         result = entry.get("result") if isinstance(entry.get("result"), dict) else None
         if entry.get("failed") and result is None:
-            out.write(_c(f"{name}: FAILED", "1;31", color) + f"  {entry.get('error') or ''}\n")
+            out.write(paint(f"{name}: FAILED", "1;31") + f"  {entry.get('error') or ''}\n")
             continue
         if result is None:
             # the run stopped before this host: say so rather than drop it
-            out.write(f"{_c(name, '1', color)}  {_c('not scanned', '33', color)}\n")
+            out.write(f"{paint(name, '1')}  {paint('not scanned', '33')}\n")
             continue
-        violations = result.get("violations", [])
-        mark = _c("VIOLATED", "1;31", color) if violations else _c("ok", "32", color)
-        out.write(f"{_c(name, '1', color)}  {mark}\n")
-        for address, target in result.get("targets", {}).items():
-            label = f"{target.get('name')} ({address})" if target.get("name") else address
-            opened = [(int(p), v) for p, v in target["ports"].items() if v["state"] == "open"]
-            counts: dict[str, int] = {}
-            for v in target["ports"].values():
-                counts[v["state"]] = counts.get(v["state"], 0) + 1
-            rest = ", ".join(f"{counts[s]} {s}" for s in STATES if s != "open" and counts.get(s))
-            out.write(f"  {label}  {target.get('status', '?')}"
-                      f"{'  [' + rest + ']' if rest else ''}\n")
-            for port, v in sorted(opened):
-                rtt = "-" if v.get("rtt_ms") is None else f"{v['rtt_ms']:.2f}ms"
-                banner = v.get("banner") or ""
-                out.write(f"    {port:<7}{_c('open', '32', color)}  {v['reason']:<9}"
-                          f"{rtt:>10}  {banner}".rstrip() + "\n")
-        for line in violations:
-            out.write("  " + _c(f"! {line}", "31", color) + "\n")
-        for line in result.get("errors", []):
-            out.write("  " + _c(f"! {line}", "31", color) + "\n")
-        diff = entry.get("diff") or ""
-        if diff:
-            for line in str(diff).splitlines():
-                out.write(f"  ~ {line}\n")
+        lines, kind = _host_block(name, entry, result, paint)
+        if kind is not None:
+            quiet[kind].append(name)
+        out.writelines(line + "\n" for line in lines)
+    for kind, names in quiet.items():
+        if names:
+            head = paint(f"ok, {QUIET_HEADS[kind]}", "2")
+            out.writelines(line + "\n" for line in host_list(head, names))
+    out.write(summary_line(doc, paint) + "\n")
+    out.flush()
+
+
+def _since(doc: Mapping[str, Any]) -> str:
+    """``audit.json, 2024-05-06 07:08:09 UTC``: the baseline and when it was taken."""
+    baseline = doc.get("baseline") or {}
+    text = str(baseline.get("file") or "the baseline")
+    if baseline.get("started"):
+        text += ", " + started_at(baseline).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return text
+
+
+def summary_line(doc: Mapping[str, Any], paint: Paint | None = None) -> str:
+    """The run in one line: the table's last line, and stderr's when the report is a file."""
+    paint = paint or Paint(False)
     s = doc.get("summary", {})
     counts = s.get("counts", {})
     parts = ", ".join(f"{counts[k]} {k}" for k in STATES if counts.get(k))
     status = " (interrupted: partial results)" if doc.get("interrupted") else ""
     viol = s.get("violations", 0)
     changed = sum(1 for e in doc["hosts"].values() if e.get("changed"))
-    out.write(f"{s.get('hosts', 0)} hosts, {s.get('probes', 0)} probes in "
-              f"{doc.get('elapsed_s', 0):.2f} s: {parts or 'nothing scanned'}; "
-              + (_c(f"{viol} violation(s)", "1;31", color) if viol else "no violations")
-              + (f", {s.get('failed')} host(s) failed" if s.get("failed") else "")
-              + (f", {changed} host(s) changed since the baseline" if changed else "")
-              + f"{status}\n")
-    out.flush()
-
-
-def render_rows(doc: dict[str, Any], stream: IO[str], fmt: str) -> None:
-    """jsonl / csv: one row per probe, with the nornir host it belongs to."""
-    import csv
-    import json
-
-    from .document import iter_ports
-
-    writer = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
-    if writer is not None:
-        writer.writerow(("nornir_host", "host", "name", "port", "state", "reason", "rtt_ms",
-                         "banner"))
-    for host_name, address, target, port, p in iter_ports(doc):
-        if writer is not None:
-            writer.writerow((host_name, address, target.get("name") or "", port, p["state"],
-                             p["reason"], "" if p.get("rtt_ms") is None else p["rtt_ms"],
-                             p.get("banner") or ""))
-        else:
-            row: dict[str, Any] = {"nornir_host": host_name, "host": address, "port": port,
-                                   "state": p["state"], "reason": p["reason"],
-                                   "rtt_ms": p.get("rtt_ms")}
-            if target.get("name"):
-                row["name"] = target["name"]
-            if p.get("banner") is not None:
-                row["banner"] = p["banner"]
-            stream.write(json.dumps(row) + "\n")
-    stream.flush()
+    if changed:
+        change = f", {changed} host(s) changed since {_since(doc)}"
+    elif doc.get("baseline") and not doc.get("interrupted"):
+        change = f", no change since {_since(doc)}"
+    else:
+        change = ""
+    return (f"{s.get('hosts', 0)} hosts, {s.get('probes', 0)} probes in "
+            f"{doc.get('elapsed_s', 0):.2f} s: {parts or 'nothing scanned'}; "
+            + (paint(f"{viol} violation(s)", "1;31") if viol else "no violations")
+            + (f", {s.get('failed')} host(s) failed" if s.get("failed") else "")
+            + change + status)

@@ -1,61 +1,103 @@
-"""The human format: open ports per host, then one summary line of counts per state.
+"""The human format: every host named, what matters first, one summary line of counts.
 
-Closed and filtered ports are only counted: on a sweep they are the noise
-around the few ports a person is looking for.
+Hosts with an open port get a block (ports with their services, reasons, RTTs,
+banners); an address whose ports could not be probed or were unreachable gets
+its own lines, never folded into "no open port"; the hosts with nothing open are
+listed last as address ranges, those that answered apart from those that did not,
+so a sweep of a /16 stays a few lines. Closed and filtered ports are only counted:
+on a sweep they are the noise around the few ports a person is looking for.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import IO
 
 from ..engine.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
-from ..inputs.targets import address_order
 from .base import ScanSummary
+from .human import (
+    OpenPort,
+    Paint,
+    Trouble,
+    address_key,
+    address_lines,
+    host_label,
+    host_list,
+)
+
+_HOST, _STATE, _NAME = itemgetter(0), itemgetter(2), itemgetter(6)
+_OPEN = PortState.OPEN
+
+#: The host categories of the count line, in its order.
+CATEGORIES = (("open", "with open ports"), ("up", "up with no open port"),
+              ("silent", "no answer"), ("unreachable", "unreachable"),
+              ("unresolved", "name not resolved"), ("error", "not probed"))
+
+
+def _category(counts: Counter[str], trouble: Trouble | None) -> str:
+    if counts["open"]:
+        return "open"
+    if trouble is not None:
+        state, reason = trouble.worst()
+        if reason == "unresolved":
+            return "unresolved"
+        if counts["closed"] == 0:
+            return "unreachable" if state == "unreachable" else "error"
+    return "up" if counts["closed"] else "silent"
 
 
 class TableWriter:
     def __init__(self, stream: IO[str], color: bool = False) -> None:
         self.stream = stream
-        self.color = color
-        self.open: dict[str, list[ProbeOutcome]] = defaultdict(list)
+        self.paint = Paint(color)
+        self.open: dict[str, list[OpenPort]] = defaultdict(list)
         self.names: dict[str, str] = {}
-        self.other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # (address, state) -> ports: counted in C, a sweep writes millions of outcomes
+        self.counts: Counter[tuple[str, PortState]] = Counter()
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         for run in runs:  # a down host's ports: only counted, as closed and filtered ports are
             if run.name:
                 self.names[run.host] = run.name
-            self.other[run.host][STATE_TEXT[run.state]] += len(run.ports)
-        for o in outcomes:
-            if o.name:
-                self.names[o.host] = o.name
-            if o.state is PortState.OPEN:
-                self.open[o.host].append(o)
-            else:
-                self.other[o.host][STATE_TEXT[o.state]] += 1
-
-    def _c(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.color else text
+            self.counts[(run.host, run.state)] += len(run.ports)
+        self.counts.update(zip(map(_HOST, outcomes), map(_STATE, outcomes), strict=True))
+        if any(map(_NAME, outcomes)):
+            self.names.update((o.host, o.name) for o in outcomes if o.name)
+        if _OPEN in map(_STATE, outcomes):
+            for o in outcomes:
+                if o.state is _OPEN:
+                    self.open[o.host].append(OpenPort(o.port, o.reason, o.rtt_ms, o.banner))
 
     def finish(self, summary: ScanSummary) -> None:
-        out = self.stream
-        hosts = sorted(set(self.open) | set(self.other), key=address_order)
-        for host in hosts:
-            label = f"{self.names[host]} ({host})" if host in self.names else host
-            opened = sorted(self.open.get(host, []), key=lambda o: o.port)
-            rest = ", ".join(f"{n} {s}" for s, n in sorted(self.other[host].items()))
-            if not opened:
-                continue
-            out.write(self._c(label, "1") + (f"  [{rest}]" if rest else "") + "\n")
-            out.write(f"  {'PORT':<8}{'STATE':<8}{'REASON':<10}{'RTT':>10}  BANNER\n")
-            for o in opened:
-                rtt = "-" if o.rtt_ms is None else f"{o.rtt_ms:.2f}ms"
-                out.write(f"  {o.port:<8}{self._c(f'{o.state.value:<8}', '32')}"
-                          f"{o.reason:<10}{rtt:>10}  {o.banner or ''}".rstrip() + "\n")
-        quiet = [h for h in hosts if h not in self.open]
-        if quiet:
-            out.write(f"{len(quiet)} host(s) with no open port\n")
+        out, paint = self.stream, self.paint
+        per_host: dict[str, Counter[str]] = defaultdict(Counter)
+        for (host, state), n in self.counts.items():
+            per_host[host][STATE_TEXT[state]] += n
+        if summary.ports_label:
+            out.write(f"ports: {summary.ports_label}\n")
+        quiet: dict[str, list[str]] = {"up": [], "silent": []}
+        tally: Counter[str] = Counter()
+        for host in sorted(per_host, key=address_key):
+            counts = per_host[host]
+            trouble = summary.trouble.get(host)
+            category = _category(counts, trouble)
+            tally[category] += 1
+            label = host_label(host, self.names.get(host) or (trouble.name if trouble else None))
+            if category in quiet:
+                if trouble is None:
+                    quiet[category].append(label)
+                    continue
+            out.writelines(line + "\n" for line in address_lines(
+                label, counts, self.open.get(host, []), trouble, paint))
+        for category, head in (("up", "up, no open port"), ("silent", "no answer")):
+            if quiet[category]:
+                out.writelines(line + "\n" for line in host_list(paint(head, "2"),
+                                                                 quiet[category]))
+        if tally:
+            total = sum(tally.values())
+            parts = [f"{tally[c]} {text}" for c, text in CATEGORIES if tally[c]]
+            out.write(f"{total} host{'s' if total != 1 else ''}: {', '.join(parts)}\n")
         out.write(summary.line() + "\n")
         out.flush()

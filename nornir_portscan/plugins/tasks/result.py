@@ -28,9 +28,12 @@ def host_status(ports: Mapping[int, Mapping[str, Any]]) -> str:
 
 
 def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
+    """A port's entry: the keys and order of ``scan --format json``, so a run's jsonl and
+    csv rows carry what a scan's do (``attempts`` included)."""
     entry: dict[str, Any] = {
         "state": outcome.state.value, "reason": outcome.reason,
-        "rtt_ms": None if outcome.rtt_ms is None else round(outcome.rtt_ms, 3)}
+        "rtt_ms": None if outcome.rtt_ms is None else round(outcome.rtt_ms, 3),
+        "attempts": outcome.attempts}
     if outcome.banner is not None:
         entry["banner"] = outcome.banner
     return entry
