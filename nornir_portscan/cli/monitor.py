@@ -170,6 +170,13 @@ def _serve_http(listen: tuple[str, int], registry: Any) -> WSGIServer:
     class Server(ThreadingWSGIServer):
         address_family = family
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # socketserver prints a traceback; a client that went away is not news
+            exc = sys.exc_info()[1]
+            if not isinstance(exc, (ConnectionError, TimeoutError)):
+                _log(f"metrics request from {client_address[0]} failed: "
+                     f"{type(exc).__name__}: {_one_line(exc) if exc else ''}")
+
     try:
         server = make_server(host, port, app, server_class=Server, handler_class=_QuietHandler)
     except OSError as exc:
