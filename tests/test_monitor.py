@@ -160,9 +160,24 @@ def host(address: str, ports: list[int], **portscan: Any) -> dict[str, Any]:
 
 
 def listening(port: int) -> socket.socket:
+    """A listener on 127.0.0.1 that accepts and closes on a thread until it is closed.
+
+    Accepting matters: connections a listener never accepts fill its queue over many rounds,
+    and then the kernel drops SYNs and the port reads as filtered."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", port))
     sock.listen(64)
+    sock.settimeout(0.1)
+
+    def accept_all() -> None:
+        while sock.fileno() != -1:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # the timeout, or the socket closed under us
+                continue
+            conn.close()
+
+    threading.Thread(target=accept_all, daemon=True).start()
     return sock
 
 
