@@ -652,3 +652,32 @@ def test_prometheus_sees_a_port_close_within_two_rounds_and_the_alert_fires(
     assert [a["labels"]["host"] for a in alerts] == ["web"]
     assert float(alerts[0]["value"]) == 1
     assert m.stop()[0] == 0
+
+
+def test_bad_usage_is_one_line_and_status_2(tmp_path: Path) -> None:
+    taken = listening(0)
+    try:
+        inv = inventory(tmp_path / "inv", {"web": host("127.0.0.1", [22])})
+        broken = tmp_path / "broken"
+        broken.mkdir()
+        (broken / "hosts.yaml").write_text("web: [unclosed\n", encoding="utf-8")
+        cases = {
+            ("-i", str(inv), "--listen", ":9634"): "names no address",
+            ("-i", str(inv), "--interval", "0"): "must be greater than 0",
+            ("-i", str(inv), "--textfile", str(tmp_path / "missing" / "x.prom")):
+                "does not exist",
+            ("-i", str(inv), "--listen", f"127.0.0.1:{taken.getsockname()[1]}"):
+                "cannot listen on 127.0.0.1:",
+            ("-i", str(broken), "--once"): "hosts.yaml: line 2",
+        }
+        for args, message in cases.items():
+            done = subprocess.run([sys.executable, "-m", "nornir_portscan", "monitor", *args],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+            lines = [x for x in done.stderr.splitlines()
+                     if x.strip() and not x.startswith("usage:") and not x.startswith("  ")]
+            assert done.returncode == 2, (args, done.stderr)
+            assert len(lines) == 1 and message in lines[0], (args, done.stderr)
+            assert "Traceback" not in done.stderr
+    finally:
+        taken.close()
