@@ -25,6 +25,7 @@ from .common import (
     _SubcommandParser,
     fail,
 )
+from .monitor import add_monitor_parser, cmd_monitor
 from .run import add_run_parser, cmd_run
 from .scan import add_scan_parser, cmd_scan
 
@@ -45,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_SubcommandParser)
     add_scan_parser(sub)
     add_run_parser(sub)
+    add_monitor_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     args = build_parser().parse_args(argv)
-    handlers = {"scan": cmd_scan, "run": cmd_run}
+    handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor}
     try:
         return handlers[args.command](args)
     except PortscanError as exc:
