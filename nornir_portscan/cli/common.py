@@ -93,13 +93,15 @@ class _SubcommandParser(_Parser):
 
 def add_subcommand(sub: Any, name: str, *, summary: str, description: str,
                    examples: Sequence[tuple[str, str]],
-                   exits: Sequence[tuple[int, str]]) -> argparse.ArgumentParser:
+                   exits: Sequence[tuple[int, str]],
+                   common: Sequence[tuple[int, str]] = EXIT_STATUS_COMMON
+                   ) -> argparse.ArgumentParser:
     """A subcommand whose ``--help`` ends with examples and its exit statuses."""
     lines = ["examples:"]
     for cmd, why in examples:
         lines += [f"  # {why}", f"  {cmd}"] if why else [f"  {cmd}"]
     lines += ["", "exit status:"]
-    for code, text in [*exits, *EXIT_STATUS_COMMON]:
+    for code, text in [*exits, *common]:
         lines.append(textwrap.fill(text, HELP_WIDTH, initial_indent=f"  {code:<5}",
                                    subsequent_indent=" " * 7))
     parser: argparse.ArgumentParser = sub.add_parser(

@@ -33,14 +33,25 @@ from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_STATUS_COMMON,
     EXIT_USAGE,
     EXIT_VIOLATION,
+    PORTS_FORMS,
     Interrupted,
     _positive_float,
     add_engine_options,
+    add_subcommand,
     fail,
 )
-from .run import DEFAULT_CONFIG, _check_ports, _error_line, _nornir, _one_line
+from .run import (
+    DEFAULT_CONFIG,
+    RUN_EXITS,
+    _check_ports,
+    _error_line,
+    _nornir,
+    _one_line,
+    add_inventory_options,
+)
 
 #: Loopback only, unless the user names an address (GUIDE: anything that listens).
 DEFAULT_HOST = "127.0.0.1"
@@ -82,22 +93,35 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, port
 
 
+#: ``--once`` ends as ``run`` does; a daemon ends with 0 on SIGTERM (as systemd expects).
+MONITOR_EXITS = (
+    (RUN_EXITS[0][0], "SIGTERM or Ctrl-C stopped the daemon; with --once: every expectation "
+                      "holds"),
+    (RUN_EXITS[1][0], "with --once: an expectation was violated or a host's probes could not "
+                      "all be made"),
+)
+
+
 def add_monitor_parser(sub: Any) -> None:
-    m = sub.add_parser("monitor", help="scan an inventory every --interval seconds and serve "
-                                       "Prometheus metrics (see docs/monitor.md)")
-    src = m.add_mutually_exclusive_group()
-    src.add_argument("-c", "--config", metavar="FILE",
-                     help=f"nornir config file (default: {DEFAULT_CONFIG})")
-    src.add_argument("-i", "--inventory", metavar="DIR",
-                     help="directory with hosts/groups/defaults/subnets.yaml")
-    m.add_argument("--allow", action="append", default=[], metavar="NETWORK",
-                   help="refuse any target outside these networks (adds to the config's "
-                        "portscan.allowed_networks)")
-    m.add_argument("--max-hosts", type=int, default=None, metavar="N",
-                   help="refuse a host whose targets cover over N addresses (default 65536)")
-    m.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
-    m.add_argument("-p", "--ports", help="ports for every host (overrides inventory data)")
+    m = add_subcommand(
+        sub, "monitor",
+        summary="scan an inventory every --interval seconds and serve Prometheus metrics",
+        description="Scan a nornir inventory in rounds, check each host's expectations and "
+                    "serve the results as Prometheus metrics on /metrics (loopback unless "
+                    "--listen names an address). SIGHUP reloads the inventory, SIGTERM stops "
+                    "it (status 0). See docs/monitor.md.",
+        examples=(("nornir-portscan monitor", "the shipped inventory, metrics on "
+                   f"{DEFAULT_HOST}:{DEFAULT_PORT}"),
+                  ("nornir-portscan monitor -i inventory --interval 30 --listen "
+                   "127.0.0.1:9700", "every 30 s, on another port"),
+                  ("nornir-portscan monitor --once --textfile /var/lib/node_exporter/"
+                   "portscan.prom", "one round from cron, for node_exporter")),
+        exits=MONITOR_EXITS,
+        common=(*EXIT_STATUS_COMMON[:2],
+                (EXIT_STATUS_COMMON[2][0], "with --once: interrupted before the round ended")))
+    add_inventory_options(m)
+    m.add_argument("-p", "--ports",
+                   help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
     add_engine_options(m)
     m.set_defaults(discovery=None)
     m.add_argument("--interval", type=_positive_float, metavar="S",

@@ -58,19 +58,7 @@ def add_run_parser(sub: Any) -> None:
                   ("nornir-portscan run --baseline audit.json --fail-on-change",
                    "... and gate on what moved")),
         exits=RUN_EXITS)
-    src = r.add_mutually_exclusive_group()
-    src.add_argument("-c", "--config", metavar="FILE",
-                     help=f"nornir config file (default: {DEFAULT_CONFIG})")
-    src.add_argument("-i", "--inventory", metavar="DIR",
-                     help="directory with hosts/groups/defaults/subnets.yaml")
-    r.add_argument("--allow", action="append", default=[], metavar="NETWORK",
-                   help="refuse any target outside these networks (adds to the config's "
-                        "portscan.allowed_networks)")
-    r.add_argument("--max-hosts", type=int, default=None, metavar="N",
-                   help="refuse a host whose targets cover over N addresses (default 65536; "
-                        "config portscan.max_addresses)")
-    r.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
+    add_inventory_options(r)
     r.add_argument("-p", "--ports",
                    help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
     add_engine_options(r)
@@ -81,6 +69,23 @@ def add_run_parser(sub: Any) -> None:
     r.add_argument("--fail-on-change", action="store_true",
                    help="exit 1 when the scan differs from the baseline")
     add_progress_options(r, "progress bar")
+
+
+def add_inventory_options(p: argparse.ArgumentParser) -> None:
+    """Where the inventory comes from and which of its hosts to scan (run and monitor)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("-c", "--config", metavar="FILE",
+                     help=f"nornir config file (default: {DEFAULT_CONFIG})")
+    src.add_argument("-i", "--inventory", metavar="DIR",
+                     help="directory with hosts/groups/defaults/subnets.yaml")
+    p.add_argument("--allow", action="append", default=[], metavar="NETWORK",
+                   help="refuse any target outside these networks (adds to the config's "
+                        "portscan.allowed_networks)")
+    p.add_argument("--max-hosts", type=int, default=None, metavar="N",
+                   help="refuse a host whose targets cover over N addresses (default 65536; "
+                        "config portscan.max_addresses)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
 
 
 def _load_json(path: str) -> dict[str, Any]:
