@@ -32,8 +32,8 @@ from netns import (
     jsonl,
 )
 
-from nornir_portscan.engine.cluster import ShardLayout, run_shard
-from nornir_portscan.engine.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.core.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.dist.cluster import ShardLayout, run_shard
 from nornir_portscan.errors import ScopeError, SpecError
 from nornir_portscan.inputs.targets import Target, parse_targets
 
@@ -208,7 +208,7 @@ def test_local_cluster_gives_the_local_engines_outcomes(lab: NetNS) -> None:
 KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     from nornir_portscan.engine.api import ScanStats, plan_scan, stream_plan
-    from nornir_portscan.engine.cluster import close_all, connect
+    from nornir_portscan.engine.dist.cluster import close_all, connect
 
     def main():
         client = connect("local:2")

@@ -39,7 +39,7 @@ from netns import (
 
 from nornir_portscan import PortState, ProbeOutcome, SpecError, ascan, scan
 from nornir_portscan.engine import Job, JobOptions, Scheduler, classify
-from nornir_portscan.engine.scheduler import DISCOVERY_PORTS
+from nornir_portscan.engine.core.scheduler import DISCOVERY_PORTS
 from nornir_portscan.inputs import Target
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
@@ -183,7 +183,7 @@ def test_no_self_connect_is_ever_reported_open(listener: Callable[..., int]) -> 
 SELF_CONNECT_SCRIPT = textwrap.dedent("""
     import json, sys
     from nornir_portscan.engine import Job, JobOptions, Scheduler
-    from nornir_portscan.engine.loop import ReadinessLoop
+    from nornir_portscan.engine.io.loop import ReadinessLoop
     from nornir_portscan.inputs import Target
     ports = [int(p) for p in sys.argv[1].split(",")]
     rounds = []
@@ -258,7 +258,7 @@ FD_SCRIPT = textwrap.dedent("""
     lo, hi = map(int, sys.argv[1].split("-"))
     if spare:
         from nornir_portscan.engine import Job, JobOptions, Scheduler
-        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.engine.io.loop import ReadinessLoop
         from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], range(lo, hi + 1),
@@ -512,8 +512,8 @@ def test_lab_sweep_without_discovery(lab: NetNS) -> None:
 
 REUSE_SCRIPT = textwrap.dedent("""
     import json, sys
-    from nornir_portscan.engine.loop import ReadinessLoop
-    from nornir_portscan.engine.scheduler import Job, JobOptions, Scheduler
+    from nornir_portscan.engine.io.loop import ReadinessLoop
+    from nornir_portscan.engine.core.scheduler import Job, JobOptions, Scheduler
     from nornir_portscan.inputs import Target
     hosts, ports = sys.argv[1].split(","), [int(p) for p in sys.argv[2].split(",")]
     sched = Scheduler(concurrency=6)
@@ -668,7 +668,7 @@ def test_fd_limit_is_really_hit_on_silent_ports(lab: NetNS) -> None:
         import json, resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         from nornir_portscan.engine import Job, JobOptions, Scheduler
-        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.engine.io.loop import ReadinessLoop
         from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target({LAB_DEAD!r}, None, 4), Target({LAB_UP!r}, None, 4)],

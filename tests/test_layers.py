@@ -59,8 +59,8 @@ def _layer(module: str) -> str | None:
 
 def test_the_graph_sees_the_package() -> None:
     graph = _graph()
-    assert "nornir_portscan.engine.scheduler" in graph
-    assert "nornir_portscan.engine.plan" in graph["nornir_portscan.engine.local"]
+    assert "nornir_portscan.engine.core.scheduler" in graph
+    assert "nornir_portscan.engine.core.plan" in graph["nornir_portscan.engine.io.local"]
     assert "nornir_portscan.cli.common" in graph["nornir_portscan.cli.run"]
 
 

@@ -14,8 +14,8 @@ from concurrent.futures import Future
 
 import pytest
 
-from nornir_portscan.engine.outcome import PortState, ProbeOutcome
-from nornir_portscan.engine.scheduler import DISCOVERY_PORTS, Job, JobOptions, Probe, Scheduler
+from nornir_portscan.engine.core.outcome import PortState, ProbeOutcome
+from nornir_portscan.engine.core.scheduler import DISCOVERY_PORTS, Job, JobOptions, Probe, Scheduler
 from nornir_portscan.inputs import Target
 
 SILENT = None  # the responder's "no answer ever"
@@ -878,7 +878,7 @@ def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
 def test_a_dead_hosts_ports_can_stay_one_run() -> None:
     """With runs=True (how shard workers drain), a down host's ports come as one PortRun
     whose outcomes are exactly those the sliced drain hands out one by one."""
-    from nornir_portscan.engine.outcome import PortRun
+    from nornir_portscan.engine.core.outcome import PortRun
 
     def dead_host_outcomes(runs: bool) -> list[object]:
         sched, _ = dead_host_decided(range(5000, 5300))
@@ -1008,7 +1008,7 @@ def test_recheck_zero_keeps_the_old_verdicts() -> None:
 def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
     sim, job, _unreachable, _dead = rate_limited_network(recheck=None)
     sim.run()
-    from nornir_portscan.engine.discovery import RECHECK_FLOOR, RECHECK_SHARE
+    from nornir_portscan.engine.core.discovery import RECHECK_FLOOR, RECHECK_SHARE
 
     assert job.recheck_deadline > 0
     main_scan = job.recheck_deadline - RECHECK_FLOOR  # the floor wins on a short scan
@@ -1017,7 +1017,7 @@ def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
 
 
 def test_shards_sharing_a_limiter_send_re_probes_only_in_their_own_slots() -> None:
-    from nornir_portscan.engine.discovery import RECHECK_SLOT, RECHECK_WINDOW
+    from nornir_portscan.engine.core.discovery import RECHECK_SLOT, RECHECK_WINDOW
 
     sim, job, unreachable, _dead = rate_limited_network(recheck=12.0)
     object.__setattr__(job.options, "limiter_slot", (1, 2))

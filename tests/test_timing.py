@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nornir_portscan.engine.timing import CongestionWindow, RateLimiter, RttEstimator
+from nornir_portscan.engine.core.timing import CongestionWindow, RateLimiter, RttEstimator
 
 # ---- RttEstimator -----------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from .api import (
     run_plan_batches,
     scan,
 )
-from .outcome import PortState, ProbeOutcome, classify
-from .scheduler import EngineError, Job, JobOptions, Scheduler
+from .core.outcome import PortState, ProbeOutcome, classify
+from .core.scheduler import EngineError, Job, JobOptions, Scheduler
 
 __all__ = ["EngineError", "Job", "JobOptions", "PortState", "ProbeOutcome",
            "ScanPlan", "ScanStats", "Scheduler", "ascan", "astream", "classify", "plan_scan",

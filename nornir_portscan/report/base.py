@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import STATE_ORDER, STATE_TEXT, PortRun, ProbeOutcome
+from ..engine.core.outcome import STATE_ORDER, STATE_TEXT, PortRun, ProbeOutcome
 
 _HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
 

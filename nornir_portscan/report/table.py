@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import IO
 
-from ..engine.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
+from ..engine.core.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
 from ..inputs.targets import address_order
 from .base import ScanSummary
 

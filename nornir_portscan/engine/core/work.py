@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ..inputs.targets import Target
+from ...inputs.targets import Target
 
 #: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
 DISCOVERY_PORTS: tuple[int, ...] = (80, 443, 22, 445, 3389, 23, 21, 8080)

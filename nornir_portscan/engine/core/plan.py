@@ -10,11 +10,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..inputs.ports import parse_ports
-from ..inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
-from ..inputs.targets import TargetSource, TargetSpec, parse_targets
-from .limits import concurrency_budget
+from ...errors import SpecError
+from ...inputs.ports import parse_ports
+from ...inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
+from ...inputs.targets import TargetSource, TargetSpec, parse_targets
+from ..io.limits import concurrency_budget
 from .scheduler import JobOptions
 
 #: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,

@@ -13,13 +13,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+from ..core.outcome import ProbeOutcome
+from ..core.plan import ScanPlan
+from ..core.scheduler import EngineError, Job, Scheduler
+from ..core.timing import RateLimiter
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
-from .outcome import ProbeOutcome
-from .plan import ScanPlan
 from .resolve import resolve
-from .scheduler import EngineError, Job, Scheduler
-from .timing import RateLimiter
 
 _DONE = object()
 

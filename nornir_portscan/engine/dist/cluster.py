@@ -30,14 +30,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from ..errors import PortscanError, ScopeError
-from ..inputs.scope import Scope, in_networks
-from ..inputs.targets import Target, TargetSource, TargetSpec
-from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
-from .plan import ScanPlan, ScanStats
-from .scheduler import EngineError
-from .work import affine_map
+from ...errors import PortscanError, ScopeError
+from ...inputs.scope import Scope, in_networks
+from ...inputs.targets import Target, TargetSource, TargetSpec
+from ..io.local import scan_here
+from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
+from ..core.plan import ScanPlan, ScanStats
+from ..core.scheduler import EngineError
+from ..core.work import affine_map
 
 #: Seconds to wait for a scheduler to answer (and for it to have a worker).
 CONNECT_TIMEOUT = 5.0

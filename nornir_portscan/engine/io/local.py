@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome
+from ..core.plan import ScanPlan, ScanStats
+from ..core.scheduler import EngineError, Job, Scheduler
+from ..core.timing import RttEstimator
+from ..core.work import IcmpEvidence
 from .loop import ReadinessLoop
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome
-from .plan import ScanPlan, ScanStats
 from .resolve import resolve
-from .scheduler import EngineError, Job, Scheduler
-from .timing import RttEstimator
-from .work import IcmpEvidence
 
 
 def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False,

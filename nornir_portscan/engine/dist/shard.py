@@ -21,12 +21,12 @@ from dataclasses import replace
 from time import monotonic
 from typing import Any, NamedTuple
 
-from ..inputs.targets import Target, TargetSource
-from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, outcome_from_fields
-from .plan import ScanPlan, ScanStats
-from .scheduler import EngineError
-from .work import IcmpEvidence
+from ...inputs.targets import Target, TargetSource
+from ..io.local import scan_here
+from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
+from ..core.plan import ScanPlan, ScanStats
+from ..core.scheduler import EngineError
+from ..core.work import IcmpEvidence
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
-from ..inputs.scope import in_networks
+from ...inputs.scope import in_networks
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome
 from .timing import CongestionWindow, RateLimiter, RttEstimator
 from .work import Host, IcmpEvidence, Job, Probe
