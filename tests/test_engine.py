@@ -296,6 +296,45 @@ def test_fd_limit_below_the_concurrency_asked_for(listener: Callable[..., int],
         assert doc["limit"] < spare
 
 
+PLAN_IS_PURE_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    from nornir_portscan.engine import plan_scan, run_plan
+    plans = [plan_scan(f"127.0.0.{i}", sys.argv[1]) for i in range(1, 51)]
+    planned = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    outcomes = list(run_plan(plans[0]))
+    ran = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    print(json.dumps({"planned": planned, "ran": ran, "hard": hard,
+                      "concurrency": [p.concurrency for p in plans[:2]],
+                      "outcomes": len(outcomes)}))
+""")
+
+
+def test_planning_leaves_the_descriptor_limit_alone(closed_port: Callable[..., int]) -> None:
+    """A nornir run plans a scan for every host: planning must not touch the process. The
+    open-file limit is raised (to the hard limit) only when a plan runs."""
+    done = subprocess.run([sys.executable, "-c", PLAN_IS_PURE_SCRIPT, str(closed_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["planned"] == 128  # fifty plans, no setrlimit
+    assert doc["concurrency"] == [None, None]  # the budget is not the plan's to take
+    assert doc["outcomes"] == 1
+    assert doc["ran"] == min(doc["hard"], 1 << 20) > 128
+
+
+def test_each_scan_draws_its_own_port_order() -> None:
+    """The port order's key is drawn by the I/O side for every scan (the scheduler draws no
+    randomness): two scans of one host probe its ports in two different keyed orders. On
+    loopback every answer comes straight from connect(), so outcomes come in probe order."""
+    orders = [[o.port for o in scan("127.0.0.1", "1-300", retries=0)] for _ in range(2)]
+    for order in orders:
+        assert sorted(order) == list(range(1, 301))
+        assert order != sorted(order)
+    assert orders[0] != orders[1]
+
+
 # ---- banners ----------------------------------------------------------------------------------
 
 

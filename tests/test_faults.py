@@ -566,7 +566,7 @@ def test_accounting_is_checked_at_run_time(monkeypatch: pytest.MonkeyPatch,
                                            closed_port: Callable[..., int]) -> None:
     """The engine compares what it emitted with H x P at the end of every scan."""
     from nornir_portscan.engine.core import scheduler
-    from nornir_portscan.engine.core.scheduler import EngineError
+    from nornir_portscan.engine.core.errors import EngineError
 
     original = scheduler.Scheduler._add_host
 

@@ -12,7 +12,7 @@ from .common import EXIT_FAILED, fail
 def cluster_client(address: str) -> None:
     """Connect to a Dask cluster before any output: without Dask, a one-line usage error
     (exit 2); a scheduler that does not answer, a one-line error and exit 3."""
-    from ..engine.core.scheduler import EngineError
+    from ..engine.core.errors import EngineError
     from ..engine.dist.cluster import DaskMissing, connect
 
     try:

@@ -87,7 +87,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace, plan: ScanPlan,
           wrap: Callable[[Iterator[Any]], Iterable[Any]]) -> int:
     from ..engine.api import ScanStats, stream_plan
-    from ..engine.core.scheduler import EngineError
+    from ..engine.core.errors import EngineError
     from ..report import ScanSummary, writer_for
 
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,

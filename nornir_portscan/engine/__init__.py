@@ -13,8 +13,9 @@ from .api import (
     run_plan_batches,
     scan,
 )
+from .core.errors import EngineError
 from .core.outcome import PortState, ProbeOutcome, classify
-from .core.scheduler import EngineError, Job, JobOptions, Scheduler
+from .core.scheduler import Job, JobOptions, Scheduler
 
 __all__ = ["EngineError", "Job", "JobOptions", "PortState", "ProbeOutcome",
            "ScanPlan", "ScanStats", "Scheduler", "ascan", "astream", "classify", "plan_scan",

@@ -13,10 +13,10 @@ from .core.plan import (
     DEFAULT_REMOTE_RATE,
     PortsArg,
     ScanPlan,
-    ScanStats,
     TargetsArg,
     plan_scan,
 )
+from .core.stats import ScanStats
 from .dist.shard import run_sharded, shard_count
 from .io.local import scan_here
 

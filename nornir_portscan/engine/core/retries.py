@@ -12,6 +12,7 @@ import heapq
 from typing import TYPE_CHECKING
 
 from .admission import Admission
+from .errors import EngineError
 from .outcome import PortState
 from .work import Job, Probe
 
@@ -25,10 +26,6 @@ LOCAL_BACKOFF = 0.002
 MAX_SELF_CONNECTS = 8
 
 _CLOSED, _FILTERED = PortState.CLOSED, PortState.FILTERED
-
-
-class EngineError(RuntimeError):
-    """The scan cannot go on (the machine cannot open sockets at all)."""
 
 
 class Retries(Admission):

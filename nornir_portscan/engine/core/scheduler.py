@@ -21,13 +21,13 @@ import math
 
 from .admission import OutcomeItem, Resolver
 from .discovery import Discovery
+from .errors import EngineError
 from .outcome import PortState, classify
 from .retries import (
     LOCAL_BACKOFF,
     LOCAL_STALL_LIMIT,
     MAX_ADAPTIVE_ATTEMPTS,
     MAX_SELF_CONNECTS,
-    EngineError,
 )
 from .work import DISCOVERY_PORTS, Host, Job, JobOptions, Probe, discovery_ports, permuted
 

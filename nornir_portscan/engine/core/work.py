@@ -8,7 +8,6 @@ apart keeps each module short enough to read in one go.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -98,7 +97,7 @@ class JobOptions:
     banners: bool = False
     banner_wait: float = 1.0
     allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
-    shuffle: bool = True  # probe each host's ports in a keyed random order
+    shuffle: bool = True  # probe each host's ports in a keyed random order (Job's key)
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
     # rate-limited (discovery.py); None: a share of the scan's time, 0: no re-probes
     recheck: float | None = None
@@ -108,7 +107,12 @@ class JobOptions:
 
 
 class Job:
-    """One scan request: a lazy stream of targets crossed with a port list."""
+    """One scan request: a lazy stream of targets crossed with a port list.
+
+    ``key`` keys each host's port order (``permuted``). It is drawn by the I/O side
+    (``io.local.job_for``, from os.urandom) and passed in: decision code draws no
+    randomness, so a test can give a key and get the same order every time. 0, or
+    ``options.shuffle`` False, keeps the ports in the order given."""
 
     __slots__ = (
         "active",
@@ -131,7 +135,7 @@ class Job:
     )
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
-                 options: JobOptions | None = None, tag: Any = None) -> None:
+                 options: JobOptions | None = None, tag: Any = None, key: int = 0) -> None:
         self.targets: Iterator[Target] = iter(targets)
         self.ports: tuple[int, ...] = tuple(ports)
         self.ports_set = frozenset(self.ports)
@@ -143,7 +147,7 @@ class Job:
         self.active = 0
         self.exhausted = False
         self.fed = False  # every target admitted or resolved
-        self.key = int.from_bytes(os.urandom(5), "big") if self.options.shuffle else 0
+        self.key = key if self.options.shuffle else 0
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
         self.tag = tag

@@ -33,10 +33,12 @@ from typing import Any, NamedTuple
 from ...errors import PortscanError, ScopeError
 from ...inputs.scope import Scope, in_networks
 from ...inputs.targets import Target, TargetSource, TargetSpec
+from ..io.limits import concurrency_budget
 from ..io.local import scan_here
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
-from ..core.plan import ScanPlan, ScanStats
-from ..core.scheduler import EngineError
+from ..core.errors import EngineError
+from ..core.plan import ScanPlan
+from ..core.stats import ScanStats
 from ..core.work import affine_map
 
 #: Seconds to wait for a scheduler to answer (and for it to have a worker).
@@ -191,9 +193,10 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
     """One shard, on whichever worker Dask chose: scope re-checked, then ``scan_here``."""
     check_scope(plan)
     share = layout.share(plan, index)
+    budget = concurrency_budget(plan.concurrency)  # this worker's descriptors, per thread
     # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
     # (discovery.py); on other machines the turns cost time, never a verdict
-    share = replace(share, concurrency=max(1, plan.concurrency // _worker_threads()),
+    share = replace(share, concurrency=max(1, budget // _worker_threads()),
                     options=replace(share.options, limiter_slot=(index, layout.count)))
     stats = ScanStats()
     outcomes: list[tuple[Any, ...]] = []

@@ -22,10 +22,12 @@ from time import monotonic
 from typing import Any, NamedTuple
 
 from ...inputs.targets import Target, TargetSource
+from ..io.limits import concurrency_budget
 from ..io.local import scan_here
 from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
-from ..core.plan import ScanPlan, ScanStats
-from ..core.scheduler import EngineError
+from ..core.errors import EngineError
+from ..core.plan import ScanPlan
+from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
 
 #: Below this many probes a single process wins: forking costs more than it saves.
@@ -91,7 +93,7 @@ class _HostShare:
         return -(-self.spec.count() // self.step)
 
 
-def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int,
+def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, budget: int, wfd: int,
             evidence: SharedIcmpEvidence) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -99,7 +101,7 @@ def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int,
         share = replace(plan, spec=_HostShare(plan.spec, index, count))
     else:
         share = replace(plan, ports=plan.ports[index::count])
-    share = replace(share, concurrency=max(1, plan.concurrency // count),
+    share = replace(share, concurrency=max(1, budget // count),
                     options=replace(plan.options, limiter_slot=(index, count)),
                     rate=None if plan.rate is None else plan.rate / count, shards=1)
     batch: list[tuple[Any, ...]] = []
@@ -149,6 +151,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
     ``stats`` gets the workers' counts as each one finishes.
     Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
     by_hosts = plan.spec.count() >= count * 4
+    budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
@@ -160,7 +163,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _worker(plan, i, count, by_hosts, wfd, evidence)
+                _worker(plan, i, count, by_hosts, budget, wfd, evidence)
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()

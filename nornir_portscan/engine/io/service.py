@@ -13,11 +13,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
-from ..core.scheduler import EngineError, Job, Scheduler
+from ..core.scheduler import Job, Scheduler
 from ..core.timing import RateLimiter
 from .limits import concurrency_budget
+from .local import job_for
 from .loop import ReadinessLoop
 from .resolve import resolve
 
@@ -104,7 +106,7 @@ class Engine:
         assert self.sched is not None
         for handle in handles:
             plan = handle.plan
-            handle.job = self.sched.add_job(Job(plan.spec, plan.ports, plan.options, tag=handle))
+            handle.job = self.sched.add_job(job_for(plan, tag=handle))
         self._apply_rate()
 
     def _apply_rate(self) -> None:
