@@ -39,7 +39,7 @@ from netns import (
 
 from nornir_portscan import PortState, ProbeOutcome, SpecError, ascan, scan
 from nornir_portscan.engine import Job, JobOptions, Scheduler, classify
-from nornir_portscan.engine.core.scheduler import DISCOVERY_PORTS
+from nornir_portscan.engine.core.work import DISCOVERY_PORTS
 from nornir_portscan.inputs import Target
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
@@ -116,12 +116,12 @@ def test_immediate_and_deferred_refusal_give_the_same_outcome(
     def outcome(err: int, via_so_error: bool) -> ProbeOutcome:
         sched = Scheduler(concurrency=4)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], [port], JobOptions(discovery=False)))
-        probe = sched.next_probe(10.0)
-        assert probe is not None
+        [probe] = sched.next_probes(10.0, 1)
         if via_so_error:
             sched.on_sent(probe, 10.0)  # the loop only starts a clock for EINPROGRESS
         assert sched.on_answer(probe, err, 10.002) is False
-        [o] = [o for _, o in sched.drain() if o is not None]
+        [o] = [o for _, o in sched.drain_some(100) if o is not None]
+        assert isinstance(o, ProbeOutcome)
         return o
 
     a, b = outcome(immediate, False), outcome(deferred, True)
@@ -552,7 +552,8 @@ def test_lab_sweep_without_discovery(lab: NetNS) -> None:
 REUSE_SCRIPT = textwrap.dedent("""
     import json, sys
     from nornir_portscan.engine.io.loop import ReadinessLoop
-    from nornir_portscan.engine.core.scheduler import Job, JobOptions, Scheduler
+    from nornir_portscan.engine.core.scheduler import Scheduler
+    from nornir_portscan.engine.core.work import Job, JobOptions
     from nornir_portscan.inputs import Target
     hosts, ports = sys.argv[1].split(","), [int(p) for p in sys.argv[2].split(",")]
     sched = Scheduler(concurrency=6)

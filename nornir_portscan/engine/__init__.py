@@ -15,7 +15,8 @@ from .api import (
 )
 from .core.errors import EngineError
 from .core.outcome import PortState, ProbeOutcome, classify
-from .core.scheduler import Job, JobOptions, Scheduler
+from .core.scheduler import Scheduler
+from .core.work import Job, JobOptions
 
 __all__ = ["EngineError", "Job", "JobOptions", "PortState", "ProbeOutcome",
            "ScanPlan", "ScanStats", "Scheduler", "ascan", "astream", "classify", "plan_scan",

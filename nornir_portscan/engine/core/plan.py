@@ -16,7 +16,7 @@ from ...errors import SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
 from ...inputs.targets import TargetSource, TargetSpec, parse_targets
-from .scheduler import JobOptions
+from .work import JobOptions
 
 #: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,
 #: yet far below what trips an IDS or fills a firewall's state table. ``rate=0`` lifts it.

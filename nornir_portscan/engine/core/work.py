@@ -99,10 +99,10 @@ class JobOptions:
     allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
     shuffle: bool = True  # probe each host's ports in a keyed random order (Job's key)
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
-    # rate-limited (discovery.py); None: a share of the scan's time, 0: no re-probes
+    # rate-limited (recheck.py); None: a share of the scan's time, 0: no re-probes
     recheck: float | None = None
     # (index, count): this scan is one of count shards drawing on the same ICMP limiter,
-    # and sends its re-probes only in its own time slots (discovery.py)
+    # and sends its re-probes only in its own time slots (recheck.py)
     limiter_slot: tuple[int, int] = (0, 1)
 
 
@@ -198,7 +198,7 @@ class Host:
         self.disc_rejects = 0  # discovery tries answered with an ICMP error
         self.in_discovery = bool(job.disc_ports)
         self.queued = True  # in the scheduler's ready deque
-        self.rechecking = False  # a re-probe after an ICMP rate limit is out (discovery.py)
+        self.rechecking = False  # a re-probe after an ICMP rate limit is out (recheck.py)
         # silent discovery ports wait for the host's verdict: on an unreachable host a
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
@@ -223,7 +223,7 @@ class Probe:
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
         self.self_connects = 0
-        # With a fixed timeout, the tries of one port overlap (see ``on_sent``): ``start``
+        # With a fixed timeout, the tries of one port overlap (verdicts.py): ``start``
         # is the first try's send time, ``prev``/``next`` link the tries still alive.
         self.start = -1.0  # unset until the first try is sent
         self.live = False  # handed to the loop and not yet settled
@@ -236,6 +236,23 @@ class Probe:
         retry.start = self.start
         retry.self_connects = self.self_connects
         return retry
+
+    def overlapping_try(self) -> Probe:
+        """The next of a fixed timeout's overlapping tries, linked after this one."""
+        retry = self.retry_of(self.attempt + 1)
+        retry.prev, self.next = self, retry
+        return retry
+
+    def replacement(self) -> Probe:
+        """The same try again (it never reached the network, so it was no try), taking
+        this probe's place among its port's tries: an answer to any of them settles all."""
+        again = self.retry_of(self.attempt)
+        again.prev, again.next = self.prev, self.next
+        if self.prev is not None:
+            self.prev.next = again
+        if self.next is not None:
+            self.next.prev = again
+        return again
 
     def others(self) -> list[Probe]:
         """The other tries of this port that are not over yet."""

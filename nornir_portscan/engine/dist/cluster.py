@@ -95,7 +95,7 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
     share = layout.share(plan, index)
     budget = concurrency_budget(plan.concurrency)  # this worker's descriptors, per thread
     # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
-    # (discovery.py); on other machines the turns cost time, never a verdict
+    # (core/recheck.py); on other machines the turns cost time, never a verdict
     share = replace(share, concurrency=max(1, budget // _worker_threads()),
                     options=replace(share.options, limiter_slot=(index, layout.count)))
     stats = ScanStats()

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome
 from ..core.plan import ScanPlan
-from ..core.scheduler import Job, Scheduler
+from ..core.scheduler import Scheduler
 from ..core.stats import ScanStats
 from ..core.timing import RttEstimator
-from ..core.work import IcmpEvidence
+from ..core.work import IcmpEvidence, Job
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
 from .resolve import resolve

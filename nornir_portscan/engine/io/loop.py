@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import cast
 
+from ..core.intake import OutcomeItem
 from ..core.outcome import ProbeOutcome
-from ..core.scheduler import Job, OutcomeItem, Probe, Scheduler
+from ..core.scheduler import Scheduler
+from ..core.work import Job, Probe
 from .limits import FD_RESERVE
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT left behind

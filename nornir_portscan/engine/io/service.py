@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
-from ..core.scheduler import Job, Scheduler
+from ..core.scheduler import Scheduler
 from ..core.timing import RateLimiter
+from ..core.work import Job
 from .limits import concurrency_budget
 from .local import job_for
 from .loop import ReadinessLoop
