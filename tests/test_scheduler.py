@@ -1031,6 +1031,61 @@ def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
     assert RECHECK_SHARE * (main_scan - max(job.started, 0.0)) <= RECHECK_FLOOR
 
 
+def first_recheck_time(sim: Sim) -> list[float]:
+    """Records when the scheduler first turns to the re-probes (the loop's next_probes
+    calls ``next_rechecks`` once the scan's other work is done)."""
+    seen: list[float] = []
+    real = sim.sched.next_rechecks
+
+    def recording(now: float, limit: int) -> list[Probe]:
+        if not seen:
+            seen.append(now)
+        return real(now, limit)
+
+    sim.sched.next_rechecks = recording  # type: ignore[method-assign]
+    return seen
+
+
+def test_default_budget_of_a_long_scan_is_its_share() -> None:
+    """Past the floor, the re-probes' default time is a share of the scan so far (10 %).
+    Here the one up host's 800 silent ports, four sockets at a time, keep the scan
+    going about a minute before the held hosts are re-probed: they get about six
+    seconds more, not the 2 s floor."""
+    from nornir_portscan.engine.core.recheck import RECHECK_FLOOR
+
+    up = "198.18.0.1"
+    unreachable = {f"198.18.0.{i}" for i in range(10, 30)}
+    dead = {f"198.18.0.{i}" for i in range(40, 60)}
+    sched = Scheduler(concurrency=4)
+    job = one_job(sched, v4(up, *sorted(unreachable), *sorted(dead)), range(1000, 1800))
+    clock: list[float] = [0.0]
+    limiter = IcmpLimiter(lambda: clock[0])
+
+    def respond(p: Probe) -> Response:
+        clock[0] = sim.now
+        if p.host.addr == up:  # up (its discovery ports refuse), every port asked silent
+            return SILENT if p.port >= 1000 else errno.ECONNREFUSED
+        if p.host.addr in unreachable and limiter.allow():
+            return errno.EHOSTUNREACH
+        return SILENT
+
+    sim = Sim(sched, respond)
+    seen = first_recheck_time(sim)
+    outcomes = sim.run(limit=400)
+    assert_exactly_once(outcomes, [up, *unreachable, *dead], range(1000, 1800))
+    [began] = seen
+    main_scan = began - job.started
+    assert main_scan > 50
+    assert job.recheck_deadline == pytest.approx(began + 0.1 * main_scan)
+    assert job.recheck_deadline - began > 2 * RECHECK_FLOOR
+    assert sim.now <= job.recheck_deadline + 2.0  # the last group's timeout at most
+    assert sched.rechecks_recovered > 0
+    verdicts = host_verdicts(outcomes)
+    for h in unreachable:
+        assert verdicts[h] in ({(PortState.UNREACHABLE, "host-unreach")},
+                               {(PortState.FILTERED, "rate-limited?")}), (h, verdicts[h])
+
+
 def test_shards_sharing_a_limiter_send_re_probes_only_in_their_own_slots() -> None:
     from nornir_portscan.engine.core.recheck import RECHECK_SLOT, RECHECK_WINDOW
 
