@@ -1,6 +1,8 @@
 """The package's layers, read from its source: data flows one way, and no module imports
 one that imports it back (late imports inside functions count too: they hide a cycle,
-they do not remove it)."""
+they do not remove it). Inside the engine, the sans-I/O line: decisions (engine/core)
+touch no socket, clock, descriptor limit, thread or randomness, and know nothing of the
+I/O that carries them out (engine/io) or of shards (engine/dist)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nornir_portscan"
 
 #: Each layer may import itself and the layers before it, never one after it.
 LAYERS = ("errors", "inputs", "engine", "plugins", "report", "cli")
+ENGINE = "nornir_portscan.engine"
+#: What decision code must not import: sockets and readiness, the process (os, resource,
+#: signal, subprocess), the clock, threads, randomness. ``now``, keys and what the kernel
+#: said are passed in by the I/O side, so every decision runs the same in a test.
+NOT_IN_CORE = frozenset({"socket", "_socket", "select", "selectors", "os", "time", "resource",
+                         "threading", "signal", "subprocess", "mmap", "random", "secrets"})
 
 
 def _module_name(path: Path) -> str:
@@ -52,6 +60,17 @@ def _graph() -> dict[str, set[str]]:
             for name, path in modules.items()}
 
 
+def _top_imports(path: Path) -> set[str]:
+    """Top-level names of everything ``path`` imports (the standard library's too)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
 def _layer(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
@@ -62,6 +81,10 @@ def test_the_graph_sees_the_package() -> None:
     assert "nornir_portscan.engine.core.scheduler" in graph
     assert "nornir_portscan.engine.core.plan" in graph["nornir_portscan.engine.io.local"]
     assert "nornir_portscan.cli.common" in graph["nornir_portscan.cli.run"]
+    assert f"{ENGINE}.core.verdicts" in graph[f"{ENGINE}.core.scheduler"]
+    assert f"{ENGINE}.io.limits" in graph[f"{ENGINE}.io.local"]
+    assert f"{ENGINE}.core.split" in graph[f"{ENGINE}.dist.shard"]
+    assert "os" in _top_imports(PACKAGE / "engine" / "io" / "local.py")
 
 
 def test_no_import_cycles() -> None:
@@ -103,17 +126,34 @@ def test_layers_import_only_downwards(layer: str) -> None:
 
 
 def test_engine_knows_nothing_of_nornir_and_nornir_code_nothing_of_sockets() -> None:
-    def top_imports(path: Path) -> set[str]:
-        out: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                out.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                out.add(node.module.split(".")[0])
-        return out
-
-    engine = [p for p in (PACKAGE / "engine").rglob("*.py") if "nornir" in top_imports(p)]
+    engine = [p for p in (PACKAGE / "engine").rglob("*.py") if "nornir" in _top_imports(p)]
     plugins = [p for p in (PACKAGE / "plugins").rglob("*.py")
-               if top_imports(p) & {"socket", "_socket", "select", "selectors"}]
+               if _top_imports(p) & {"socket", "_socket", "select", "selectors"}]
     assert not engine, f"engine modules importing nornir: {engine}"
     assert not plugins, f"nornir plugins touching sockets: {plugins}"
+
+
+def test_decision_code_does_no_io() -> None:
+    core = sorted((PACKAGE / "engine" / "core").rglob("*.py"))
+    assert len(core) > 10
+    wrong = [f"{p.relative_to(PACKAGE)} imports {name}"
+             for p in core for name in sorted(_top_imports(p) & NOT_IN_CORE)]
+    assert not wrong, wrong
+
+
+def _imports_into(package: str, *forbidden: str) -> list[str]:
+    """Imports from modules of ``package`` into any of ``forbidden`` (or the engine's
+    package face, which re-exports all of them)."""
+    return [f"{module} imports {dep}" for module, deps in _graph().items()
+            if module.startswith(package + ".")
+            for dep in deps if dep == ENGINE or dep.startswith(forbidden)]
+
+
+def test_decision_code_knows_nothing_of_io_or_shards() -> None:
+    wrong = _imports_into(f"{ENGINE}.core", f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    assert not wrong, wrong
+
+
+def test_the_loop_knows_nothing_of_shards() -> None:
+    wrong = _imports_into(f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    assert not wrong, wrong
