@@ -7,6 +7,8 @@ I/O that carries them out (engine/io) or of shards (engine/dist)."""
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,20 @@ def test_decision_code_knows_nothing_of_io_or_shards() -> None:
 def test_the_loop_knows_nothing_of_shards() -> None:
     wrong = _imports_into(f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
     assert not wrong, wrong
+
+
+def test_every_directory_of_code_is_a_package_git_keeps() -> None:
+    """setuptools packages only directories with an ``__init__.py``, and a checkout holds only
+    what git keeps: a bare ``dist/`` in .gitignore once kept engine/dist/__init__.py out
+    (Python still imported it, as a namespace package; a wheel would have left it out)."""
+    dirs = sorted({p.parent for p in PACKAGE.rglob("*.py")})
+    missing = [str(d.relative_to(PACKAGE)) for d in dirs if not (d / "__init__.py").exists()]
+    assert not missing, f"directories without __init__.py: {missing}"
+    git = shutil.which("git")
+    if git is None or not (PACKAGE.parent / ".git").exists():
+        return  # not a git checkout (an sdist, say): nothing can be ignored
+    done = subprocess.run([git, "-C", str(PACKAGE.parent), "check-ignore",
+                           *(str(p) for p in PACKAGE.rglob("*.py"))],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode in (0, 1), done.stderr
+    assert not done.stdout.strip(), f"package files git ignores: {done.stdout.split()}"
