@@ -161,6 +161,19 @@ def test_the_loop_knows_nothing_of_shards() -> None:
     assert not wrong, wrong
 
 
+#: The scheduler and its parts: one object owning parts, not a chain of base classes.
+SCHEDULER_PARTS = ("scheduler", "timers", "flight", "intake", "verdicts", "recheck")
+
+
+def test_no_class_of_the_scheduler_inherits_another() -> None:
+    core = PACKAGE / "engine" / "core"
+    wrong = [f"{name}.py: class {node.name}({', '.join(ast.unparse(b) for b in node.bases)})"
+             for name in SCHEDULER_PARTS
+             for node in ast.walk(ast.parse((core / f"{name}.py").read_text(encoding="utf-8")))
+             if isinstance(node, ast.ClassDef) and node.bases]
+    assert not wrong, wrong
+
+
 def test_every_directory_of_code_is_a_package_git_keeps() -> None:
     """setuptools packages only directories with an ``__init__.py``, and a checkout holds only
     what git keeps: a bare ``dist/`` in .gitignore once kept engine/dist/__init__.py out
