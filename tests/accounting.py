@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nornir_portscan.engine.outcome import ProbeOutcome
+from nornir_portscan.engine.core.outcome import ProbeOutcome
 
 
 def exactly_once(outcomes: list[ProbeOutcome], hosts: Iterable[str],

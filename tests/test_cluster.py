@@ -1,4 +1,6 @@
-"""Sharded scans on Dask distributed: the partition, the command line and a lost worker.
+"""Sharded scans on Dask distributed: the worker's checks, the command line and a lost worker.
+
+The partition itself (one split for process and cluster shards) is tested in test_split.py.
 
 Every packet stays on loopback or inside a namespace a test built; a LocalCluster binds
 127.0.0.1 only and its worker processes inherit the namespace of the process that made it.
@@ -11,7 +13,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -32,8 +33,9 @@ from netns import (
     jsonl,
 )
 
-from nornir_portscan.engine.cluster import ShardLayout, run_shard
-from nornir_portscan.engine.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.core.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.core.split import ShardLayout
+from nornir_portscan.engine.dist.cluster import run_shard
 from nornir_portscan.errors import ScopeError, SpecError
 from nornir_portscan.inputs.targets import Target, parse_targets
 
@@ -50,48 +52,7 @@ def needs_dask() -> None:
     pytest.importorskip("distributed")
 
 
-# ---- the partition: every (host, port) in exactly one shard -----------------------------------
-
-@pytest.mark.parametrize(("targets", "exclude", "ports", "threads"), [
-    ("127.0.0.1-100", (), "1-10", 2),         # whole hosts per shard
-    ("127.0.0.1-3", (), "1-50", 4),           # fewer hosts than shards: ports split too
-    ("127.0.0.1", (), "22", 8),               # one probe
-    ("127.0.1.0/24", ("127.0.1.7-20",), "80,443", 3),  # excludes leave gaps in the slices
-    ("127.0.0.1-5 127.0.0.3-9", (), "1-7", 2),  # overlapping entries: each address once
-    ("127.0-1.2,5.1-3,9", ("127.1.5.9",), "1-3", 2),  # nmap octet ranges
-    ("localhost LOCALHOST ::1 ::/124 127.0.0.0/29", ("::5", "127.0.0.3"), "7", 2),
-])
-def test_shards_partition_the_address_x_port_space(targets: str, exclude: tuple[str, ...],
-                                                   ports: str, threads: int) -> None:
-    plan = plan_scan(targets, ports, exclude=exclude)
-    want = {(t.address, p) for t in plan.spec for p in plan.ports}
-    layouts = []
-    for key in (0, 1, 0xDEADBEEF1234):
-        layout = ShardLayout.for_plan(plan, threads, key, min_probes=1)
-        assert layout.count >= min(threads, len(want))
-        asked = ShardLayout.for_plan(replace(plan, shards=4 * threads), threads, key,
-                                     min_probes=1)
-        assert asked.count >= min(4 * threads, len(want))
-        layouts.append(asked)
-        layouts.append(layout)
-    for layout in layouts:
-        seen: Counter[tuple[str | None, int]] = Counter()
-        for i in range(layout.count):
-            share = layout.share(plan, i)
-            hosts = [t.address for t in share.spec]
-            assert len(hosts) <= share.spec.count()
-            seen.update((h, p) for h in hosts for p in share.ports)
-        assert set(seen) == want and max(seen.values()) == 1
-
-
-def test_shard_count_follows_the_scan_size() -> None:
-    small = plan_scan("127.0.0.0/20", "1-10")  # 40,940 probes: one shard per thread
-    assert ShardLayout.for_plan(small, 2, 7).count == 2
-    big = plan_scan("127.0.0.0/16", "1-100")  # 6.5 million: 4 per thread, or 1M at most each
-    assert ShardLayout.for_plan(big, 2, 7).count == 8
-    assert ShardLayout.for_plan(big, 64, 7).count == 100
-    one = plan_scan("127.0.0.1", "top100")  # one host's scan of a nornir run: one task
-    assert ShardLayout.for_plan(one, 8, 7).count == 1
+# ---- a cluster worker re-checks its shard ------------------------------------------------------
 
 def test_a_worker_checks_the_scope_again_before_sending() -> None:
     """A plan whose targets left the allow-list after planning is refused on the worker
@@ -117,19 +78,6 @@ def test_a_worker_checks_the_scope_again_before_sending() -> None:
     with pytest.raises(ScopeError, match=r"127\.0\.2\.2"):
         for i in range(listed_layout.count):
             list(listed_layout.share(listed, i).spec)
-
-
-def test_a_shard_is_the_same_on_every_computation() -> None:
-    plan = plan_scan("127.0.0.0/24", "1-4", shards=8)
-    layout = ShardLayout.for_plan(plan, 2, 12345)
-    assert layout.count == 8
-    first = [list(layout.share(plan, i).spec) for i in range(layout.count)]
-    again = [list(ShardLayout.for_plan(plan, 2, 12345).share(plan, i).spec)
-             for i in range(layout.count)]
-    assert first == again
-    # keyed: another key spreads the hosts differently
-    other = ShardLayout.for_plan(plan, 2, 99999)
-    assert [list(other.share(plan, i).spec) for i in range(other.count)] != first
 
 
 @pytest.mark.parametrize("value", ["tcp://127.0.0.1:8786", "local:2", "tcp://[::1]:8786",
@@ -208,7 +156,7 @@ def test_local_cluster_gives_the_local_engines_outcomes(lab: NetNS) -> None:
 KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     from nornir_portscan.engine.api import ScanStats, plan_scan, stream_plan
-    from nornir_portscan.engine.cluster import close_all, connect
+    from nornir_portscan.engine.dist.cluster import close_all, connect
 
     def main():
         client = connect("local:2")

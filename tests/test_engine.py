@@ -39,7 +39,7 @@ from netns import (
 
 from nornir_portscan import PortState, ProbeOutcome, SpecError, ascan, scan
 from nornir_portscan.engine import Job, JobOptions, Scheduler, classify
-from nornir_portscan.engine.scheduler import DISCOVERY_PORTS
+from nornir_portscan.engine.core.work import DISCOVERY_PORTS
 from nornir_portscan.inputs import Target
 
 OPEN, CLOSED, FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
@@ -116,12 +116,12 @@ def test_immediate_and_deferred_refusal_give_the_same_outcome(
     def outcome(err: int, via_so_error: bool) -> ProbeOutcome:
         sched = Scheduler(concurrency=4)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], [port], JobOptions(discovery=False)))
-        probe = sched.next_probe(10.0)
-        assert probe is not None
+        [probe] = sched.next_probes(10.0, 1)
         if via_so_error:
             sched.on_sent(probe, 10.0)  # the loop only starts a clock for EINPROGRESS
         assert sched.on_answer(probe, err, 10.002) is False
-        [o] = [o for _, o in sched.drain() if o is not None]
+        [o] = [o for _, o in sched.drain_some(100) if o is not None]
+        assert isinstance(o, ProbeOutcome)
         return o
 
     a, b = outcome(immediate, False), outcome(deferred, True)
@@ -183,7 +183,7 @@ def test_no_self_connect_is_ever_reported_open(listener: Callable[..., int]) -> 
 SELF_CONNECT_SCRIPT = textwrap.dedent("""
     import json, sys
     from nornir_portscan.engine import Job, JobOptions, Scheduler
-    from nornir_portscan.engine.loop import ReadinessLoop
+    from nornir_portscan.engine.io.loop import ReadinessLoop
     from nornir_portscan.inputs import Target
     ports = [int(p) for p in sys.argv[1].split(",")]
     rounds = []
@@ -258,7 +258,7 @@ FD_SCRIPT = textwrap.dedent("""
     lo, hi = map(int, sys.argv[1].split("-"))
     if spare:
         from nornir_portscan.engine import Job, JobOptions, Scheduler
-        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.engine.io.loop import ReadinessLoop
         from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], range(lo, hi + 1),
@@ -294,6 +294,45 @@ def test_fd_limit_below_the_concurrency_asked_for(listener: Callable[..., int],
         # it ran short (answers mostly arrive inside connect() now, so it may not have):
         # then it learned how many sockets it can hold
         assert doc["limit"] < spare
+
+
+PLAN_IS_PURE_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    from nornir_portscan.engine import plan_scan, run_plan
+    plans = [plan_scan(f"127.0.0.{i}", sys.argv[1]) for i in range(1, 51)]
+    planned = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    outcomes = list(run_plan(plans[0]))
+    ran = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    print(json.dumps({"planned": planned, "ran": ran, "hard": hard,
+                      "concurrency": [p.concurrency for p in plans[:2]],
+                      "outcomes": len(outcomes)}))
+""")
+
+
+def test_planning_leaves_the_descriptor_limit_alone(closed_port: Callable[..., int]) -> None:
+    """A nornir run plans a scan for every host: planning must not touch the process. The
+    open-file limit is raised (to the hard limit) only when a plan runs."""
+    done = subprocess.run([sys.executable, "-c", PLAN_IS_PURE_SCRIPT, str(closed_port())],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    assert doc["planned"] == 128  # fifty plans, no setrlimit
+    assert doc["concurrency"] == [None, None]  # the budget is not the plan's to take
+    assert doc["outcomes"] == 1
+    assert doc["ran"] == min(doc["hard"], 1 << 20) > 128
+
+
+def test_each_scan_draws_its_own_port_order() -> None:
+    """The port order's key is drawn by the I/O side for every scan (the scheduler draws no
+    randomness): two scans of one host probe its ports in two different keyed orders. On
+    loopback every answer comes straight from connect(), so outcomes come in probe order."""
+    orders = [[o.port for o in scan("127.0.0.1", "1-300", retries=0)] for _ in range(2)]
+    for order in orders:
+        assert sorted(order) == list(range(1, 301))
+        assert order != sorted(order)
+    assert orders[0] != orders[1]
 
 
 # ---- banners ----------------------------------------------------------------------------------
@@ -512,8 +551,9 @@ def test_lab_sweep_without_discovery(lab: NetNS) -> None:
 
 REUSE_SCRIPT = textwrap.dedent("""
     import json, sys
-    from nornir_portscan.engine.loop import ReadinessLoop
-    from nornir_portscan.engine.scheduler import Job, JobOptions, Scheduler
+    from nornir_portscan.engine.io.loop import ReadinessLoop
+    from nornir_portscan.engine.core.scheduler import Scheduler
+    from nornir_portscan.engine.core.work import Job, JobOptions
     from nornir_portscan.inputs import Target
     hosts, ports = sys.argv[1].split(","), [int(p) for p in sys.argv[2].split(",")]
     sched = Scheduler(concurrency=6)
@@ -668,7 +708,7 @@ def test_fd_limit_is_really_hit_on_silent_ports(lab: NetNS) -> None:
         import json, resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         from nornir_portscan.engine import Job, JobOptions, Scheduler
-        from nornir_portscan.engine.loop import ReadinessLoop
+        from nornir_portscan.engine.io.loop import ReadinessLoop
         from nornir_portscan.inputs import Target
         sched = Scheduler(concurrency=1000)
         sched.add_job(Job([Target({LAB_DEAD!r}, None, 4), Target({LAB_UP!r}, None, 4)],

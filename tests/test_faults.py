@@ -86,7 +86,7 @@ def test_fd_limit_far_below_the_concurrency_asked_for(make_netns: Callable[[], N
 #: Runs a scan inside a namespace and counts the local errors the engine retried.
 COUNTING_SCAN = textwrap.dedent("""
     import collections, json, sys
-    from nornir_portscan.engine import scheduler
+    from nornir_portscan.engine.core import scheduler
     retried = collections.Counter()
     original = scheduler.Scheduler.on_local_error
     def counting(self, probe, err, now):
@@ -565,15 +565,15 @@ def test_overlapping_targets_give_each_pair_once(closed_port: Callable[..., int]
 def test_accounting_is_checked_at_run_time(monkeypatch: pytest.MonkeyPatch,
                                            closed_port: Callable[..., int]) -> None:
     """The engine compares what it emitted with H x P at the end of every scan."""
-    from nornir_portscan.engine import scheduler
-    from nornir_portscan.engine.scheduler import EngineError
+    from nornir_portscan.engine.core.errors import EngineError
+    from nornir_portscan.engine.core.intake import Intake
 
-    original = scheduler.Scheduler._add_host
+    original = Intake.add_host
 
     def miscounting(self: Any, job: Any, *args: Any) -> None:
         original(self, job, *args)
         job.addresses += 1  # one host more than was scanned: outcomes are now missing
 
-    monkeypatch.setattr(scheduler.Scheduler, "_add_host", miscounting)
+    monkeypatch.setattr(Intake, "add_host", miscounting)
     with pytest.raises(EngineError, match="accounting"):
         list(scan("127.0.0.1", [closed_port()]))

@@ -10,12 +10,19 @@ namespaces: every packet still stays inside namespaces the test made.
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from netns import NetNS, jsonl
+
+from nornir_portscan.engine.core.outcome import PortState, classify
+from nornir_portscan.engine.core.recheck import RATE_LIMITED
+from nornir_portscan.engine.core.verdicts import DOWN_REASON, NO_RESPONSE
 
 pytestmark = pytest.mark.netns
 
@@ -103,9 +110,38 @@ def test_rechecks_recover_hidden_hosts_and_never_call_them_down(limited: NetNS) 
     assert took < 30
 
 
+def documented_reasons() -> dict[tuple[str, str], str]:
+    """The reference table of states and reasons (docs/cli.md, "States and reasons"):
+    (state, reason) -> what it says happened."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text(
+        encoding="utf-8")
+    section = text.split("### States and reasons", 1)[1].split("\n#", 1)[0]
+    table: dict[tuple[str, str], str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue  # not a row of the table (its header, its rule, the prose)
+        state = cells[0].strip("`")
+        for reason in re.findall(r"`([^`]+)`", cells[1]):
+            table[(state, reason)] = cells[2]
+    return table
+
+
 def test_the_reason_is_documented() -> None:
-    from pathlib import Path
-
-    docs = (Path(__file__).resolve().parent.parent / "docs").glob("*.md")
-    assert any("rate-limited?" in p.read_text(encoding="utf-8") for p in docs)
-
+    """``rate-limited?`` is a row of the reference table, as a reason of ``filtered``, saying
+    what it means and where the engine explains it: a mention elsewhere is not enough. So
+    is every other (state, reason) the engine gives."""
+    table = documented_reasons()
+    meaning = table.get(("filtered", RATE_LIMITED), "")
+    assert "--recheck" in meaning and "(engine.md#icmp-rate-limits)" in meaning, meaning
+    engine_md = (Path(__file__).resolve().parent.parent / "docs" / "engine.md").read_text(
+        encoding="utf-8")
+    assert "\n## ICMP rate limits\n" in engine_md and f"**`{RATE_LIMITED}`**" in engine_md
+    given = {answer for err in (0, errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT,
+                                errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPROTO)
+             if (answer := classify(err)) is not None}
+    given |= {(PortState.FILTERED, NO_RESPONSE), (PortState.FILTERED, DOWN_REASON),
+              (PortState.FILTERED, RATE_LIMITED), (PortState.CLOSED, "self-connect"),
+              (PortState.ERROR, "unresolved"), (PortState.ERROR, "out-of-scope")}
+    missing = {(str(state), reason) for state, reason in given} - set(table)
+    assert not missing, f"given by the engine, not in docs/cli.md's table: {sorted(missing)}"

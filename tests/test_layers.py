@@ -1,10 +1,14 @@
 """The package's layers, read from its source: data flows one way, and no module imports
 one that imports it back (late imports inside functions count too: they hide a cycle,
-they do not remove it)."""
+they do not remove it). Inside the engine, the sans-I/O line: decisions (engine/core)
+touch no socket, clock, descriptor limit, thread or randomness, and know nothing of the
+I/O that carries them out (engine/io) or of shards (engine/dist)."""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nornir_portscan"
 
 #: Each layer may import itself and the layers before it, never one after it.
 LAYERS = ("errors", "inputs", "engine", "plugins", "report", "cli")
+ENGINE = "nornir_portscan.engine"
+#: What decision code must not import: sockets and readiness, the process (os, resource,
+#: signal, subprocess), the clock, threads, randomness. ``now``, keys and what the kernel
+#: said are passed in by the I/O side, so every decision runs the same in a test.
+NOT_IN_CORE = frozenset({"socket", "_socket", "select", "selectors", "os", "time", "resource",
+                         "threading", "signal", "subprocess", "mmap", "random", "secrets"})
 
 
 def _module_name(path: Path) -> str:
@@ -52,6 +62,17 @@ def _graph() -> dict[str, set[str]]:
             for name, path in modules.items()}
 
 
+def _top_imports(path: Path) -> set[str]:
+    """Top-level names of everything ``path`` imports (the standard library's too)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
 def _layer(module: str) -> str | None:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
@@ -59,9 +80,13 @@ def _layer(module: str) -> str | None:
 
 def test_the_graph_sees_the_package() -> None:
     graph = _graph()
-    assert "nornir_portscan.engine.scheduler" in graph
-    assert "nornir_portscan.engine.plan" in graph["nornir_portscan.engine.local"]
+    assert "nornir_portscan.engine.core.scheduler" in graph
+    assert "nornir_portscan.engine.core.plan" in graph["nornir_portscan.engine.io.local"]
     assert "nornir_portscan.cli.common" in graph["nornir_portscan.cli.run"]
+    assert f"{ENGINE}.core.verdicts" in graph[f"{ENGINE}.core.scheduler"]
+    assert f"{ENGINE}.io.limits" in graph[f"{ENGINE}.io.local"]
+    assert f"{ENGINE}.core.split" in graph[f"{ENGINE}.dist.shard"]
+    assert "os" in _top_imports(PACKAGE / "engine" / "io" / "local.py")
 
 
 def test_no_import_cycles() -> None:
@@ -103,17 +128,64 @@ def test_layers_import_only_downwards(layer: str) -> None:
 
 
 def test_engine_knows_nothing_of_nornir_and_nornir_code_nothing_of_sockets() -> None:
-    def top_imports(path: Path) -> set[str]:
-        out: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                out.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                out.add(node.module.split(".")[0])
-        return out
-
-    engine = [p for p in (PACKAGE / "engine").rglob("*.py") if "nornir" in top_imports(p)]
+    engine = [p for p in (PACKAGE / "engine").rglob("*.py") if "nornir" in _top_imports(p)]
     plugins = [p for p in (PACKAGE / "plugins").rglob("*.py")
-               if top_imports(p) & {"socket", "_socket", "select", "selectors"}]
+               if _top_imports(p) & {"socket", "_socket", "select", "selectors"}]
     assert not engine, f"engine modules importing nornir: {engine}"
     assert not plugins, f"nornir plugins touching sockets: {plugins}"
+
+
+def test_decision_code_does_no_io() -> None:
+    core = sorted((PACKAGE / "engine" / "core").rglob("*.py"))
+    assert len(core) > 10
+    wrong = [f"{p.relative_to(PACKAGE)} imports {name}"
+             for p in core for name in sorted(_top_imports(p) & NOT_IN_CORE)]
+    assert not wrong, wrong
+
+
+def _imports_into(package: str, *forbidden: str) -> list[str]:
+    """Imports from modules of ``package`` into any of ``forbidden`` (or the engine's
+    package face, which re-exports all of them)."""
+    return [f"{module} imports {dep}" for module, deps in _graph().items()
+            if module.startswith(package + ".")
+            for dep in deps if dep == ENGINE or dep.startswith(forbidden)]
+
+
+def test_decision_code_knows_nothing_of_io_or_shards() -> None:
+    wrong = _imports_into(f"{ENGINE}.core", f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    assert not wrong, wrong
+
+
+def test_the_loop_knows_nothing_of_shards() -> None:
+    wrong = _imports_into(f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    assert not wrong, wrong
+
+
+#: The scheduler and its parts: one object owning parts, not a chain of base classes.
+SCHEDULER_PARTS = ("scheduler", "timers", "flight", "intake", "verdicts", "recheck")
+
+
+def test_no_class_of_the_scheduler_inherits_another() -> None:
+    core = PACKAGE / "engine" / "core"
+    wrong = [f"{name}.py: class {node.name}({', '.join(ast.unparse(b) for b in node.bases)})"
+             for name in SCHEDULER_PARTS
+             for node in ast.walk(ast.parse((core / f"{name}.py").read_text(encoding="utf-8")))
+             if isinstance(node, ast.ClassDef) and node.bases]
+    assert not wrong, wrong
+
+
+def test_every_directory_of_code_is_a_package_git_keeps() -> None:
+    """setuptools packages only directories with an ``__init__.py``, and a checkout holds only
+    what git keeps: a bare ``dist/`` in .gitignore once kept engine/dist/__init__.py out
+    (Python still imported it, as a namespace package; a wheel would have left it out)."""
+    dirs = sorted({p.parent for p in PACKAGE.rglob("*.py")})
+    missing = [str(d.relative_to(PACKAGE)) for d in dirs if not (d / "__init__.py").exists()]
+    assert not missing, f"directories without __init__.py: {missing}"
+    git = shutil.which("git")
+    if git is None or not (PACKAGE.parent / ".git").exists():
+        return  # not a git checkout (an sdist, say): nothing can be ignored
+    done = subprocess.run([git, "-C", str(PACKAGE.parent), "check-ignore",
+                           *(str(p) for p in PACKAGE.rglob("*.py"))],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode in (0, 1), done.stderr
+    assert not done.stdout.strip(), f"package files git ignores: {done.stdout.split()}"

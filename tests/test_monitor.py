@@ -498,7 +498,7 @@ def test_the_rounds_share_the_process_engine(tmp_path: Path) -> None:
     import threading as th
 
     from nornir_portscan.cli.monitor import Monitor as Daemon
-    from nornir_portscan.engine.service import shared_engine
+    from nornir_portscan.engine.io.service import shared_engine
 
     sock = listening(0)
     try:

@@ -14,8 +14,9 @@ from concurrent.futures import Future
 
 import pytest
 
-from nornir_portscan.engine.outcome import PortState, ProbeOutcome
-from nornir_portscan.engine.scheduler import DISCOVERY_PORTS, Job, JobOptions, Probe, Scheduler
+from nornir_portscan.engine.core.outcome import PortRun, PortState, ProbeOutcome
+from nornir_portscan.engine.core.scheduler import Scheduler
+from nornir_portscan.engine.core.work import DISCOVERY_PORTS, Job, JobOptions, Probe
 from nornir_portscan.inputs import Target
 
 SILENT = None  # the responder's "no answer ever"
@@ -25,6 +26,22 @@ LATE = "late"  # wrap: (LATE, seconds, errno), an answer after a given delay
 
 Response = int | str | tuple[str, int] | tuple[str, float, int] | None
 Responder = Callable[[Probe], Response]
+
+
+def next_probe(sched: Scheduler, now: float) -> Probe | None:
+    """One probe to start now, or None: the loop's ``next_probes`` asked for one."""
+    probes = sched.next_probes(now, 1)
+    return probes[0] if probes else None
+
+
+def drained(sched: Scheduler) -> list[tuple[Job, ProbeOutcome | None]]:
+    """Every outcome decided so far, single, in order; (job, None) marks a job's end."""
+    out: list[tuple[Job, ProbeOutcome | None]] = []
+    while sched.outcomes:
+        for job, item in sched.drain_some(1 << 16):
+            assert not isinstance(item, PortRun)  # without runs=True every item is single
+            out.append((job, item))
+    return out
 
 
 def v4(*addrs: str) -> list[Target]:
@@ -37,8 +54,8 @@ def refuse_all(probe: Probe) -> Response:
 
 @pytest.fixture(autouse=True, params=["one-by-one", "bursts"])
 def launch_mode(request: pytest.FixtureRequest) -> None:
-    """Every simulated test runs twice: probes asked for one at a time (``next_probe``,
-    ``on_answer``), and in bursts as the readiness loop does (``next_probes``,
+    """Every simulated test runs twice: probes asked for one at a time (``next_probes(now,
+    1)``, ``on_answer``), and in bursts as the readiness loop does (``next_probes``,
     ``on_failed_connects``). The two must reach the same outcomes."""
     Sim.burst = 1 if request.param == "one-by-one" else 16
 
@@ -94,7 +111,7 @@ class Sim:
             return
         sched = self.sched
         while True:
-            probe = sched.next_probe(self.now)
+            probe = next_probe(sched, self.now)
             if probe is None:
                 self._check()
                 return
@@ -178,7 +195,7 @@ class Sim:
         self.drain()
 
     def drain(self) -> None:
-        for job, outcome in self.sched.drain():
+        for job, outcome in drained(self.sched):
             if outcome is None:
                 self.jobs_ended.append(job)
             else:
@@ -321,7 +338,7 @@ def test_no_retries_means_one_try() -> None:
 def test_probe_is_not_expired_before_its_timeout() -> None:
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], timeout=0.5, retries=0, discovery=False)
-    probe = sched.next_probe(0.0)
+    probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_sent(probe, 0.0)
     assert sched.expire(0.49) == []
@@ -331,7 +348,7 @@ def test_probe_is_not_expired_before_its_timeout() -> None:
 def test_adaptive_timeout_starts_at_one_second() -> None:
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], retries=0, discovery=False)
-    probe = sched.next_probe(0.0)
+    probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_sent(probe, 0.0)
     assert sched.expire(0.9) == []
@@ -397,12 +414,12 @@ def test_adaptive_retries_go_as_deep_as_loss_was_seen() -> None:
 def test_late_answer_after_expiry_is_not_a_second_outcome() -> None:
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], timeout=0.5, retries=0, discovery=False)
-    probe = sched.next_probe(0.0)
+    probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_sent(probe, 0.0)
     assert sched.expire(0.6) == [probe]
     assert sched.on_answer(probe, errno.ECONNREFUSED, 0.7) is False
-    outcomes = [o for _, o in sched.drain() if o is not None]
+    outcomes = [o for _, o in drained(sched) if o is not None]
     assert [(o.state, o.reason) for o in outcomes] == [(PortState.FILTERED, "no-response")]
     assert sched.inflight == 0
 
@@ -448,12 +465,12 @@ def test_socket_creation_failure_requeues() -> None:
     """The loop calls on_local_error itself when socket() fails (EMFILE)."""
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], timeout=1.0, retries=0, discovery=False)
-    probe = sched.next_probe(0.0)
+    probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_local_error(probe, errno.EMFILE, 0.0)
     assert sched.inflight == 0
-    assert list(sched.drain()) == []
-    again = sched.next_probe(0.5)  # later (a short back-off may apply)
+    assert list(drained(sched)) == []
+    again = next_probe(sched, 0.5)  # later (a short back-off may apply)
     assert again is not None and again.port == 22 and again.attempt == 1
 
 
@@ -670,16 +687,16 @@ def test_banner_reads_hold_a_slot() -> None:
 def test_rate_cap_with_fake_clock() -> None:
     sched = Scheduler(concurrency=1000, rate=100.0)
     one_job(sched, v4("127.0.0.1"), range(1, 1001), timeout=1.0, discovery=False)
-    first = sched.next_probe(0.0)
+    first = next_probe(sched, 0.0)
     assert first is not None
     sched.on_sent(first, 0.0)
-    assert sched.next_probe(0.0) is None  # burst of one at 100/s
+    assert next_probe(sched, 0.0) is None  # burst of one at 100/s
     assert sched.poll_timeout(0.0) == pytest.approx(0.01)
     sent = 1
     now = 0.0
     while now < 1.0:
         now += 0.001
-        while (p := sched.next_probe(now)) is not None:
+        while (p := next_probe(sched, now)) is not None:
             sched.on_sent(p, now)
             sent += 1
     assert 99 <= sent <= 102
@@ -701,11 +718,11 @@ def test_open_port_with_banners_waits_for_the_banner() -> None:
 def test_without_banners_open_port_is_final_at_once() -> None:
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], timeout=1.0, discovery=False)
-    probe = sched.next_probe(0.0)
+    probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_sent(probe, 0.0)
     assert sched.on_answer(probe, 0, 0.001) is False
-    [o] = [o for _, o in sched.drain() if o is not None]
+    [o] = [o for _, o in drained(sched) if o is not None]
     assert o.banner is None and o.state is PortState.OPEN
 
 
@@ -774,7 +791,7 @@ def test_pending_lookup_is_waited_for() -> None:
     fut: Future[list[tuple[int, str]]] = Future()
     sched = Scheduler(concurrency=8, resolver=lambda name: fut)
     one_job(sched, [Target(None, "slow.test", 0)], [22], timeout=1.0)
-    assert sched.next_probe(0.0) is None
+    assert next_probe(sched, 0.0) is None
     assert not sched.done
     assert sched.poll_timeout(0.0) is not None  # the loop keeps polling the lookup
     fut.set_result([(4, "127.0.0.1")])
@@ -878,8 +895,6 @@ def test_a_dead_hosts_bulk_of_outcomes_is_handed_out_in_slices() -> None:
 def test_a_dead_hosts_ports_can_stay_one_run() -> None:
     """With runs=True (how shard workers drain), a down host's ports come as one PortRun
     whose outcomes are exactly those the sliced drain hands out one by one."""
-    from nornir_portscan.engine.outcome import PortRun
-
     def dead_host_outcomes(runs: bool) -> list[object]:
         sched, _ = dead_host_decided(range(5000, 5300))
         items: list[object] = []
@@ -1008,7 +1023,7 @@ def test_recheck_zero_keeps_the_old_verdicts() -> None:
 def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
     sim, job, _unreachable, _dead = rate_limited_network(recheck=None)
     sim.run()
-    from nornir_portscan.engine.discovery import RECHECK_FLOOR, RECHECK_SHARE
+    from nornir_portscan.engine.core.recheck import RECHECK_FLOOR, RECHECK_SHARE
 
     assert job.recheck_deadline > 0
     main_scan = job.recheck_deadline - RECHECK_FLOOR  # the floor wins on a short scan
@@ -1016,8 +1031,63 @@ def test_default_budget_is_a_share_of_the_scan_with_a_floor() -> None:
     assert RECHECK_SHARE * (main_scan - max(job.started, 0.0)) <= RECHECK_FLOOR
 
 
+def first_recheck_time(sim: Sim) -> list[float]:
+    """Records when the scheduler first turns to the re-probes (the loop's next_probes
+    calls ``next_rechecks`` once the scan's other work is done)."""
+    seen: list[float] = []
+    real = sim.sched.next_rechecks
+
+    def recording(now: float, limit: int) -> list[Probe]:
+        if not seen:
+            seen.append(now)
+        return real(now, limit)
+
+    sim.sched.next_rechecks = recording  # type: ignore[method-assign]
+    return seen
+
+
+def test_default_budget_of_a_long_scan_is_its_share() -> None:
+    """Past the floor, the re-probes' default time is a share of the scan so far (10 %).
+    Here the one up host's 800 silent ports, four sockets at a time, keep the scan
+    going about a minute before the held hosts are re-probed: they get about six
+    seconds more, not the 2 s floor."""
+    from nornir_portscan.engine.core.recheck import RECHECK_FLOOR
+
+    up = "198.18.0.1"
+    unreachable = {f"198.18.0.{i}" for i in range(10, 30)}
+    dead = {f"198.18.0.{i}" for i in range(40, 60)}
+    sched = Scheduler(concurrency=4)
+    job = one_job(sched, v4(up, *sorted(unreachable), *sorted(dead)), range(1000, 1800))
+    clock: list[float] = [0.0]
+    limiter = IcmpLimiter(lambda: clock[0])
+
+    def respond(p: Probe) -> Response:
+        clock[0] = sim.now
+        if p.host.addr == up:  # up (its discovery ports refuse), every port asked silent
+            return SILENT if p.port >= 1000 else errno.ECONNREFUSED
+        if p.host.addr in unreachable and limiter.allow():
+            return errno.EHOSTUNREACH
+        return SILENT
+
+    sim = Sim(sched, respond)
+    seen = first_recheck_time(sim)
+    outcomes = sim.run(limit=400)
+    assert_exactly_once(outcomes, [up, *unreachable, *dead], range(1000, 1800))
+    [began] = seen
+    main_scan = began - job.started
+    assert main_scan > 50
+    assert job.recheck_deadline == pytest.approx(began + 0.1 * main_scan)
+    assert job.recheck_deadline - began > 2 * RECHECK_FLOOR
+    assert sim.now <= job.recheck_deadline + 2.0  # the last group's timeout at most
+    assert sched.rechecks_recovered > 0
+    verdicts = host_verdicts(outcomes)
+    for h in unreachable:
+        assert verdicts[h] in ({(PortState.UNREACHABLE, "host-unreach")},
+                               {(PortState.FILTERED, "rate-limited?")}), (h, verdicts[h])
+
+
 def test_shards_sharing_a_limiter_send_re_probes_only_in_their_own_slots() -> None:
-    from nornir_portscan.engine.discovery import RECHECK_SLOT, RECHECK_WINDOW
+    from nornir_portscan.engine.core.recheck import RECHECK_SLOT, RECHECK_WINDOW
 
     sim, job, unreachable, _dead = rate_limited_network(recheck=12.0)
     object.__setattr__(job.options, "limiter_slot", (1, 2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nornir_portscan.engine.timing import CongestionWindow, RateLimiter, RttEstimator
+from nornir_portscan.engine.core.timing import CongestionWindow, RateLimiter, RttEstimator
 
 # ---- RttEstimator -----------------------------------------------------------------------------
 
@@ -70,18 +70,18 @@ def test_rtt_timeout_adapts_down_on_a_fast_path() -> None:
 
 
 def test_window_starts_at_limit_capped_at_512() -> None:
-    assert CongestionWindow(limit=100).allowed == 100
-    assert CongestionWindow(limit=5000).allowed == 512
+    assert CongestionWindow(limit=100).size == 100
+    assert CongestionWindow(limit=5000).size == 512
 
 
 def test_window_slow_start_grows_one_per_answer_up_to_the_limit() -> None:
     cw = CongestionWindow(limit=1000, size=10)
     for _ in range(10):
         cw.on_answer()
-    assert cw.allowed == 20  # one more per answer: doubles per round trip
+    assert cw.size == 20  # one more per answer: doubles per round trip
     for _ in range(5000):
         cw.on_answer()
-    assert cw.allowed == 1000  # never past the descriptor budget
+    assert cw.size == 1000  # never past the descriptor budget
 
 
 def test_window_is_cut_on_loss_then_grows_slowly() -> None:
@@ -119,17 +119,17 @@ def test_local_shortage_caps_the_limit_at_what_worked() -> None:
     cw = CongestionWindow(limit=1000)
     cw.on_local_shortage(in_flight=37)
     assert cw.limit == 37
-    assert cw.allowed <= 37
+    assert cw.size <= 37
     for _ in range(1000):
         cw.on_answer()
-    assert cw.allowed == 37  # growth stops at the new limit
+    assert cw.size == 37  # growth stops at the new limit
 
 
 def test_local_shortage_with_nothing_in_flight_still_allows_one() -> None:
     cw = CongestionWindow(limit=1000)
     cw.on_local_shortage(in_flight=0)
     assert cw.limit == 1
-    assert cw.allowed == 1
+    assert cw.size == 1
 
 
 # ---- RateLimiter ------------------------------------------------------------------------------

@@ -438,7 +438,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if args.max_hosts is not None and args.max_hosts < 1:
         raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
     if args.cluster is not None:
-        from ..engine.plan import parse_cluster
+        from ..engine.core.plan import parse_cluster
         from .cluster import cluster_client
 
         parse_cluster(args.cluster)
@@ -449,7 +449,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             raise PortscanError(f"--textfile {args.textfile}: directory {directory} "
                                 f"does not exist")
     if args.rate is not None or args.concurrency:
-        from ..engine.service import shared_engine
+        from ..engine.io.service import shared_engine
 
         shared_engine().configure(concurrency=args.concurrency or None, rate=args.rate or None)
     monitor = Monitor(args)

@@ -289,7 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("nornir").addHandler(logging.NullHandler())
     _check_ports(args.ports)
     if args.cluster is not None:
-        from ..engine.plan import parse_cluster
+        from ..engine.core.plan import parse_cluster
         from .cluster import cluster_client
 
         parse_cluster(args.cluster)  # a bad value is a usage error (exit 2)
@@ -306,7 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
         nr.config.user_defined.setdefault("portscan", {})["max_addresses"] = args.max_hosts
     if args.rate is not None or args.concurrency:
-        from ..engine.service import shared_engine
+        from ..engine.io.service import shared_engine
 
         shared_engine().configure(concurrency=args.concurrency or None,
                                   rate=args.rate or None)

@@ -27,7 +27,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..engine.plan import ScanPlan
+    from ..engine.core.plan import ScanPlan
 
 SCAN_FORMATS = ("table", "jsonl", "json", "csv")
 DEFAULT_PORTS = "top100"
@@ -107,7 +107,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def _scan(args: argparse.Namespace, plan: ScanPlan,
           wrap: Callable[[Iterator[Any]], Iterable[Any]]) -> int:
     from ..engine.api import ScanStats, stream_plan
-    from ..engine.scheduler import EngineError
+    from ..engine.core.errors import EngineError
     from ..report import ScanSummary, writer_for
 
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-from .local import scan_here
-from .outcome import OutcomeBatch, ProbeOutcome
-from .plan import (
+from .core.outcome import OutcomeBatch, ProbeOutcome
+from .core.plan import (
     DEFAULT_REMOTE_RATE,
     PortsArg,
     ScanPlan,
-    ScanStats,
     TargetsArg,
     plan_scan,
 )
-from .shard import run_sharded, shard_count
+from .core.stats import ScanStats
+from .dist.shard import run_sharded, shard_count
+from .io.local import scan_here
 
 __all__ = ["DEFAULT_REMOTE_RATE", "ScanPlan", "ScanStats", "ascan", "astream", "plan_scan",
            "run_plan", "run_plan_batches", "scan", "scan_here", "stream_plan"]
@@ -47,7 +47,7 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
     """
     stats = stats if stats is not None else ScanStats()
     if plan.cluster is not None:
-        from .cluster import run_on_cluster  # only here: Dask is an optional extra
+        from .dist.cluster import run_on_cluster  # only here: Dask is an optional extra
 
         yield from run_on_cluster(plan, stats, runs)
         return

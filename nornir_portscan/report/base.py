@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any, Protocol
 
-from ..engine.outcome import STATE_ORDER, STATE_TEXT, PortRun, PortState, ProbeOutcome
+from ..engine.core.outcome import STATE_ORDER, STATE_TEXT, PortRun, PortState, ProbeOutcome
 from ..inputs.targets import address_order
 from .human import Trouble, host_label, ports_text, shortlist, trouble_text
 

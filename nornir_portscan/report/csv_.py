@@ -7,7 +7,7 @@ import csv
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
+from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 COLUMNS = ("host", "name", "port", "state", "reason", "rtt_ms", "attempts", "banner")

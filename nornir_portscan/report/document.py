@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import __version__
-from ..engine.outcome import STATE_ORDER, ProbeOutcome
+from ..engine.core.outcome import STATE_ORDER, ProbeOutcome
 
 STATES = STATE_ORDER
 

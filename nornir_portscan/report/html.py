@@ -21,7 +21,7 @@ from importlib import resources
 from string import Template
 from typing import IO, Any
 
-from ..engine.outcome import STATE_ORDER
+from ..engine.core.outcome import STATE_ORDER
 from ._common import (
     address_key,
     clean_text,

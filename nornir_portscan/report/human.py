@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ..engine.outcome import STATE_ORDER
+from ..engine.core.outcome import STATE_ORDER
 from ._common import one_line, port_ranges, service_name
 
 #: Line width the host lists wrap at.

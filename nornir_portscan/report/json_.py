@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import IO, Any
 
-from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
+from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 

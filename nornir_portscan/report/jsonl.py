@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import IO, Any
 
-from ..engine.outcome import STATE_TEXT, PortRun, ProbeOutcome
+from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 _quote = json.JSONEncoder(ensure_ascii=True).encode

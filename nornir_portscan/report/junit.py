@@ -26,7 +26,7 @@ import socket
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ..engine.outcome import STATE_ORDER
+from ..engine.core.outcome import STATE_ORDER
 from ._common import (
     address_key,
     elapsed_of,

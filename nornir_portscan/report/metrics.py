@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..engine.outcome import STATE_ORDER
+from ..engine.core.outcome import STATE_ORDER
 
 #: The reasons each state may carry (docs/cli.md, "States and reasons").
 STATE_REASONS: dict[str, frozenset[str]] = {

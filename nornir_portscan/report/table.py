@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import IO
 
-from ..engine.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
+from ..engine.core.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
 from .base import ScanSummary
 from .human import (
     OpenPort,

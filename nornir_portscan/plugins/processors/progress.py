@@ -27,7 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ...engine.outcome import PortState, ProbeOutcome
+from ...engine.core.outcome import PortState, ProbeOutcome
 
 
 class ProgressProcessor:

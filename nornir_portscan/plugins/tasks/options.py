@@ -23,7 +23,7 @@ from typing import Any
 
 from nornir.core.inventory import Host
 
-from ...engine.plan import ScanPlan, parse_cluster, plan_scan
+from ...engine.core.plan import ScanPlan, parse_cluster, plan_scan
 from ...errors import InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.scope import DEFAULT_MAX_ADDRESSES

@@ -18,7 +18,7 @@ from typing import Any
 from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
 
-from ...engine.outcome import ProbeOutcome
+from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, allowed_networks, max_addresses, resolve_options

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ...engine.outcome import STATE_ORDER, ProbeOutcome
+from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
 
 STATES = STATE_ORDER

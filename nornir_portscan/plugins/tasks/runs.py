@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ...engine.cluster import ClusterJob
-from ...engine.outcome import ProbeOutcome
-from ...engine.service import JobHandle, shared_engine
+from ...engine.core.outcome import ProbeOutcome
+from ...engine.dist.cluster import ClusterJob
+from ...engine.io.service import JobHandle, shared_engine
 from ...errors import PortscanError
 from .options import ScanKey, ScanOptions
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from nornir.core.task import Task
 
-from ...engine.outcome import ProbeOutcome
-from ...engine.service import shared_engine
+from ...engine.core.outcome import ProbeOutcome
+from ...engine.io.service import shared_engine
 from ...errors import PortscanError
 from ...inputs.ports import parse_ports
 from . import result as results

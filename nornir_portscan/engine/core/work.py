@@ -8,14 +8,13 @@ apart keeps each module short enough to read in one go.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ..inputs.targets import Target
+from ...inputs.targets import Target
 
 #: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
 DISCOVERY_PORTS: tuple[int, ...] = (80, 443, 22, 445, 3389, 23, 21, 8080)
@@ -98,17 +97,22 @@ class JobOptions:
     banners: bool = False
     banner_wait: float = 1.0
     allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
-    shuffle: bool = True  # probe each host's ports in a keyed random order
+    shuffle: bool = True  # probe each host's ports in a keyed random order (Job's key)
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
-    # rate-limited (discovery.py); None: a share of the scan's time, 0: no re-probes
+    # rate-limited (recheck.py); None: a share of the scan's time, 0: no re-probes
     recheck: float | None = None
     # (index, count): this scan is one of count shards drawing on the same ICMP limiter,
-    # and sends its re-probes only in its own time slots (discovery.py)
+    # and sends its re-probes only in its own time slots (recheck.py)
     limiter_slot: tuple[int, int] = (0, 1)
 
 
 class Job:
-    """One scan request: a lazy stream of targets crossed with a port list."""
+    """One scan request: a lazy stream of targets crossed with a port list.
+
+    ``key`` keys each host's port order (``permuted``). It is drawn by the I/O side
+    (``io.local.job_for``, from os.urandom) and passed in: decision code draws no
+    randomness, so a test can give a key and get the same order every time. 0, or
+    ``options.shuffle`` False, keeps the ports in the order given."""
 
     __slots__ = (
         "active",
@@ -131,7 +135,7 @@ class Job:
     )
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
-                 options: JobOptions | None = None, tag: Any = None) -> None:
+                 options: JobOptions | None = None, tag: Any = None, key: int = 0) -> None:
         self.targets: Iterator[Target] = iter(targets)
         self.ports: tuple[int, ...] = tuple(ports)
         self.ports_set = frozenset(self.ports)
@@ -143,7 +147,7 @@ class Job:
         self.active = 0
         self.exhausted = False
         self.fed = False  # every target admitted or resolved
-        self.key = int.from_bytes(os.urandom(5), "big") if self.options.shuffle else 0
+        self.key = key if self.options.shuffle else 0
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
         self.tag = tag
@@ -194,7 +198,7 @@ class Host:
         self.disc_rejects = 0  # discovery tries answered with an ICMP error
         self.in_discovery = bool(job.disc_ports)
         self.queued = True  # in the scheduler's ready deque
-        self.rechecking = False  # a re-probe after an ICMP rate limit is out (discovery.py)
+        self.rechecking = False  # a re-probe after an ICMP rate limit is out (recheck.py)
         # silent discovery ports wait for the host's verdict: on an unreachable host a
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
@@ -219,7 +223,7 @@ class Probe:
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
         self.self_connects = 0
-        # With a fixed timeout, the tries of one port overlap (see ``on_sent``): ``start``
+        # With a fixed timeout, the tries of one port overlap (verdicts.py): ``start``
         # is the first try's send time, ``prev``/``next`` link the tries still alive.
         self.start = -1.0  # unset until the first try is sent
         self.live = False  # handed to the loop and not yet settled
@@ -232,6 +236,23 @@ class Probe:
         retry.start = self.start
         retry.self_connects = self.self_connects
         return retry
+
+    def overlapping_try(self) -> Probe:
+        """The next of a fixed timeout's overlapping tries, linked after this one."""
+        retry = self.retry_of(self.attempt + 1)
+        retry.prev, self.next = self, retry
+        return retry
+
+    def replacement(self) -> Probe:
+        """The same try again (it never reached the network, so it was no try), taking
+        this probe's place among its port's tries: an answer to any of them settles all."""
+        again = self.retry_of(self.attempt)
+        again.prev, again.next = self.prev, self.next
+        if self.prev is not None:
+            self.prev.next = again
+        if self.next is not None:
+            self.next.prev = again
+        return again
 
     def others(self) -> list[Probe]:
         """The other tries of this port that are not over yet."""

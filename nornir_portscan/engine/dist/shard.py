@@ -1,4 +1,5 @@
-"""Process sharding: one engine per core, each with its share of the address x port space.
+"""Process sharding: one engine per core, each with its share of the address x port space
+(the keyed split of ``core/split.py``, as cluster shards have).
 
 The kernel's connect path is the floor of a scan's cost, and a single Python
 process keeps only one core busy with it. Large scans fork workers (one
@@ -8,7 +9,6 @@ of completion; small scans stay in one process, where a fork would dominate.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
 import pickle
@@ -21,12 +21,15 @@ from dataclasses import replace
 from time import monotonic
 from typing import Any, NamedTuple
 
-from ..inputs.targets import Target, TargetSource
-from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, outcome_from_fields
-from .plan import ScanPlan, ScanStats
-from .scheduler import EngineError
-from .work import IcmpEvidence
+from ...inputs.targets import TargetSource
+from ..core.errors import EngineError
+from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
+from ..core.plan import ScanPlan
+from ..core.split import ShardLayout
+from ..core.stats import ScanStats
+from ..core.work import IcmpEvidence
+from ..io.limits import concurrency_budget
+from ..io.local import scan_here
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192
@@ -78,30 +81,13 @@ def shard_count(spec: TargetSource, ports: int, requested: int | None = None) ->
     return min(cpus, 8)
 
 
-class _HostShare:
-    """Every n-th target of a lazy target stream, starting at ``index``."""
-
-    def __init__(self, spec: TargetSource, index: int, count: int) -> None:
-        self.spec, self.index, self.step = spec, index, count
-
-    def __iter__(self) -> Iterator[Target]:
-        return itertools.islice(iter(self.spec), self.index, None, self.step)
-
-    def count(self) -> int:
-        return -(-self.spec.count() // self.step)
-
-
-def _worker(plan: ScanPlan, index: int, count: int, by_hosts: bool, wfd: int,
+def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: int,
             evidence: SharedIcmpEvidence) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if by_hosts:
-        share = replace(plan, spec=_HostShare(plan.spec, index, count))
-    else:
-        share = replace(plan, ports=plan.ports[index::count])
-    share = replace(share, concurrency=max(1, plan.concurrency // count),
-                    options=replace(plan.options, limiter_slot=(index, count)),
-                    rate=None if plan.rate is None else plan.rate / count, shards=1)
+    share = layout.share(plan, index)
+    share = replace(share, concurrency=max(1, budget // layout.count),
+                    options=replace(share.options, limiter_slot=(index, layout.count)))
     batch: list[tuple[Any, ...]] = []
     runs: list[PortRun] = []  # a down host's ports: one record each, expanded by the parent
     sent = waiting = 0  # outcomes (runs expanded) sent and not yet sent: the parent checks
@@ -148,7 +134,8 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
 
     ``stats`` gets the workers' counts as each one finishes.
     Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
-    by_hosts = plan.spec.count() >= count * 4
+    layout = ShardLayout.for_processes(plan, count, int.from_bytes(os.urandom(6), "big"))
+    budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
     children: dict[int, int] = {}  # pipe read end -> worker pid
     sel = selectors.DefaultSelector()
@@ -160,7 +147,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _worker(plan, i, count, by_hosts, wfd, evidence)
+                _worker(plan, layout, i, budget, wfd, evidence)
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()

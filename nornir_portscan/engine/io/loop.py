@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import cast
 
+from ..core.intake import OutcomeItem
+from ..core.outcome import ProbeOutcome
+from ..core.scheduler import Scheduler
+from ..core.work import Job, Probe
 from .limits import FD_RESERVE
-from .outcome import ProbeOutcome
-from .scheduler import Job, OutcomeItem, Probe, Scheduler
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # close() sends RST: no TIME_WAIT left behind
 _EINPROGRESS, _EALREADY = errno.EINPROGRESS, errno.EALREADY

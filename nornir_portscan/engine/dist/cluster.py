@@ -1,11 +1,11 @@
 """Cluster scans: the shards of one plan run on the workers of a Dask distributed cluster.
 
-A shard is "index i of n" of a keyed partition of the address x port space: whole hosts
-when there are enough of them (a dead host's discovery is then paid once), ports split
-only when there are fewer hosts than shards. A scan gets one shard per worker thread, and
-up to four when it is big enough to amortise each shard's tail of timeouts. The
-partition follows from the plan and one random key, so a worker computes its own share
-from (plan, layout, index) alone.
+A shard is "index i of n" of the keyed partition of ``core/split.py`` (the one process
+shards use too): whole hosts when there are enough of them (a dead host's discovery is
+then paid once), ports split only when there are fewer hosts than shards. A scan gets
+one shard per worker thread, and up to four when it is big enough to amortise each
+shard's tail of timeouts. The partition follows from the plan and one random key, drawn
+here, so a worker computes its own share from (plan, layout, index) alone.
 
 A shard's outcomes travel back only when the shard is done, as one result: a worker lost
 half-way leaves nothing behind, its shard runs again (Dask reschedules it, and a shard
@@ -21,38 +21,27 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import pickle
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, NamedTuple
 
-from ..errors import PortscanError, ScopeError
-from ..inputs.scope import Scope, in_networks
-from ..inputs.targets import Target, TargetSource, TargetSpec
-from .local import scan_here
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
-from .plan import ScanPlan, ScanStats
-from .scheduler import EngineError
-from .work import affine_map
+from ...errors import PortscanError
+from ...inputs.scope import Scope
+from ...inputs.targets import TargetSpec
+from ..core.errors import EngineError
+from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
+from ..core.plan import ScanPlan
+from ..core.split import ShardLayout
+from ..core.stats import ScanStats
+from ..io.limits import concurrency_budget
+from ..io.local import scan_here
 
 #: Seconds to wait for a scheduler to answer (and for it to have a worker).
 CONNECT_TIMEOUT = 5.0
-#: Shards per worker thread at most: a lost worker then costs a quarter of its share.
-SHARDS_PER_THREAD = 4
-#: Probes a shard should have before the scan is cut finer than one shard per thread. Each
-#: shard pays the engine's tail (the last silent ports' timeouts, about 1.3 s in the
-#: benchmark lab) and a thread runs its shards one after another: measured on a /20 x 10
-#: (40,940 probes, 2 workers), 8 shards took 5.0 s where 2 took 2.0 s.
-SHARD_TARGET_PROBES = 1 << 16
-#: A shard's result is held whole in a worker's memory until it is sent: bound its size.
-SHARD_MAX_PROBES = 1 << 20
-#: Below this many probes a shard costs Dask more than it saves (one host's top100: one).
-SHARD_MIN_PROBES = 64
-MAX_SHARDS = 4096
 #: Submissions of one shard (first included) before the scan fails.
 MAX_TRIES = 3
 #: Outcomes per batch handed to the consumer, so a big shard does not arrive as one list.
@@ -71,93 +60,6 @@ def require_dask() -> Any:
         raise DaskMissing("cluster scans need Dask: pip install 'nornir-portscan[dask]'"
                           ) from None
     return distributed
-
-
-# ---- the partition ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ShardLayout:
-    """How a plan is cut: ``host_slices`` x ``port_classes`` shards under one key."""
-
-    key: int
-    hosts: int  # the host permutation's size: the spec's count, an upper bound
-    host_slices: int
-    port_classes: int
-    rate: float | None  # each shard's share of the plan's rate cap
-
-    @property
-    def count(self) -> int:
-        return self.host_slices * self.port_classes
-
-    @classmethod
-    def for_plan(cls, plan: ScanPlan, threads: int, key: int,
-                 min_probes: int = SHARD_MIN_PROBES) -> ShardLayout:
-        hosts, ports = max(1, plan.spec.count()), len(plan.ports)
-        probes = hosts * ports
-        threads = max(1, threads)
-        if plan.shards is not None:  # asked for: exactly that many (as far as probes go)
-            wanted = plan.shards
-        else:
-            wanted = min(max(threads, math.ceil(probes / SHARD_TARGET_PROBES)),
-                         SHARDS_PER_THREAD * threads)
-            wanted = max(wanted, math.ceil(probes / SHARD_MAX_PROBES))
-        wanted = max(1, min(wanted, MAX_SHARDS, probes // max(1, min_probes)))
-        if hosts >= wanted:
-            slices, classes = wanted, 1
-        else:
-            slices, classes = hosts, min(ports, math.ceil(wanted / hosts))
-        running = max(1, min(threads, slices * classes))
-        rate = None if plan.rate is None else plan.rate / running
-        return cls(key, hosts, slices, classes, rate)
-
-    def share(self, plan: ScanPlan, index: int) -> ScanPlan:
-        """Shard ``index``'s plan: its host slice and its port class."""
-        hosts = _HostSlice(plan.spec, self, index // self.port_classes,
-                           plan.options.allowed)
-        ports = plan.ports[index % self.port_classes::self.port_classes]
-        return replace(plan, spec=hosts, ports=ports, rate=self.rate, shards=1, cluster=None)
-
-
-class _HostSlice:
-    """The targets whose keyed-permuted index falls in one of ``host_slices`` equal slices.
-
-    The permutation p(j) = (offset + j * stride) mod H, gcd(stride, H) = 1, spreads a
-    slice over the whole target list, so no shard takes one subnet's routers alone."""
-
-    def __init__(self, spec: TargetSource, layout: ShardLayout, slice_: int,
-                 allowed: tuple[Any, ...]) -> None:
-        self.spec, self.slice, self.allowed = spec, slice_, allowed
-        self.n, self.slices = layout.hosts, layout.host_slices
-        self.stride, self.offset = affine_map(layout.key, self.n)
-
-    def __iter__(self) -> Iterator[Target]:
-        for target in self._targets():
-            if (self.allowed and target.address is not None
-                    and not in_networks(target.address, self.allowed)):
-                raise ScopeError(f"target {target.address} is outside the allowed networks")
-            yield target
-
-    def _targets(self) -> Iterator[Target]:
-        n, slices, want, stride, offset = self.n, self.slices, self.slice, self.stride, self.offset
-        spec = self.spec
-        if isinstance(spec, TargetSpec) and spec.count() == n:
-            # straight to this slice's positions: p = (offset + j * stride) mod n inverted,
-            # so a shard of a /8 costs its own hosts, not a walk over 16 million
-            inverse = pow(stride, -1, n) if n > 1 else 0
-            for p in range(-(-want * n // slices), -(-(want + 1) * n // slices)):
-                target = spec.at((p - offset) * inverse % n)
-                if target is not None:
-                    yield target
-            return
-        for j, target in enumerate(spec):  # any other target source: walk it
-            if j >= n:
-                raise EngineError(f"accounting error: the targets hold more than {n} hosts")
-            if (offset + j * stride) % n * slices // n == want:
-                yield target
-
-    def count(self) -> int:
-        n, slices, s = self.n, self.slices, self.slice
-        return -(-(s + 1) * n // slices) - -(-s * n // slices)
 
 
 def check_scope(plan: ScanPlan) -> None:
@@ -191,9 +93,10 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
     """One shard, on whichever worker Dask chose: scope re-checked, then ``scan_here``."""
     check_scope(plan)
     share = layout.share(plan, index)
+    budget = concurrency_budget(plan.concurrency)  # this worker's descriptors, per thread
     # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
-    # (discovery.py); on other machines the turns cost time, never a verdict
-    share = replace(share, concurrency=max(1, plan.concurrency // _worker_threads()),
+    # (core/recheck.py); on other machines the turns cost time, never a verdict
+    share = replace(share, concurrency=max(1, budget // _worker_threads()),
                     options=replace(share.options, limiter_slot=(index, layout.count)))
     stats = ScanStats()
     outcomes: list[tuple[Any, ...]] = []
@@ -343,7 +246,7 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
             if index in done:
                 continue  # a resubmitted shard's second result: taken once
             received = len(result.outcomes) + sum(len(r.ports) for r in result.runs)
-            ports = len(plan.ports[index % layout.port_classes::layout.port_classes])
+            ports = len(layout.ports_of(plan.ports, index))
             if (result.shard != index or received != result.total
                     or result.total != result.hosts * ports):
                 raise EngineError(f"accounting error: shard {index} sent {received} outcomes "

@@ -121,10 +121,6 @@ _UNREACHABLE = {
     errno.EPROTO: "proto-unreach",
 }
 
-#: Returned by ``classify`` for errors that mean "try again later".
-RETRY = None
-
-
 def classify(err: int) -> tuple[PortState, str] | None:
     """Map an errno from ``connect()`` or ``SO_ERROR`` to (state, reason); None means retry."""
     if err == 0:
@@ -132,7 +128,7 @@ def classify(err: int) -> tuple[PortState, str] | None:
     if err == errno.ECONNREFUSED:
         return PortState.CLOSED, "conn-refused"
     if err in LOCAL_RETRY_ERRNOS:
-        return RETRY
+        return None  # a shortage of this machine: the probe is tried again
     if err == errno.ETIMEDOUT:
         return PortState.FILTERED, "no-response"
     unreach = _UNREACHABLE.get(err)

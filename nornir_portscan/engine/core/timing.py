@@ -67,17 +67,12 @@ class CongestionWindow:
     minimum: int = 64
     ssthresh: float = float("inf")
     losses: int = 0
-    cuts: int = 0
     last_cut: float = float("-inf")
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             self.size = float(min(self.limit, 512))
         self.minimum = min(self.minimum, self.limit)
-
-    @property
-    def allowed(self) -> int:
-        return int(self.size)
 
     def on_answer(self, count: int = 1) -> None:
         """``count`` answers: one more probe each in slow start, 1/size each after it."""
@@ -91,7 +86,6 @@ class CongestionWindow:
         if now - self.last_cut < rtt:
             return
         self.last_cut = now
-        self.cuts += 1
         self.ssthresh = max(self.size * 0.7, self.minimum)
         self.size = self.ssthresh
 

@@ -13,13 +13,16 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+from ..core.errors import EngineError
+from ..core.outcome import ProbeOutcome
+from ..core.plan import ScanPlan
+from ..core.scheduler import Scheduler
+from ..core.timing import RateLimiter
+from ..core.work import Job
 from .limits import concurrency_budget
+from .local import job_for
 from .loop import ReadinessLoop
-from .outcome import ProbeOutcome
-from .plan import ScanPlan
 from .resolve import resolve
-from .scheduler import EngineError, Job, Scheduler
-from .timing import RateLimiter
 
 _DONE = object()
 
@@ -104,7 +107,7 @@ class Engine:
         assert self.sched is not None
         for handle in handles:
             plan = handle.plan
-            handle.job = self.sched.add_job(Job(plan.spec, plan.ports, plan.options, tag=handle))
+            handle.job = self.sched.add_job(job_for(plan, tag=handle))
         self._apply_rate()
 
     def _apply_rate(self) -> None:

@@ -1,7 +1,9 @@
 """A scan, planned: targets and ports validated, options settled, before any socket exists.
 
 Planning is its own module so every way of running a plan (one process, forked
-shards, the shared engine of a nornir run) depends on it and on nothing above it.
+shards, the shared engine of a nornir run) depends on it and on nothing above it. It is
+pure: a nornir run plans a scan for every host, and none of that may touch the process
+(the descriptor budget is taken by the I/O side when a plan runs).
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import SpecError
-from ..inputs.ports import parse_ports
-from ..inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
-from ..inputs.targets import TargetSource, TargetSpec, parse_targets
-from .limits import concurrency_budget
-from .scheduler import JobOptions
+from ...errors import SpecError
+from ...inputs.ports import parse_ports
+from ...inputs.scope import DEFAULT_MAX_ADDRESSES, Scope, parse_networks
+from ...inputs.targets import TargetSource, TargetSpec, parse_targets
+from .work import JobOptions
 
 #: Probes per second when targets lie beyond loopback and no rate was given: fast on a LAN,
 #: yet far below what trips an IDS or fills a firewall's state table. ``rate=0`` lifts it.
@@ -32,7 +33,9 @@ class ScanPlan:
     spec: TargetSource
     ports: tuple[int, ...]
     options: JobOptions
-    concurrency: int
+    # probes in flight asked for; None: as many as the descriptors allow. The I/O side
+    # takes the budget (io/limits.py, which raises the open-file limit) when the plan runs
+    concurrency: int | None
     rate: float | None
     shards: int | None = None  # worker processes; None decides from the scan's size
     cluster: str | None = None  # a Dask scheduler (tcp://host:port) or local:N; None: here
@@ -85,12 +88,6 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
                          banners=banners, banner_wait=banner_wait,
                          allowed=tuple(scope.allowed), recheck=recheck)
-    return ScanPlan(spec, port_list, options, concurrency_budget(concurrency), rate, shards,
+    return ScanPlan(spec, port_list, options, concurrency, rate, shards,
                     cluster, max_addresses)
 
-
-@dataclass
-class ScanStats:
-    """What a scan cost, filled in as it runs: the traffic behind its outcomes."""
-
-    connects: int = 0  # connect() attempts: first tries, retries and discovery probes

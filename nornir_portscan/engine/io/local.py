@@ -1,25 +1,38 @@
-"""One process's scan: a scheduler and a readiness loop over a plan (or a shard of one)."""
+"""One process's scan: a scheduler and a readiness loop over a plan (or a shard of one).
+
+The I/O side's share of starting a scan happens here, not at planning: the descriptor
+budget (raising the open-file limit) and the job's random port-order key."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
+from ..core.errors import EngineError
+from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome
+from ..core.plan import ScanPlan
+from ..core.scheduler import Scheduler
+from ..core.stats import ScanStats
+from ..core.timing import RttEstimator
+from ..core.work import IcmpEvidence, Job
+from .limits import concurrency_budget
 from .loop import ReadinessLoop
-from .outcome import OutcomeBatch, PortRun, ProbeOutcome
-from .plan import ScanPlan, ScanStats
 from .resolve import resolve
-from .scheduler import EngineError, Job, Scheduler
-from .timing import RttEstimator
-from .work import IcmpEvidence
+
+
+def job_for(plan: ScanPlan, tag: object = None) -> Job:
+    """A plan's job, its port-order key drawn here: the scheduler draws no randomness."""
+    key = int.from_bytes(os.urandom(5), "big")
+    return Job(plan.spec, plan.ports, plan.options, tag=tag, key=key)
 
 
 def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False,
               icmp_evidence: IcmpEvidence | None = None) -> Iterator[OutcomeBatch]:
     """One process's scan of a plan (the whole plan, or a shard worker's share, which
     shares what it learns of ICMP rejects with the other shards through ``icmp_evidence``)."""
-    sched = Scheduler(concurrency=plan.concurrency, rate=plan.rate, resolver=resolve,
-                      rtt=RttEstimator(), icmp_evidence=icmp_evidence)
-    job = sched.add_job(Job(plan.spec, plan.ports, plan.options))
+    sched = Scheduler(concurrency=concurrency_budget(plan.concurrency), rate=plan.rate,
+                      resolver=resolve, rtt=RttEstimator(), icmp_evidence=icmp_evidence)
+    job = sched.add_job(job_for(plan))
     try:
         for batch in ReadinessLoop(sched).run_batches(runs):
             batch_runs = [item for _, item in batch if type(item) is PortRun]
