@@ -22,7 +22,7 @@ def _cells(host: str, name: str | None, port: int, state: str, reason: str,
 
 
 def _outcome_cells(o: ProbeOutcome) -> tuple[Any, ...]:
-    host, port, state, reason, rtt_ms, attempts, name, banner = o
+    host, port, state, reason, rtt_ms, attempts, name, banner, _ = o
     return _cells(host, name, port, STATE_TEXT[state], reason, rtt_ms, attempts, banner)
 
 

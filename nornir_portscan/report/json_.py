@@ -25,6 +25,8 @@ class JsonWriter:
                                     "attempts": o.attempts}
             if o.banner is not None:
                 port["banner"] = o.banner
+            if o.worker is not None:  # a cluster scan: the vantage point that probed it
+                port["worker"] = o.worker
             entry["ports"][str(o.port)] = port
 
     def finish(self, summary: ScanSummary) -> None:

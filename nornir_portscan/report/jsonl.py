@@ -24,7 +24,8 @@ _PORT = "\0"  # stands for the port number in a run's line: never in host, state
 
 
 def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
-          attempts: int | str, name: str | None, banner: str | None) -> str:
+          attempts: int | str, name: str | None, banner: str | None,
+          worker: str | None = None) -> str:
     """One outcome's line: the one place the line's layout is written, for ``scan`` and
     ``run`` alike (``_run_line`` puts the nornir host in front)."""
     rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
@@ -33,6 +34,8 @@ def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | N
         extra = ',"name":' + _quote(name)
     if banner is not None:
         extra += ',"banner":' + _quote(banner)
+    if worker is not None:  # a cluster scan: the vantage point that probed it
+        extra += ',"worker":' + _quote(worker)
     # host (an address or a validated hostname) and reason need no escaping
     return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
             f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
@@ -44,7 +47,7 @@ def _run_line(nornir_host: str, address: str, port: int, target: dict[str, Any],
     attempts = p.get("attempts")
     line = _line(address, port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
                  "null" if attempts is None else int(attempts), target.get("name"),
-                 p.get("banner"))
+                 p.get("banner"), p.get("worker"))
     return '{"nornir_host":' + _quote(nornir_host) + "," + line[1:]
 
 
@@ -61,11 +64,13 @@ class JsonlWriter:
             # one line per port, but built by str.join: a down host's thousand ports
             # differ only in the port number
             head, _, tail = _line(run.host, _PORT, text[run.state], run.reason, None, 0,
-                                  run.name, None).partition(_PORT)
+                                  run.name, None, run.worker).partition(_PORT)
             lines.append(head + (tail + head).join(map(str, run.ports)) + tail)
             self.buffered += len(run.ports)
-        lines.extend([_line(host, port, text[state], reason, rtt_ms, attempts, name, banner)
-                      for host, port, state, reason, rtt_ms, attempts, name, banner in outcomes])
+        lines.extend([_line(host, port, text[state], reason, rtt_ms, attempts, name, banner,
+                            worker)
+                      for host, port, state, reason, rtt_ms, attempts, name, banner, worker
+                      in outcomes])
         self.buffered += len(outcomes)
         if self.buffered >= 4096:
             self.stream.write("".join(lines))

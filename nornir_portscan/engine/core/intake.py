@@ -68,7 +68,7 @@ class Intake:
         # tuple.__new__ skips the named tuple's Python-level constructor: this runs per outcome
         self.outcomes.append((job, _new_outcome(ProbeOutcome, (
             host.addr, port, state, reason, None if rtt is None else rtt * 1000.0, attempts,
-            host.name, banner))))
+            host.name, banner, job.options.worker))))
         job.emitted += 1
         host.pending -= 1
         if host.pending == 0:
@@ -79,7 +79,8 @@ class Intake:
         """Many ports of one address, one verdict, kept as one ``PortRun``."""
         if ports:
             job.emitted += len(ports)
-            self.outcomes.append((job, PortRun(addr, name, ports, state, reason)))
+            self.outcomes.append((job, PortRun(addr, name, ports, state, reason,
+                                               job.options.worker)))
 
     def decide_host(self, host: Host, state: PortState, reason: str, probed_reason: str) -> None:
         """Every port of a host not decided yet gets the host's verdict: its probed ports

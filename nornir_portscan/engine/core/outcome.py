@@ -47,6 +47,8 @@ class ProbeOutcome(NamedTuple):
     attempts: int = 1
     name: str | None = None
     banner: str | None = None
+    # the cluster worker (vantage point) that probed it, by its Dask name; None: a local scan
+    worker: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -59,6 +61,8 @@ class ProbeOutcome(NamedTuple):
             d["name"] = self.name
         if self.banner is not None:
             d["banner"] = self.banner
+        if self.worker is not None:
+            d["worker"] = self.worker
         return d
 
 
@@ -80,10 +84,13 @@ class PortRun(NamedTuple):
     ports: tuple[int, ...]
     state: PortState
     reason: str
+    worker: str | None = None  # as ProbeOutcome.worker
 
     def outcomes(self) -> list[ProbeOutcome]:
         host, name, state, reason = self.host, self.name, self.state, self.reason
-        return [_new_outcome(ProbeOutcome, (host, port, state, reason, None, 0, name, None))
+        worker = self.worker
+        return [_new_outcome(ProbeOutcome, (host, port, state, reason, None, 0, name, None,
+                                            worker))
                 for port in self.ports]
 
 

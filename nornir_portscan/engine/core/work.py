@@ -104,6 +104,9 @@ class JobOptions:
     # (index, count): this scan is one of count shards drawing on the same ICMP limiter,
     # and sends its re-probes only in its own time slots (recheck.py)
     limiter_slot: tuple[int, int] = (0, 1)
+    # the cluster worker running this scan (its Dask name), stamped on every outcome so an
+    # audit from several vantage points tells them apart; None on a local scan
+    worker: str | None = None
 
 
 class Job:

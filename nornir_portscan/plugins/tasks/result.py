@@ -36,6 +36,8 @@ def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
         "attempts": outcome.attempts}
     if outcome.banner is not None:
         entry["banner"] = outcome.banner
+    if outcome.worker is not None:  # run on a cluster: the vantage point that probed it
+        entry["worker"] = outcome.worker
     return entry
 
 
