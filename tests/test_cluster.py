@@ -61,10 +61,10 @@ def test_a_worker_checks_the_scope_again_before_sending() -> None:
     layout = ShardLayout.for_plan(plan, 1, 5)
     outside = replace(plan, spec=parse_targets("127.0.1.1"))
     with pytest.raises(ScopeError, match=r"127\.0\.1\.1.*outside the allowed"):
-        run_shard(outside, layout, 0)
+        run_shard(outside, layout, 0, "k", "q")
     bigger = replace(plan, spec=parse_targets("127.0.0.0/24"), max_addresses=16)
     with pytest.raises(ScopeError, match="over the limit of 16"):
-        run_shard(bigger, ShardLayout.for_plan(bigger, 1, 5), 0)
+        run_shard(bigger, ShardLayout.for_plan(bigger, 1, 5), 0, "k", "q")
 
     class Listed:  # a target source that is not a TargetSpec: checked target by target
         def __iter__(self) -> Iterator[Target]:
@@ -151,6 +151,9 @@ def test_local_cluster_gives_the_local_engines_outcomes(lab: NetNS) -> None:
     assert states == {"open", "closed", "filtered", "unreachable"}
     assert cluster[(LAB_UP, LAB_OPEN_PORT)]["state"] == "open"
     assert cluster[(LAB_NOROUTE, 83)]["state"] == "unreachable"
+    # each row names the worker (vantage point) that probed it; a local scan's none
+    assert {r["worker"] for r in cluster.values()} <= {"0", "1"}
+    assert not any("worker" in r for r in local.values())
 
 
 KILL_SCRIPT = textwrap.dedent("""

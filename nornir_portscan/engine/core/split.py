@@ -101,9 +101,11 @@ class ShardLayout:
         """Shard ``index``'s port class."""
         return ports[index % self.port_classes::self.port_classes]
 
-    def share(self, plan: ScanPlan, index: int) -> ScanPlan:
-        """Shard ``index``'s plan: its host slice and its port class, run in one process."""
-        hosts = HostSlice(plan.spec, self, index // self.port_classes, plan.options.allowed)
+    def share(self, plan: ScanPlan, index: int, skip: bytes | None = None) -> ScanPlan:
+        """Shard ``index``'s plan: its host slice (less the places ``skip`` marks) and its
+        port class, run in one process."""
+        hosts = HostSlice(plan.spec, self, index // self.port_classes, plan.options.allowed,
+                          skip)
         return replace(plan, spec=hosts, ports=self.ports_of(plan.ports, index),
                        rate=self.rate, shards=1, cluster=None)
 
@@ -114,39 +116,57 @@ class HostSlice:
     The permutation p(j) = (offset + j * stride) mod H, gcd(stride, H) = 1, spreads a
     slice over the whole target list, so no shard takes one subnet's routers alone.
     Each target is checked against the allow-list again (a cluster worker gets the plan
-    over the network), and a target source longer than its count is an accounting error."""
+    over the network), and a target source longer than its count is an accounting error.
+
+    A target's place in its slice (p minus the slice's first position) names it across
+    runs of the same shard: ``skip``, a bitmap over places, leaves out the targets an
+    earlier run of the shard already finished (a cluster shard run again after a lost or
+    hung worker does only what is left)."""
 
     def __init__(self, spec: TargetSource, layout: ShardLayout, slice_: int,
-                 allowed: tuple[Any, ...]) -> None:
-        self.spec, self.slice, self.allowed = spec, slice_, allowed
+                 allowed: tuple[Any, ...], skip: bytes | None = None) -> None:
+        self.spec, self.slice, self.allowed, self.skip = spec, slice_, allowed, skip
         self.n, self.slices = layout.hosts, layout.host_slices
         self.stride, self.offset = affine_map(layout.key, self.n)
+        self.first = -(-slice_ * self.n // self.slices)  # the slice's first position
+        self.skipped = 0  # targets ``skip`` left out, counted as iteration passes them
 
     def __iter__(self) -> Iterator[Target]:
-        for target in self._targets():
+        for _, target in self.placed():
+            yield target
+
+    def placed(self) -> Iterator[tuple[int, Target]]:
+        """(place, target) for every target of the slice not in ``skip``."""
+        skip = self.skip
+        for place, target in self._targets():
+            if skip is not None and skip[place >> 3] >> (place & 7) & 1:
+                self.skipped += 1
+                continue
             if (self.allowed and target.address is not None
                     and not in_networks(target.address, self.allowed)):
                 raise ScopeError(f"target {target.address} is outside the allowed networks")
-            yield target
+            yield place, target
 
-    def _targets(self) -> Iterator[Target]:
+    def _targets(self) -> Iterator[tuple[int, Target]]:
         n, slices, want, stride, offset = self.n, self.slices, self.slice, self.stride, self.offset
-        spec = self.spec
+        first, spec = self.first, self.spec
         if isinstance(spec, TargetSpec) and spec.count() == n:
             # straight to this slice's positions: p = (offset + j * stride) mod n inverted,
             # so a shard of a /8 costs its own hosts, not a walk over 16 million
             inverse = pow(stride, -1, n) if n > 1 else 0
-            for p in range(-(-want * n // slices), -(-(want + 1) * n // slices)):
+            for p in range(first, -(-(want + 1) * n // slices)):
                 target = spec.at((p - offset) * inverse % n)
                 if target is not None:
-                    yield target
+                    yield p - first, target
             return
         for j, target in enumerate(spec):  # any other target source: walk it
             if j >= n:
                 raise EngineError(f"accounting error: the targets hold more than {n} hosts")
-            if (offset + j * stride) % n * slices // n == want:
-                yield target
+            p = (offset + j * stride) % n
+            if p * slices // n == want:
+                yield p - first, target
 
     def count(self) -> int:
+        """Places in the slice (an upper bound of its targets; ``skip`` not subtracted)."""
         n, slices, s = self.n, self.slices, self.slice
-        return -(-(s + 1) * n // slices) - -(-s * n // slices)
+        return -(-(s + 1) * n // slices) - self.first

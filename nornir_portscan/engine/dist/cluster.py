@@ -7,13 +7,15 @@ one shard per worker thread, and up to four when it is big enough to amortise ea
 shard's tail of timeouts. The partition follows from the plan and one random key, drawn
 here, so a worker computes its own share from (plan, layout, index) alone.
 
-A shard's outcomes travel back only when the shard is done, as one result: a worker lost
-half-way leaves nothing behind, its shard runs again (Dask reschedules it, and a shard
-that killed too many workers is resubmitted here under a fresh key, a bounded number of
-times), and a shard's result is taken once by its index. The client checks every shard's
-count and the total (H x P outcomes, each once) as the local engine does.
+A shard's finished hosts stream home while it runs (``remote.py``, through one Dask
+queue per scan), each with its place in the shard; the ``Ledger`` takes each place once.
+So a lost worker costs only its hosts in flight: its shard runs again, leaving out what
+arrived. A worker that stops answering, or a shard far slower than its peers, gets its
+shard run again elsewhere, and a cluster on which nothing moves for a minute ends the
+scan with an error (the ``watch`` rules). The client checks every shard's count and the
+total (H x P outcomes, each once) as the local engine does.
 
-This is the only module that imports Dask (``distributed``), and only inside functions:
+This is the only module that talks to Dask (``distributed``), and only inside functions:
 Dask is an optional extra.
 """
 
@@ -24,28 +26,42 @@ import logging
 import os
 import pickle
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any, NamedTuple
+from time import monotonic, sleep
+from typing import Any
 
 from ...errors import PortscanError
-from ...inputs.scope import Scope
 from ...inputs.targets import TargetSpec
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from ..core.plan import ScanPlan
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
-from ..io.limits import concurrency_budget
-from ..io.local import scan_here
+from . import watch
+from .ledger import Ledger
+from .remote import HOSTS, START, RunEnd, check_scope, run_shard
+from .watch import Rules, hung_workers, stalled, to_run_again
+
+_log = logging.getLogger(__name__)
+
+__all__ = ["ClusterJob", "ClusterScan", "DaskMissing", "check_scope", "close_all", "connect",
+           "require_dask", "run_on_cluster", "run_shard"]
 
 #: Seconds to wait for a scheduler to answer (and for it to have a worker).
 CONNECT_TIMEOUT = 5.0
-#: Submissions of one shard (first included) before the scan fails.
-MAX_TRIES = 3
 #: Outcomes per batch handed to the consumer, so a big shard does not arrive as one list.
 _BATCH = 8192
+#: Seconds the client waits for a message at a time; the rules are looked at in between.
+POLL = 0.2
+#: Seconds between looks at the cluster's workers (lost ones, silent ones).
+LOOK = 1.0
+#: Seconds one call to the scheduler may take before it counts as no answer.
+RPC_TIMEOUT = 10.0
+#: Seconds a run's end waits for its last messages before the run counts as lost.
+END_WAIT = 10.0
+#: Messages the scan's queue holds (each up to ``remote.FLUSH_OUTCOMES`` outcomes): a
+#: client that falls behind holds the workers back instead of filling the scheduler.
+QUEUE_ITEMS = 256
 
 
 class DaskMissing(PortscanError):
@@ -60,59 +76,6 @@ def require_dask() -> Any:
         raise DaskMissing("cluster scans need Dask: pip install 'nornir-portscan[dask]'"
                           ) from None
     return distributed
-
-
-def check_scope(plan: ScanPlan) -> None:
-    """The plan's guards (allow-list, size limit), again: on the client before anything is
-    submitted, and on each worker before its shard sends a packet."""
-    if isinstance(plan.spec, TargetSpec):
-        Scope(list(plan.options.allowed), plan.max_addresses).check(plan.spec)
-
-
-# ---- on a worker -----------------------------------------------------------------------------
-
-class ShardResult(NamedTuple):
-    shard: int
-    outcomes: list[tuple[Any, ...]]  # ProbeOutcome fields, as plain tuples (cheap to pickle)
-    runs: list[PortRun]
-    total: int  # outcomes, runs expanded
-    hosts: int  # distinct hosts, each with every port of the shard
-    connects: int
-
-
-def _worker_threads() -> int:
-    try:
-        from distributed import get_worker
-
-        return max(1, int(get_worker().state.nthreads))
-    except (ImportError, ValueError, AttributeError):
-        return 1
-
-
-def run_shard(plan: ScanPlan, layout: ShardLayout, index: int) -> ShardResult:
-    """One shard, on whichever worker Dask chose: scope re-checked, then ``scan_here``."""
-    check_scope(plan)
-    share = layout.share(plan, index)
-    budget = concurrency_budget(plan.concurrency)  # this worker's descriptors, per thread
-    # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
-    # (core/recheck.py); on other machines the turns cost time, never a verdict
-    share = replace(share, concurrency=max(1, budget // _worker_threads()),
-                    options=replace(share.options, limiter_slot=(index, layout.count)))
-    stats = ScanStats()
-    outcomes: list[tuple[Any, ...]] = []
-    runs: list[PortRun] = []
-    for batch in scan_here(share, stats, runs=True):
-        outcomes.extend(map(tuple, batch.outcomes))
-        runs.extend(batch.runs)
-    per_host: Counter[str] = Counter(o[0] for o in outcomes)
-    for run in runs:
-        per_host[run.host] += len(run.ports)
-    wrong = [h for h, n in per_host.items() if n != len(share.ports)]
-    if wrong:
-        raise EngineError(f"accounting error in shard {index}: host {wrong[0]} has "
-                          f"{per_host[wrong[0]]} outcomes for {len(share.ports)} ports")
-    count = len(outcomes) + sum(len(run.ports) for run in runs)
-    return ShardResult(index, outcomes, runs, count, len(per_host), stats.connects)
 
 
 # ---- the client ------------------------------------------------------------------------------
@@ -183,9 +146,15 @@ def _lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, (KilledWorker, CommClosedError))
 
 
+def _rules() -> Rules:
+    """The watch's rules as its module says now (a test may shorten them)."""
+    return Rules(watch.HUNG_AFTER, watch.STRAGGLER_FACTOR, watch.STRAGGLER_FLOOR,
+                 watch.STALL_AFTER)
+
+
 def run_on_cluster(plan: ScanPlan, stats: ScanStats,
                    runs: bool = False) -> Iterator[OutcomeBatch]:
-    """Submit the plan's shards to ``plan.cluster``; yield outcomes as shards finish."""
+    """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish."""
     assert plan.cluster is not None
     check_scope(plan)
     try:
@@ -194,24 +163,8 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
         raise EngineError(f"this scan's targets cannot be sent to cluster workers: {exc}"
                           ) from None
     client = connect(plan.cluster)
-    from distributed import as_completed
-
     layout = ShardLayout.for_plan(plan, _total_threads(client),
                                   int.from_bytes(os.urandom(6), "big"))
-    token = os.urandom(4).hex()
-    tries: dict[int, int] = {}
-    index_of: dict[str, int] = {}  # key of each future not yet taken -> its shard
-    live: dict[str, Any] = {}
-
-    def submit(index: int) -> Any:
-        tries[index] = tries.get(index, 0) + 1
-        future = client.submit(run_shard, plan, layout, index, pure=False,
-                               key=f"portscan-{token}-{index}-{tries[index]}")
-        index_of[future.key] = index
-        live[future.key] = future
-        return future
-
-    futures = [submit(i) for i in range(layout.count)]
     # while the workers scan: how many hosts the whole scan has, counted independently of
     # the shards (names may resolve to several addresses: only an address-only scan has a
     # total known in advance). A thread: a /8's list takes the client a minute or two.
@@ -222,70 +175,252 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
         counter = threading.Thread(target=lambda: counted.append(sum(1 for _ in spec)),
                                    name="portscan-count", daemon=True)
         counter.start()
-    done: dict[int, ShardResult] = {}
-    pending = as_completed(futures, loop=client.loop)  # type: ignore[no-untyped-call]
-    try:
-        for future in pending:
-            index = index_of.pop(future.key)
-            live.pop(future.key, None)
-            try:
-                result: ShardResult = future.result()
-            except Exception as exc:
-                if _lost_worker(exc) and tries[index] < MAX_TRIES and index not in done:
-                    pending.add(submit(index))  # type: ignore[no-untyped-call]
-                    continue
-                if isinstance(exc, EngineError):
-                    raise
-                if isinstance(exc, PortscanError):  # the worker's own scope check refused
-                    raise EngineError(f"shard {index} of {layout.count} refused on its "
-                                      f"worker: {exc}") from None
-                raise EngineError(f"shard {index} of {layout.count} failed on the cluster: "
-                                  f"{exc!r}") from None
-            finally:
-                future.release()
-            if index in done:
-                continue  # a resubmitted shard's second result: taken once
-            received = len(result.outcomes) + sum(len(r.ports) for r in result.runs)
-            ports = len(layout.ports_of(plan.ports, index))
-            if (result.shard != index or received != result.total
-                    or result.total != result.hosts * ports):
-                raise EngineError(f"accounting error: shard {index} sent {received} outcomes "
-                                  f"for {result.hosts} hosts x {ports} ports")
-            done[index] = result
-            stats.connects += result.connects
-            port_runs = result.runs
-            for start in range(0, max(1, len(result.outcomes)), _BATCH):
-                outcomes = list(map(outcome_from_fields, result.outcomes[start:start + _BATCH]))
-                batch = OutcomeBatch(outcomes, port_runs)
-                port_runs = []
-                if not runs:
-                    batch = OutcomeBatch(batch.expanded(), [])
-                if batch.outcomes or batch.runs:
-                    yield batch
-    finally:
-        if live:
-            client.cancel(list(live.values()))
+    scan = ClusterScan(client, plan, layout, _rules())
+    for outcomes, port_runs in scan.run(stats):
+        for start in range(0, max(1, len(outcomes)), _BATCH):
+            batch = OutcomeBatch(list(map(outcome_from_fields, outcomes[start:start + _BATCH])),
+                                 port_runs)
+            port_runs = []
+            if not runs:
+                batch = OutcomeBatch(batch.expanded(), [])
+            if batch.outcomes or batch.runs:
+                yield batch
     if counter is not None:
         counter.join()
-    _check_total(plan, layout, done, counted[0] if counted else None)
+    _check_total(plan, scan.ledger, counted[0] if counted else None)
 
 
-def _check_total(plan: ScanPlan, layout: ShardLayout, done: dict[int, ShardResult],
-                 expected: int | None) -> None:
-    if len(done) != layout.count:
-        raise EngineError(f"accounting error: {len(done)} of {layout.count} shards finished")
+class ClusterScan:
+    """One plan's shards on the cluster: submissions, the scan's queue of messages, the
+    look at the workers. The ledger keeps the account and the watch decides; this object
+    does the talking to Dask."""
+
+    def __init__(self, client: Any, plan: ScanPlan, layout: ShardLayout, rules: Rules) -> None:
+        self.client, self.plan, self.layout, self.rules = client, plan, layout, rules
+        self.token = os.urandom(4).hex()
+        now = monotonic()
+        self.ledger = Ledger(layout, plan.ports, now)
+        self.futures: dict[str, Any] = {}  # key -> future, for attempts not reaped yet
+        self.ending: dict[str, tuple[RunEnd, float]] = {}  # ends waiting for their messages
+        self.seen: dict[str, tuple[float, float]] = {}  # worker -> (its last_seen, when it moved)
+        self.silent: set[str] = set()
+        self.looked = now
+        self.pause = POLL / 8
+        self.queue: Any = require_dask().Queue(f"portscan-{self.token}", client=client,
+                                               maxsize=QUEUE_ITEMS)
+
+    # ---- submissions -----------------------------------------------------------------------
+
+    def submit(self, index: int, avoid: frozenset[str] = frozenset()) -> bool:
+        """Run shard ``index`` (again), elsewhere than ``avoid``; False when there is
+        nowhere else or it ran too often."""
+        ledger = self.ledger
+        if not ledger.may_submit(index):
+            return False
+        workers = None
+        if avoid:
+            workers = [w for w in self.seen if w not in avoid and w not in self.silent]
+            if not workers:
+                return False
+        key = f"portscan-{self.token}-{index}-{ledger.shards[index].submissions + 1}"
+        skip = ledger.skip_for(index)
+        again = ledger.shards[index].submissions > 0
+        future = self.client.submit(run_shard, self.plan, self.layout, index, key,
+                                    self.queue.name, skip, key=key, pure=False,
+                                    workers=workers, allow_other_workers=bool(workers),
+                                    priority=10 if again else 0)
+        ledger.submitted(key, index, skip, monotonic())
+        _log.info("submitted %s (skip %d places, avoid %s)", key,
+                  0 if skip is None else sum(bin(b).count("1") for b in skip), sorted(avoid))
+        self.futures[key] = future
+        return True
+
+    def drop(self, key: str, cancel: bool = True) -> None:
+        """An attempt the scan no longer waits for; its task is cancelled on the cluster."""
+        self.ledger.dropped(key)
+        future = self.futures.pop(key, None)
+        if future is not None and cancel:
+            self.client.cancel([future])
+
+    def ensure(self, index: int) -> None:
+        """A shard left without a live attempt runs again, or the scan fails."""
+        if self.ledger.shards[index].finished is None and not self.ledger.live(index):
+            if not self.submit(index):
+                raise EngineError(f"shard {index} of {self.layout.count} was lost "
+                                  f"{self.ledger.shards[index].submissions} times; giving up")
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def run(self, stats: ScanStats) -> Iterator[tuple[list[Any], list[PortRun]]]:
+        """(outcome tuples, port runs) of hosts as they finish, each once, until every
+        shard is finished."""
+        for index in range(self.layout.count):
+            self.submit(index)
+        try:
+            while self.ledger.unfinished:
+                for message in self.receive():
+                    got = self.take(message)
+                    if got is not None and (got[0] or got[1]):
+                        yield got
+                self.reap(stats)
+                now = monotonic()
+                if now - self.looked >= LOOK:
+                    self.looked = now
+                    self.look(now)
+        finally:
+            if self.futures:
+                try:
+                    self.client.cancel(list(self.futures.values()))
+                except Exception:  # the scheduler went away: nothing to cancel there
+                    pass
+            try:
+                self.queue.close()
+            except Exception:
+                pass
+
+    def receive(self) -> list[bytes]:
+        """What runs sent since the last call; when nothing did, a pause first (growing to
+        ``POLL`` seconds while nothing comes). Dask's blocking get would log a traceback
+        on the scheduler at every timeout, so the queue is polled."""
+        try:
+            got: list[bytes] = self.queue.get(batch=True, callback_timeout=RPC_TIMEOUT)
+        except TimeoutError:
+            return []
+        except OSError as exc:
+            raise EngineError(f"lost the Dask cluster at {self.plan.cluster}: {exc}") from None
+        if got:
+            self.pause = POLL / 8
+        else:
+            sleep(self.pause)
+            self.pause = min(POLL, self.pause * 2)
+        return got
+
+    def take(self, data: bytes) -> tuple[list[Any], list[PortRun]] | None:
+        message = pickle.loads(data)
+        kind, run = message[0], message[1]
+        now = monotonic()
+        ledger = self.ledger
+        if kind == HOSTS:
+            return ledger.hosts(run, message[3], now)
+        if kind == START:
+            key, index, address, name = message[3:7]
+            _log.info("started %s on %s (run %s)", key, address, run)
+            if key not in ledger.attempts:
+                return None
+            if ledger.started(run, key, address, name, now) and ledger.attempts[key].live:
+                # Dask ran the task of a lost worker again, from the start: rather a fresh
+                # run that leaves out what arrived
+                self.drop(key)
+                self.ensure(index)
+        else:
+            ledger.heard(run, now)
+        return None
+
+    def reap(self, stats: ScanStats) -> None:
+        """Attempts whose Dask task ended: a run's end, a lost worker, a failure."""
+        ledger = self.ledger
+        for key, future in list(self.futures.items()):
+            if not future.done():
+                continue
+            del self.futures[key]
+            index = ledger.attempts[key].shard
+            if future.status == "finished":
+                self.ending[key] = (future.result(), monotonic())
+                future.release()
+                continue
+            if future.status == "cancelled":
+                ledger.dropped(key)
+                self.ensure(index)
+                continue
+            exc = future.exception()
+            future.release()
+            if _lost_worker(exc):
+                ledger.dropped(key)
+                self.ensure(index)
+                continue
+            if isinstance(exc, EngineError):
+                raise exc
+            if isinstance(exc, PortscanError):  # the worker's own scope check refused
+                raise EngineError(f"shard {index} of {self.layout.count} refused on its "
+                                  f"worker: {exc}") from None
+            raise EngineError(f"shard {index} of {self.layout.count} failed on the cluster: "
+                              f"{exc!r}") from None
+        for key, (end, since) in list(self.ending.items()):
+            verdict = ledger.ended(end, monotonic())
+            if verdict == "wait":
+                if monotonic() - since < END_WAIT:
+                    continue
+                ledger.dropped(key)  # its messages never came: a run lost on the way
+                self.ensure(end.shard)
+            del self.ending[key]
+            _log.info("%s ended: %s (%d hosts, %d skipped)", key, verdict, end.hosts,
+                      end.skipped)
+            stats.connects += end.connects
+            if verdict == "won":
+                for other in ledger.others(end.shard):
+                    self.drop(other)
+
+    def look(self, now: float) -> None:
+        """The workers as the scheduler sees them: gone ones' shards run anew at once,
+        hung ones' elsewhere (the watch decides), and a stall ends the scan."""
+        ledger, rules = self.ledger, self.rules
+        try:
+            info = self.client.sync(self.client.scheduler.identity, n_workers=-1,
+                                    callback_timeout=RPC_TIMEOUT)
+        except (TimeoutError, OSError):
+            info = None
+        if info is not None:
+            workers: dict[str, Any] = info.get("workers", {})
+            for address in [w for w in self.seen if w not in workers]:
+                _log.info("worker %s is gone", address)
+                del self.seen[address]  # gone: what ran there will send nothing more
+                for attempt in list(ledger.attempts.values()):
+                    run = ledger.run_of(attempt)
+                    if attempt.live and run is not None and run.worker == address:
+                        self.drop(attempt.key)
+                        self.ensure(attempt.shard)
+            for address, worker in workers.items():
+                last = float(worker.get("last_seen", 0.0))
+                before = self.seen.get(address)
+                if before is None or before[0] != last:
+                    self.seen[address] = (last, now)
+            self.silent = {w for w, (_, moved) in self.seen.items()
+                           if now - moved > rules.hung_after}
+        hung = hung_workers(ledger, now, rules, self.silent)
+        queued_on: dict[str, str] = {}
+        if hung:
+            try:
+                processing = self.client.sync(self.client.scheduler.processing,
+                                              callback_timeout=RPC_TIMEOUT)
+            except (TimeoutError, OSError):
+                processing = {}
+            for address, keys in processing.items():
+                for key in keys:
+                    queued_on[str(key)] = str(address)
+        for again in to_run_again(ledger, now, rules, hung, queued_on):
+            _log.info("shard %d runs again: %s", again.shard, again.why)
+            self.submit(again.shard, again.avoid)
+        if stalled(ledger, now, rules):
+            raise EngineError(
+                f"no progress on the Dask cluster at {self.plan.cluster} for "
+                f"{rules.stall_after:.0f} s: {ledger.unfinished} of {self.layout.count} "
+                "shards unfinished (its workers hung, gone or busy)")
+
+
+def _check_total(plan: ScanPlan, ledger: Ledger, expected: int | None) -> None:
+    layout = ledger.layout
     hosts = 0
     for s in range(layout.host_slices):
-        counts = {done[s * layout.port_classes + c].hosts for c in range(layout.port_classes)}
+        counts = {ledger.shards[s * layout.port_classes + c].hosts
+                  for c in range(layout.port_classes)}
         if len(counts) != 1:
             raise EngineError(f"accounting error: host slice {s}'s port shards disagree on "
                               f"its hosts ({sorted(counts)})")
         hosts += counts.pop()
-    total = sum(r.total for r in done.values())
+    total = sum(shard.hosts * shard.ports for shard in ledger.shards)
     if total != hosts * len(plan.ports) or (expected is not None and hosts != expected):
         raise EngineError(f"accounting error: {total} outcomes for {hosts} hosts "
                           f"(expected {expected}) x {len(plan.ports)} ports")
-
 
 # ---- one nornir host's scan on the cluster ---------------------------------------------------
 

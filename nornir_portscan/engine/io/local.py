@@ -27,11 +27,14 @@ def job_for(plan: ScanPlan, tag: object = None) -> Job:
 
 
 def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False,
-              icmp_evidence: IcmpEvidence | None = None) -> Iterator[OutcomeBatch]:
+              icmp_evidence: IcmpEvidence | None = None,
+              max_active_hosts: int | None = None) -> Iterator[OutcomeBatch]:
     """One process's scan of a plan (the whole plan, or a shard worker's share, which
-    shares what it learns of ICMP rejects with the other shards through ``icmp_evidence``)."""
+    shares what it learns of ICMP rejects with the other shards through ``icmp_evidence``).
+    ``max_active_hosts`` bounds the hosts under way at once (None: from the window)."""
     sched = Scheduler(concurrency=concurrency_budget(plan.concurrency), rate=plan.rate,
-                      resolver=resolve, rtt=RttEstimator(), icmp_evidence=icmp_evidence)
+                      resolver=resolve, rtt=RttEstimator(), icmp_evidence=icmp_evidence,
+                      max_active_hosts=max_active_hosts)
     job = sched.add_job(job_for(plan))
     try:
         for batch in ReadinessLoop(sched).run_batches(runs):
