@@ -62,7 +62,7 @@ class DaskProcesses:
     def signal(self, name: str, sig: signal.Signals) -> int:
         pid = self.workers[name].pid
         os.kill(pid, sig)
-        if sig == signal.SIGSTOP:
+        if sig == signal.SIGSTOP and pid not in self.stopped:
             self.stopped.append(pid)
         return pid
 

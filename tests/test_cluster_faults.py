@@ -37,6 +37,19 @@ table inet nptfault {
 """
 
 
+def driver(**rules: float) -> str:
+    """``nornir-portscan`` with some of the watch's rules changed (``watch.py``): a test
+    that waits for one rule turns the others off, or shortens a minute."""
+    return textwrap.dedent(f"""
+        import sys
+        from nornir_portscan.engine.dist import watch
+        for name, value in {rules!r}.items():
+            setattr(watch, name, value)
+        from nornir_portscan.cli import main
+        raise SystemExit(main(sys.argv[1:]))
+    """)
+
+
 def expected() -> dict[tuple[str, int], str]:
     return {**{(h, 1): "closed" for h in HOSTS},
             **{(h, 2): "open" if h in OPEN_HOSTS else "filtered" for h in HOSTS}}
@@ -79,13 +92,14 @@ def test_a_stopped_worker_does_not_stall_the_scan(cluster: DaskProcesses,
     """SIGSTOP one of two workers 2.5 s into a scan whose shards take about 6 s each: its
     shard runs again on the other worker once its runs have been silent for
     ``watch.HUNG_AFTER`` (10 s), and the scan ends with every outcome once (before, it
-    waited for Dask's worker time-to-live: minutes)."""
+    waited for Dask's worker time-to-live: minutes). The straggler rule is off: the
+    hung rule alone must do it."""
     cluster.add_worker("w1")
     cluster.add_worker("w2")
     cluster.wait_for_workers(2)
     out = tmp_path / "scan.jsonl"
     started = time.monotonic()
-    scan = start_scan(cluster, out, 86)
+    scan = start_scan(cluster, out, 86, driver=driver(STRAGGLER_FLOOR=1e6))
     time.sleep(2.5)
     cluster.signal("w1", signal.SIGSTOP)
     try:
@@ -98,6 +112,36 @@ def test_a_stopped_worker_does_not_stall_the_scan(cluster: DaskProcesses,
     rows = rows_of(out)
     check_exact(rows)
     # undisturbed about 7 s; stopped: 2.5 s + 10 s to call it hung + its shard again
+    assert took < 40, f"{took:.1f} s"
+    assert Counter(r["worker"] for r in rows)["w2"] >= len(rows) // 2
+
+
+def test_a_slow_worker_s_shard_gets_a_speculative_copy(cluster: DaskProcesses,
+                                                       tmp_path: Path) -> None:
+    """One of two workers slowed to a tenth (stopped 0.9 s of every second: it still
+    ticks, so it is not hung): once its shard has run twice as long as the median
+    finished shard (factor 2 here, floor 5 s), a copy runs on the other worker, the
+    first to end wins, and every outcome comes once. The hung rule is off."""
+    cluster.add_worker("w1")
+    cluster.add_worker("w2")
+    cluster.wait_for_workers(2)
+    out = tmp_path / "scan.jsonl"
+    started = time.monotonic()
+    scan = start_scan(cluster, out, 86, driver=driver(HUNG_AFTER=1e6, STRAGGLER_FACTOR=2.0,
+                                                      STRAGGLER_FLOOR=5.0))
+    time.sleep(1.0)
+    while scan.poll() is None and time.monotonic() - started < 90:
+        cluster.signal("w1", signal.SIGSTOP)
+        time.sleep(0.9)
+        cluster.signal("w1", signal.SIGCONT)
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    _, err = scan.communicate(timeout=10)
+    assert scan.returncode == 0, err
+    rows = rows_of(out)
+    check_exact(rows)
+    # undisturbed about 7 s; at a tenth w1's shard would take a minute; with the copy:
+    # about 1 s + 2 x 6 s + 6 s
     assert took < 40, f"{took:.1f} s"
     assert Counter(r["worker"] for r in rows)["w2"] >= len(rows) // 2
 
@@ -123,13 +167,6 @@ def test_a_killed_worker_costs_only_its_hosts_in_flight(cluster: DaskProcesses,
     assert by_worker["w1"] > 0  # what the killed worker had finished was not run again
 
 
-STALL_DRIVER = textwrap.dedent("""
-    import sys
-    from nornir_portscan.engine.dist import watch
-    watch.STALL_AFTER = 6.0  # a test's minute
-    from nornir_portscan.cli import main
-    raise SystemExit(main(sys.argv[1:]))
-""")
 
 
 def test_a_cluster_that_makes_no_progress_ends_with_exit_3(cluster: DaskProcesses,
@@ -140,7 +177,7 @@ def test_a_cluster_that_makes_no_progress_ends_with_exit_3(cluster: DaskProcesse
     cluster.wait_for_workers(1)
     out = tmp_path / "scan.jsonl"
     started = time.monotonic()
-    scan = start_scan(cluster, out, 60, driver=STALL_DRIVER)  # ~8.5 s undisturbed
+    scan = start_scan(cluster, out, 60, driver=driver(STALL_AFTER=6.0))  # ~8.5 s undisturbed
     time.sleep(6)
     cluster.signal("w1", signal.SIGSTOP)
     _, err = scan.communicate(timeout=60)
