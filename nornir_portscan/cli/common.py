@@ -188,6 +188,11 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=_rate, metavar="N",
                    help="probes per second at most; 0 for no cap (default: no cap on loopback, "
                         "10000 beyond it)")
+    p.add_argument("--worker-rate", type=_rate, metavar="N",
+                   help="probes per second at most from each vantage point: each --cluster "
+                        "worker, or this process on a local scan; the cluster's total is N x "
+                        "workers, still capped by --rate if given; 0 for no cap "
+                        "(default: none)")
     p.add_argument("--no-discovery", dest="discovery", action="store_false",
                    help="probe every port of every host, even hosts that answer nothing")
     p.add_argument("--banners", action="store_true",

@@ -314,12 +314,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     task_args: dict[str, Any] = {"ports": args.ports, "timeout": args.timeout,
                                  "retries": args.retries, "discovery": args.discovery,
                                  "banners": args.banners or None, "baseline": baseline,
-                                 "cluster": args.cluster}
+                                 "cluster": args.cluster, "worker_rate": args.worker_rate or None}
     task_args = {k: v for k, v in task_args.items() if v is not None}
     scan_args = {k: v for k, v in task_args.items() if k != "baseline"}
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
                "allow": args.allow or None, **scan_args, "concurrency": args.concurrency,
-               "rate": args.rate, "baseline": args.baseline}
+               "rate": args.rate, "worker_rate": args.worker_rate, "baseline": args.baseline}
     options = {k: v for k, v in options.items() if v is not None}
     collector = _Collector()
     processors: list[Any] = [collector]

@@ -88,7 +88,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                          allowed=args.allow,
                          max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
                                         else args.max_hosts),
-                         cluster=args.cluster, recheck=args.recheck)
+                         cluster=args.cluster, recheck=args.recheck,
+                         worker_rate=args.worker_rate)
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
     if plan.cluster is not None:
@@ -113,7 +114,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
                                "exclude": args.exclude, "timeout": args.timeout,
                                "retries": args.retries, "concurrency": plan.concurrency,
-                               "rate": plan.rate, "discovery": args.discovery,
+                               "rate": plan.rate, "worker_rate": plan.worker_rate,
+                               "discovery": args.discovery,
                                "banners": args.banners}
     summary = ScanSummary(options=options, port_count=len(plan.ports),
                           ports_label=ports_label(args.ports, len(plan.ports)))

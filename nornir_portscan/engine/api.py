@@ -7,6 +7,7 @@ target raises ``SpecError`` at call time rather than half-way through a scan.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 from .core.outcome import OutcomeBatch, ProbeOutcome
 from .core.plan import (
@@ -51,6 +52,8 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 
         yield from run_on_cluster(plan, stats, runs)
         return
+    if plan.worker_rate is not None:  # here, this process is the one vantage point
+        plan = replace(plan, rate=min(plan.worker_rate, plan.rate or plan.worker_rate))
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
         yield from run_sharded(plan, count, stats, runs)
@@ -62,7 +65,8 @@ def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[Pr
     """Scan ``targets`` x ``ports``; yields one ``ProbeOutcome`` per (address, port).
 
     Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait,
-    and cluster (``tcp://HOST:PORT`` or ``local:N``: run the shards on a Dask cluster).
+    cluster (``tcp://HOST:PORT`` or ``local:N``: run the shards on a Dask cluster) and
+    worker_rate (probes per second from each cluster worker; here, from this process).
     Raises ``SpecError`` immediately for bad targets or ports.
     """
     plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]

@@ -40,6 +40,10 @@ class ScanPlan:
     shards: int | None = None  # worker processes; None decides from the scan's size
     cluster: str | None = None  # a Dask scheduler (tcp://host:port) or local:N; None: here
     max_addresses: int = DEFAULT_MAX_ADDRESSES  # the size guard, checked again on workers
+    # probes per second at most from each vantage point: each cluster worker's shards
+    # together, or this process (and its process shards) on a local scan; None: no cap.
+    # ``rate`` stays the whole scan's cap
+    worker_rate: float | None = None
 
 
 _CLUSTER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})"
@@ -65,7 +69,8 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
               discovery: bool = True, banners: bool = False,
               banner_wait: float = 1.0, shards: int | None = None,
               allowed: Iterable[str] = (), max_addresses: int = DEFAULT_MAX_ADDRESSES,
-              cluster: str | None = None, recheck: float | None = None) -> ScanPlan:
+              cluster: str | None = None, recheck: float | None = None,
+              worker_rate: float | None = None) -> ScanPlan:
     cluster = None if cluster is None else parse_cluster(cluster)
     spec = targets if isinstance(targets, TargetSpec) else parse_targets(targets, exclude)
     scope = Scope(parse_networks(allowed), max_addresses)
@@ -77,17 +82,24 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
         raise ValueError(f"retries must be 0 or more, not {retries!r}")
     if rate is not None and rate < 0:
         raise ValueError(f"rate must be 0 (no cap) or positive, not {rate!r}")
+    if worker_rate is not None and worker_rate < 0:
+        raise ValueError(f"worker_rate must be 0 (no cap) or positive, not {worker_rate!r}")
     if recheck is not None and recheck < 0:
         raise ValueError(f"recheck must be 0 (none) or more seconds, not {recheck!r}")
-    if rate is None and isinstance(spec, TargetSpec) and not spec.loopback_only():
+    # a rate per vantage point asked for: the whole scan is capped only if asked as well
+    # (the point of workers with rates of their own is that they add up)
+    if (rate is None and not worker_rate and isinstance(spec, TargetSpec)
+            and not spec.loopback_only()):
         rate = DEFAULT_REMOTE_RATE
     if rate == 0:
         rate = None
+    if worker_rate == 0:
+        worker_rate = None
     # discovery only pays when there is more than one host to tell apart
     discovery = discovery and spec.count() > 1
     options = JobOptions(timeout=timeout, retries=retries, discovery=discovery,
                          banners=banners, banner_wait=banner_wait,
                          allowed=tuple(scope.allowed), recheck=recheck)
     return ScanPlan(spec, port_list, options, concurrency, rate, shards,
-                    cluster, max_addresses)
+                    cluster, max_addresses, worker_rate)
 

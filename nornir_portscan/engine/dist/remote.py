@@ -180,6 +180,16 @@ class _Placed:
         return self.hosts.count()
 
 
+def shard_rate(scan_share: float | None, worker_rate: float | None,
+               threads: int) -> float | None:
+    """A running shard's cap: its share of the whole scan's (``ShardLayout.rate``) and of
+    its worker's, which the worker's threads (each running one shard) split."""
+    if worker_rate is None:
+        return scan_share
+    mine = worker_rate / max(1, threads)
+    return mine if scan_share is None else min(mine, scan_share)
+
+
 def active_hosts(share: ScanPlan) -> int | None:
     """Hosts a rate-capped run keeps under way at once: what the rate sends in about
     ``ACTIVE_SECONDS`` (at least 64). The engine otherwise takes up to a quarter of its
@@ -245,6 +255,7 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int, key: str, queue_n
     # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
     # (core/recheck.py); on other machines the turns cost time, never a verdict
     share = replace(layout.share(plan, index), spec=placed,
+                    rate=shard_rate(layout.rate, plan.worker_rate, threads),
                     concurrency=max(1, budget // threads),
                     options=replace(plan.options, limiter_slot=(index, layout.count),
                                     worker=name))

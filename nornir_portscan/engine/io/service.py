@@ -111,13 +111,16 @@ class Engine:
         self._apply_rate()
 
     def _apply_rate(self) -> None:
-        """The strictest rate among the engine's own and its running jobs' plans.
+        """The strictest rate among the engine's own and its running jobs' plans (their
+        ``rate`` and ``worker_rate``).
 
         The rate is the engine's (one shared loop), so a job beyond loopback caps the
         probes of every job running beside it until it is done."""
         sched = self.sched
         assert sched is not None
-        rates = [r for r in (self.rate, *(j.tag.plan.rate for j in sched.jobs)) if r]
+        # a job's worker_rate is this process's cap when the job runs here
+        rates = [r for r in (self.rate, *(j.tag.plan.rate for j in sched.jobs),
+                             *(j.tag.plan.worker_rate for j in sched.jobs)) if r]
         rate = min(rates) if rates else None
         if rate != sched.rate.rate:
             sched.rate = RateLimiter(rate)

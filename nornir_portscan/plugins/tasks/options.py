@@ -32,7 +32,7 @@ from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
 KEYS = ("ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
-        "baseline", "cluster")
+        "baseline", "cluster", "worker_rate")
 EXPECT_KEYS = ("open", "closed", "not_open", "only_open", "filtered")
 #: What a host scans when neither arguments nor inventory name ports (as on the command line).
 DEFAULT_PORTS = "top100"
@@ -59,19 +59,23 @@ class ScanOptions:
     max_addresses: int = DEFAULT_MAX_ADDRESSES
     #: A Dask cluster (tcp://HOST:PORT or local:N) that runs this host's scan; None: here.
     cluster: str | None = None
+    #: Probes per second at most from each cluster worker (from this process, here).
+    worker_rate: float | None = None
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
         return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners, self.allowed, self.max_addresses, self.cluster)
+                self.discovery, self.banners, self.allowed, self.max_addresses, self.cluster,
+                self.worker_rate)
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
                          timeout=self.timeout, retries=self.retries, discovery=self.discovery,
                          banners=self.banners, allowed=self.allowed,
-                         max_addresses=self.max_addresses, cluster=self.cluster)
+                         max_addresses=self.max_addresses, cluster=self.cluster,
+                         worker_rate=self.worker_rate)
 
 
 class _Value:
@@ -140,6 +144,12 @@ def _count(v: _Value) -> int:
     if isinstance(v.value, bool) or not isinstance(v.value, int) or v.value < 0:
         raise v.error("must be a whole number, 0 or more")
     return v.value
+
+
+def _rate(v: _Value) -> float | None:
+    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or v.value < 0:
+        raise v.error("must be a number of probes per second, 0 (no cap) or more")
+    return float(v.value) or None
 
 
 def _flag(v: _Value) -> bool:
@@ -280,7 +290,8 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         expect=expect,
         baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
         allowed=allowed, max_addresses=max_addresses,
-        cluster=_cluster(given["cluster"]) if "cluster" in given else None)
+        cluster=_cluster(given["cluster"]) if "cluster" in given else None,
+        worker_rate=_rate(given["worker_rate"]) if "worker_rate" in given else None)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:

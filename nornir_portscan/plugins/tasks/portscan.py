@@ -31,10 +31,10 @@ TargetsArg = str | list[str] | None
 def _args(ports: PortsArg, targets: TargetsArg, exclude: TargetsArg, timeout: float | None,
           retries: int | None, discovery: bool | None, banners: bool | None,
           expect: dict[str, Any] | None, baseline: Any,
-          cluster: str | None = None) -> dict[str, Any]:
+          cluster: str | None = None, worker_rate: float | None = None) -> dict[str, Any]:
     return {"ports": ports, "targets": targets, "exclude": exclude, "timeout": timeout,
             "retries": retries, "discovery": discovery, "banners": banners, "expect": expect,
-            "baseline": baseline, "cluster": cluster}
+            "baseline": baseline, "cluster": cluster, "worker_rate": worker_rate}
 
 
 class ScanResult(Result):
@@ -96,17 +96,20 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
              timeout: float | None = None, retries: int | None = None,
              discovery: bool | None = None, banners: bool | None = None,
              expect: dict[str, Any] | None = None, baseline: Any = None,
-             exclude: TargetsArg = None, cluster: str | None = None) -> ScanResult:
+             exclude: TargetsArg = None, cluster: str | None = None,
+             worker_rate: float | None = None) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
     Every argument left at None comes from inventory data under ``portscan``; see the
     Results documentation for the dict in ``Result.result``. ``failed`` means an
     expectation was violated, the input is invalid or the scan failed: closed ports alone
     never fail a host, since nornir would skip it in later runs. ``cluster``
-    (tcp://HOST:PORT or local:N) runs the scan on a Dask cluster instead of here.
+    (tcp://HOST:PORT or local:N) runs the scan on a Dask cluster instead of here, and
+    ``worker_rate`` caps the probes per second of each of its workers (here: of this
+    process).
     """
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
-                 baseline, cluster)
+                 baseline, cluster, worker_rate)
     try:
         allowed = allowed_networks(task.nornir.config)
         limit = max_addresses(task.nornir.config)
@@ -159,10 +162,11 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
                     timeout: float | None = None, retries: int | None = None,
                     discovery: bool | None = None, banners: bool | None = None,
                     expect: dict[str, Any] | None = None, baseline: Any = None,
-                    exclude: TargetsArg = None, cluster: str | None = None) -> ScanResult:
+                    exclude: TargetsArg = None, cluster: str | None = None,
+                    worker_rate: float | None = None) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
-                 baseline, cluster)
+                 baseline, cluster, worker_rate)
     try:
         options = resolve_options(task.host, args, allowed=allowed_networks(task.nornir.config),
                                   max_addresses=max_addresses(task.nornir.config))
