@@ -42,7 +42,8 @@ SHARDS_PER_THREAD = 4
 #: benchmark lab) and a thread runs its shards one after another: measured on a /20 x 10
 #: (40,940 probes, 2 workers), 8 shards took 5.0 s where 2 took 2.0 s.
 SHARD_TARGET_PROBES = 1 << 16
-#: A shard's result is held whole in a worker's memory until it is sent: bound its size.
+#: A straggler's copy repeats what its shard has not sent home, and the client keeps a bit
+#: per host of each running shard: bound a shard's size.
 SHARD_MAX_PROBES = 1 << 20
 #: Below this many probes a shard costs Dask more than it saves (one host's top100: one).
 SHARD_MIN_PROBES = 64

@@ -21,6 +21,7 @@ Dask is an optional extra.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -43,6 +44,9 @@ from .remote import HOSTS, START, RunEnd, check_scope, run_shard
 from .watch import Rules, hung_workers, stalled, to_run_again
 
 _log = logging.getLogger(__name__)
+#: What a call to the scheduler raises when it did not answer in time (asyncio's is its own
+#: class before Python 3.11)
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 
 __all__ = ["ClusterJob", "ClusterScan", "DaskMissing", "check_scope", "close_all", "connect",
            "require_dask", "run_on_cluster", "run_shard"]
@@ -284,7 +288,7 @@ class ClusterScan:
         on the scheduler at every timeout, so the queue is polled."""
         try:
             got: list[bytes] = self.queue.get(batch=True, callback_timeout=RPC_TIMEOUT)
-        except TimeoutError:
+        except _TIMEOUTS:
             return []
         except OSError as exc:
             raise EngineError(f"lost the Dask cluster at {self.plan.cluster}: {exc}") from None
@@ -367,7 +371,7 @@ class ClusterScan:
         try:
             info = self.client.sync(self.client.scheduler.identity, n_workers=-1,
                                     callback_timeout=RPC_TIMEOUT)
-        except (TimeoutError, OSError):
+        except (*_TIMEOUTS, OSError):
             info = None
         if info is not None:
             workers: dict[str, Any] = info.get("workers", {})
@@ -392,7 +396,7 @@ class ClusterScan:
             try:
                 processing = self.client.sync(self.client.scheduler.processing,
                                               callback_timeout=RPC_TIMEOUT)
-            except (TimeoutError, OSError):
+            except (*_TIMEOUTS, OSError):
                 processing = {}
             for address, keys in processing.items():
                 for key in keys:
