@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,11 +218,23 @@ def not_loopback(text: str) -> list[str]:
 #: Runs python blocks one after another in one interpreter (a reader's session):
 #: reads {"code", "name", "first", "out", "err"} lines on stdin, points fds 1 and 2
 #: at the block's files while it runs, and answers {"status", "error"} on the
-#: original stdout. BLOCKED names modules a fresh install does not have.
+#: original stdout. BLOCKED names modules a fresh install does not have, HIDDEN the
+#: distributions whose metadata (and entry points) it would not see.
 DRIVER = textwrap.dedent(r'''
-    import importlib.abc, json, os, sys, traceback
+    import importlib.abc, json, os, re, sys, traceback
 
-    BLOCKED = json.loads(sys.argv[1])
+    import importlib.metadata as md
+
+    BLOCKED, HIDDEN = json.loads(sys.argv[1])
+    everything = md.distributions
+
+    def distributions(**kwargs):
+        """Only what a fresh install has: entry points of the rest (nornir's plugin
+        registers read them) would otherwise load modules it lacks."""
+        return (d for d in everything(**kwargs) if d.metadata["Name"] is None
+                or re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() not in HIDDEN)
+
+    md.distributions = distributions
 
     class FreshMachineOnly(importlib.abc.MetaPathFinder):
         """Refuses what `pip install -e .` does not install, as a fresh machine would."""
@@ -370,7 +383,8 @@ class Session:
     def _start_driver(self) -> subprocess.Popen[str]:
         if self._driver is None or self._driver.poll() is not None:
             self._driver = subprocess.Popen(
-                self.argv(self.python, "-c", DRIVER, json.dumps(self.blocked)),
+                self.argv(self.python, "-c", DRIVER,
+                          json.dumps([self.blocked, hidden_distributions(self.blocked)])),
                 cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 text=True, start_new_session=True)
         return self._driver
@@ -472,6 +486,75 @@ def printed_outcomes(stdout: str) -> set[tuple[str, int, str]]:
     return rows
 
 
+# ---- running the blocks of a page ----------------------------------------------------------
+
+def env_here() -> dict[str, str]:
+    """This checkout's commands first: its package (PYTHONPATH) and this interpreter."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH"))
+                                        if p)
+    env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    for noisy in ("FORCE_COLOR", "CLICOLOR_FORCE"):
+        env.pop(noisy, None)
+    return env
+
+
+def scratch(tmp_path: Path) -> Path:
+    """A working directory that looks like the repository root to a snippet."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(REPO / "inventory", work / "inventory")
+    return work
+
+
+def failures(ran: Ran) -> list[str]:
+    """What is wrong with a block's run: a status, a traceback, an error line."""
+    if ran.status != 0:
+        return [ran.explain()]
+    text = ran.stdout + ran.stderr
+    if "Traceback (most recent call last)" in text:
+        return [f"a traceback:\n{ran.explain()}"]
+    errors = [line for line in ran.stderr.splitlines() if "error:" in line.lower()]
+    if errors and ran.block.lang != "console":
+        return [f"error lines on stderr {errors}:\n{ran.explain()}"]
+    return []
+
+
+def run_section(blocks: Sequence[Block], session: Session,
+                installer: Session | None = None) -> list[str]:
+    """Runs blocks in order, as a reader follows them; returns every failure.
+
+    Install steps run in ``installer`` (the fresh-machine walk, whose ``pip`` needs the
+    package index); without one they are not run, as the project is installed already,
+    and only the extras they name become importable.
+    """
+    found: list[str] = []
+    previous: Ran | None = None
+    extras: list[str] = []
+    try:
+        for block in blocks:
+            if block.kind == "install":
+                if installer is not None:
+                    found.extend(failures(installer.run(block)))
+                else:
+                    extras.extend(extras_of(block.install_args or []))
+                    session.blocked = blocked_modules(extras)
+                continue
+            outcomes = shown_outcomes(block) if block.lang == "json" else None
+            if outcomes is not None and previous is not None and previous.block.lang == "sh":
+                missing = outcomes - printed_outcomes(previous.stdout)
+                if missing:
+                    found.append(f"{block.where} shows {sorted(missing)}, which "
+                                 f"{previous.block.where} did not print:\n{previous.stdout}")
+            ran = session.run(block)
+            if block.kind == "run":
+                found.extend(failures(ran))
+            previous = ran
+    finally:
+        session.close()
+    return found
+
+
 # ---- what a fresh install has -----------------------------------------------------------------
 
 def _norm(name: str) -> str:
@@ -534,6 +617,11 @@ def blocked_modules(extras: Sequence[str] = ()) -> dict[str, str]:
         if not any(_norm(d) in allowed for d in dists):
             blocked[module] = ", ".join(sorted(set(dists)))
     return blocked
+
+
+def hidden_distributions(blocked: dict[str, str]) -> list[str]:
+    """The distributions behind ``blocked`` modules, normalised."""
+    return sorted({_norm(d.strip()) for dists in blocked.values() for d in dists.split(",")})
 
 
 def extras_of(args: Sequence[str]) -> list[str]:
