@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: transcripts (``$ command`` lines, each followed by what it prints).
 RUN_LANGUAGES = frozenset({"sh", "python", "console"})
 #: Blocks that are shown, never run: output, messages, file contents, signatures.
-SHOWN_LANGUAGES = frozenset({"text", "json", "xml", "yaml", "groovy", "pyi"})
+SHOWN_LANGUAGES = frozenset({"text", "json", "xml", "yaml", "groovy", "pyi", "ini"})
 
 #: The first line of a runnable block that is only shown; the reason is required.
 NOT_RUN = re.compile(r"^#\s*not run:\s*(?P<reason>.*)$")

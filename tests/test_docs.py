@@ -20,7 +20,7 @@ The convention, for anyone who writes a page:
     stands for any text and a line of only ``...`` for any lines. This is the one
     kind of block whose output is compared as shown: use it for messages that are
     part of the contract (errors), not for tables and timings.
-  - ``text``, ``json``, ``xml``, ``yaml``, ``groovy``: output, messages and file
+  - ``text``, ``json``, ``xml``, ``yaml``, ``groovy``, ``ini``: output, messages and file
     contents, shown and never run. ``pyi``: Python that is shown, not run
     (signatures, values). A ``json`` block right after an ``sh`` block that shows
     jsonl probe lines is checked loosely: each (host, port, state) it shows must be
