@@ -497,7 +497,7 @@ def test_the_rounds_share_the_process_engine(tmp_path: Path) -> None:
     import argparse
     import threading as th
 
-    from nornir_portscan.cli.monitor import Monitor as Daemon
+    from nornir_portscan.cli.monitor_daemon import Monitor as Daemon
     from nornir_portscan.engine.io.service import shared_engine
 
     sock = listening(0)
