@@ -113,10 +113,3 @@ def add_monitor_parser(sub: Any) -> None:
                    help="one round, metrics to --textfile or stdout, then exit with run's "
                         "status (1 when an expectation is violated); no HTTP")
 
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    """The daemon lives in its own module: ``scan`` and ``run`` start without its HTTP
-    server and Prometheus imports."""
-    from .monitor_daemon import run_monitor
-
-    return run_monitor(args)
