@@ -35,3 +35,12 @@ class OptionError(InventoryError):
     def __init__(self, plugin: str, option: str, problem: str) -> None:
         super().__init__(f"{plugin} option {option}: {problem}")
         self.plugin, self.option, self.problem = plugin, option, problem
+
+
+class ConfigError(InventoryError):
+    """A bad key of the nornir config; ``key`` is its dotted path (``runner.options``), so
+    the command line can name the config file beside it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"nornir config {key}: {problem}")
+        self.key, self.problem = key, problem
