@@ -147,8 +147,11 @@ def test_expectations_pass_and_fail(nr: Nornir, ports: tuple[int, int]) -> None:
     ({"targets": ["127.0.0.300"]}, "host 'bad': portscan.targets = ['127.0.0.300']"),
     ({"timeout": "fast"}, "host 'bad': portscan.timeout = 'fast' (inventory data of host "
                           "'bad' in {file}): must be a number"),
-    ({"expect": {"opened": [22]}}, "unknown expectation 'opened'"),
-    ({"expect": {"open": ["sshh"]}}, "expect.open: unknown port or service name 'sshh'"),
+    ({"expect": {"opened": [22]}}, "portscan.expect.opened = [22] (inventory data of host "
+                                   "'bad' in {file}): unknown expectation; allowed: open,"),
+    ({"expect": {"open": ["sshh"]}}, "portscan.expect.open = ['sshh'] (inventory data of "
+                                     "host 'bad' in {file}): unknown port or service name "
+                                     "'sshh'"),
     ({"targets": ["127.0.0.0/8"]}, "cannot scan targets"),
 ])
 def test_invalid_host_data_fails_that_host_alone(tmp_path: Path, ports: tuple[int, int],

@@ -77,9 +77,11 @@ class SourcedGroup(Group):
 
 
 class SourcedDefaults(Defaults):
-    """nornir's Defaults, knowing their file."""
+    """nornir's Defaults, knowing their file; shared by every element of one load, they
+    also keep the ``data`` of every entry as written (``written_data``)."""
 
-    __slots__ = ("filled", "origin")
+    __slots__ = ("filled", "origin", "written")
+    written: list[tuple[Origin, Any]]
 
 
 def _sourced(element: Any, origin: Origin) -> Any:
@@ -101,6 +103,14 @@ def origin_of(element: object, path: Sequence[str] = ()) -> Origin | None:
         if origin is not None:
             return origin
     found: Origin | None = getattr(element, "origin", None)
+    return found
+
+
+def written_data(defaults: object) -> list[tuple[Origin, Any]] | None:
+    """The ``data`` of every entry of the files, as written: hosts, groups, defaults and
+    subnet entries, including values no host ends up with (a subnet's value a known host
+    overrides, a group no host is in). None when another plugin made the inventory."""
+    found: list[tuple[Origin, Any]] | None = getattr(defaults, "written", None)
     return found
 
 
@@ -392,17 +402,21 @@ class PortscanInventory:
         hosts = Hosts()
         for name, raw in (hosts_doc or {}).items():
             hosts[name] = self._host(name, raw, groups, defaults)
+        # before subnets fill in known hosts' data: as the files wrote it
+        elements: list[Any] = [defaults, *groups.values(), *hosts.values()]
+        defaults.written = [(e.origin, copy.deepcopy(e.data)) for e in elements]
         if subnets_doc:
             assert self.subnet_file is not None
             self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
-    def _defaults(self) -> Defaults:
+    def _defaults(self) -> SourcedDefaults:
         doc = self._read(self.defaults_file, False) or {}
         entry = _check_keys(self.defaults_file, "defaults", doc, _DEFAULTS_KEYS)
         attrs = _attributes(self.defaults_file, "defaults", entry)
-        return _sourced(SourcedDefaults(**attrs),  # type: ignore[no-any-return]
-                        (str(self.defaults_file), "defaults"))
+        defaults = SourcedDefaults(**attrs)
+        _sourced(defaults, (str(self.defaults_file), "defaults"))
+        return defaults
 
     def _groups(self, defaults: Defaults) -> Groups:
         doc = self._read(self.group_file, False) or {}
@@ -462,7 +476,7 @@ class PortscanInventory:
                         (str(path), where))
 
     def _expand(self, path: pathlib.Path, doc: dict[str, Any], hosts: Hosts, groups: Groups,
-                defaults: Defaults) -> None:
+                defaults: SourcedDefaults) -> None:
         """One host per address; an address already in the inventory gains groups and data."""
         by_address: dict[IPAddress, SourcedHost] = {}
         for host in hosts.values():
@@ -472,6 +486,7 @@ class PortscanInventory:
         for entry_name, raw in doc.items():
             entry = _SubnetEntry(path, entry_name, raw, groups, self.max_hosts)
             origin = (str(path), entry.where)
+            defaults.written.append((origin, entry.attrs["data"]))
             for index, address in enumerate(entry.addresses()):
                 known = by_address.get(address)
                 if known is not None:

@@ -28,7 +28,7 @@ from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.scope import DEFAULT_MAX_ADDRESSES, parse_networks
 from ...inputs.targets import parse_targets
-from ..inventory.subnets import origin_of
+from ..inventory.subnets import origin_of, written_data
 from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
@@ -95,33 +95,49 @@ class DataError(InventoryError):
                          if host is not None else self.where)
 
 
-def _origin(element: object, label: str, path: tuple[str, ...]) -> tuple[str | None, str]:
-    """The (file, entry) of a value in an element's data; (None, label) for other plugins'."""
-    found = origin_of(element, (DATA_KEY, *path))
-    return found if found is not None else (None, label)
+#: Where a key path inside one layer's ``portscan`` mapping was written: (file, entry).
+Locate = Callable[[tuple[str, ...]], tuple[str | None, str]]
+
+
+def _locator(element: object, label: str) -> Locate:
+    """(file, entry) of values in an element's data; (None, label) for other plugins'."""
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin_of(element, (DATA_KEY, *path)) or (None, label)
+    return locate
+
+
+def _fixed(origin: tuple[str, str]) -> Locate:
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin
+    return locate
 
 
 class _Value:
     """A setting and where it came from, so an error can point at the right file entry.
 
-    ``element`` is the inventory element whose data held it (None: a task argument).
+    ``locate`` finds the file entry of a key path (None: a task argument).
     """
 
-    __slots__ = ("element", "host", "key", "label", "value")
+    __slots__ = ("host", "key", "label", "locate", "value")
 
-    def __init__(self, host: str | None, key: str, value: Any, element: object | None,
+    def __init__(self, host: str | None, key: str, value: Any, locate: Locate | None,
                  label: str = "argument") -> None:
         self.host, self.key, self.value = host, key, value
-        self.element, self.label = element, label
+        self.locate, self.label = locate, label
 
-    def error(self, problem: str, sub: str | None = None) -> PortscanError:
-        """``sub``: the key inside this setting the problem is in (an ``expect`` key)."""
-        if self.element is None:
-            return PortscanError(f"host {self.host!r}: argument {self.key}={self.value!r}: "
-                                 f"{problem}")
-        path = (self.key, sub) if sub is not None else (self.key,)
-        return DataError(self.host, self.key, self.value, _origin(self.element, self.label, path),
-                         problem)
+    def error(self, problem: str, sub: str | None = None, sub_value: Any = None
+              ) -> PortscanError:
+        """``sub``: the key inside this setting the problem is in (an ``expect`` key), whose
+        value ``sub_value`` is shown instead of the whole setting."""
+        if self.locate is None:
+            where = f"{self.key}.{sub}" if sub is not None else self.key
+            value = sub_value if sub is not None else self.value
+            return PortscanError(f"host {self.host!r}: argument {where}={value!r}: {problem}")
+        if sub is None:
+            return DataError(self.host, self.key, self.value, self.locate((self.key,)),
+                             problem)
+        return DataError(self.host, f"{self.key}.{sub}", sub_value,
+                         self.locate((self.key, sub)), problem)
 
 
 def _layers(host: Host) -> list[tuple[str, object, Any]]:
@@ -133,7 +149,7 @@ def _layers(host: Host) -> list[tuple[str, object, Any]]:
     return [(label, element, data) for label, element, data in layers if data is not None]
 
 
-def check_layer(host: str | None, label: str, element: object, data: Any,
+def check_layer(host: str | None, label: str, locate: Locate, data: Any,
                 with_baseline: bool = True) -> dict[str, _Value]:
     """One element's own ``portscan`` settings, each checked on its own.
 
@@ -141,11 +157,10 @@ def check_layer(host: str | None, label: str, element: object, data: Any,
     host happens to override is still a bad value in the file.
     """
     if not isinstance(data, Mapping):
-        raise DataError(host, "", data, _origin(element, label, ()),
-                        "must be a mapping of settings")
+        raise DataError(host, "", data, locate(()), "must be a mapping of settings")
     found: dict[str, _Value] = {}
     for key, value in data.items():
-        v = _Value(host, str(key), value, element, label)
+        v = _Value(host, str(key), value, locate, label)
         if key not in KEYS:
             raise v.error(f"unknown key; allowed: {', '.join(KEYS)}")
         if value is not None and (with_baseline or key != "baseline"):
@@ -154,11 +169,42 @@ def check_layer(host: str | None, label: str, element: object, data: Any,
     return found
 
 
+def data_errors(inventory: Any) -> list[DataError]:
+    """The first problem of each entry's ``portscan`` data, over the whole inventory.
+
+    Hosts find the problems of the layers they inherit when they run; this finds the rest
+    too (a group no host is in, a subnet's value that a known host overrides), so that a
+    bad value anywhere is reported, once, with its file entry.
+    """
+    layers: list[tuple[str, Locate, Any]] = []
+    written = written_data(inventory.defaults)
+    if written is not None:
+        for origin, data in written:
+            layers.append((origin[1], _fixed(origin), data))
+    else:
+        elements: list[tuple[str, object]] = [("defaults", inventory.defaults)]
+        elements += [(f"group {n!r}", g) for n, g in inventory.groups.items()]
+        elements += [(f"host {n!r}", h) for n, h in inventory.hosts.items()]
+        layers += [(label, _locator(e, label), getattr(e, "data", None))
+                   for label, e in elements]
+    errors: list[DataError] = []
+    for label, locate, data in layers:
+        section = data.get(DATA_KEY) if isinstance(data, Mapping) else None
+        if section is None:
+            continue
+        try:
+            check_layer(None, label, locate, section)
+        except DataError as exc:
+            errors.append(exc)
+    return errors
+
+
 def inventory_values(host: Host, with_baseline: bool = True) -> dict[str, _Value]:
     """Each key's most specific inventory value; any layer's bad value fails the host."""
     found: dict[str, _Value] = {}
     for label, element, data in _layers(host):
-        for key, v in check_layer(host.name, label, element, data, with_baseline).items():
+        for key, v in check_layer(host.name, label, _locator(element, label), data,
+                                  with_baseline).items():
             found.setdefault(key, v)
     return found
 
@@ -219,12 +265,12 @@ def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for key, ports in v.value.items():
         if key not in EXPECT_KEYS:
-            raise v.error(f"unknown expectation {key!r}; allowed: {', '.join(EXPECT_KEYS)}",
-                          str(key))
+            raise v.error(f"unknown expectation; allowed: {', '.join(EXPECT_KEYS)}",
+                          str(key), ports)
         try:
             out[key] = _port_spec(ports)
         except SpecError as exc:
-            raise v.error(f"expect.{key}: {exc}", key) from None
+            raise v.error(str(exc), key, ports) from None
     return out
 
 
