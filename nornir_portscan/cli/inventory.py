@@ -18,6 +18,7 @@ parser and must not pay for nornir.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import types
@@ -47,7 +48,7 @@ def _squeeze(exc: BaseException) -> str:
 # ---- what nornir's config may hold, read from nornir itself -----------------------------
 
 
-def _sections() -> dict[str, dict[str, type]]:
+def config_sections() -> dict[str, dict[str, type]]:
     """Each config section and its keys' types, from nornir's Config classes."""
     from nornir.core import configuration as conf
 
@@ -119,7 +120,7 @@ class _Config:
                              f"{self.where}: {problem}")
 
     def check(self) -> None:
-        sections = _sections()
+        sections = config_sections()
         allowed = sorted([*sections, "user_defined"])
         for key, value in self.doc.items():
             if key not in allowed:
@@ -147,6 +148,13 @@ class _Config:
                 raise self.fail(at, f"expected {_describe(keys[key])}, got {_shown(value)}")
             if keys[key] is list and not all(isinstance(v, str) for v in value):
                 raise self.fail(at, f"expected a list of names, got {_shown(value)}")
+        ssh_config = body.get("config_file") if name == "ssh" else None
+        if ssh_config is not None:  # a path named must exist, as every other in the config
+            from ..plugins.inventory.subnets import missing_file
+
+            problem = missing_file(Path(ssh_config).expanduser())
+            if problem is not None:
+                raise self.fail(f"{name}.config_file", problem)
         level = body.get("level") if name == "logging" else None
         if level is not None and not isinstance(logging.getLevelName(level.upper()), int):
             raise self.fail(f"{name}.level", f"unknown logging level {level!r:.60}; "
@@ -167,21 +175,37 @@ class _Config:
 # ---- plugins: registered under the right kind, given options they take ------------------
 
 
-def _plugin(config: _Config, kind_of: str, key: str, name: str, register: Any) -> Any:
-    """The plugin a config names, from the entry points of its own kind."""
+@functools.lru_cache(maxsize=1)
+def _installed() -> dict[str, frozenset[str]]:
+    """Plugin names per kind, from the entry points (read once: it scans every package)."""
     from importlib.metadata import entry_points
 
-    register.auto_register()
-    group = PLUGIN_GROUPS[kind_of]
-    names = sorted({ep.name for ep in entry_points(group=group)})
-    others = {ep.name for g in PLUGIN_GROUPS.values() if g != group
-              for ep in entry_points(group=g)}
+    found = entry_points()
+    return {kind_of: frozenset(ep.name for ep in found.select(group=group))
+            for kind_of, group in PLUGIN_GROUPS.items()}
+
+
+_registered: set[int] = set()
+
+
+def _register(register: Any) -> None:
+    """nornir's auto_register, once per register and process (each reads every package)."""
+    if id(register) not in _registered:
+        register.auto_register()
+        _registered.add(id(register))
+
+
+def _plugin(config: _Config, kind_of: str, key: str, name: str, register: Any) -> Any:
+    """The plugin a config names, from the entry points of its own kind."""
+    _register(register)
+    installed = _installed()
+    others = set().union(*(names for k, names in installed.items() if k != kind_of))
     found = register.available.get(name)
-    if found is None or (name not in names and name in others):
+    if found is None or (name not in installed[kind_of] and name in others):
         what = {"inventory": "an inventory plugin", "runner": "a runner plugin",
                 "transform_function": "a transform function"}[kind_of]
         raise config.fail(key, f"{name!r} is not {what} installed here; installed: "
-                               f"{', '.join(names) or 'none'}")
+                               f"{', '.join(sorted(installed[kind_of])) or 'none'}")
     return found
 
 
@@ -294,7 +318,8 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
                        skip=1)
     elif inv.transform_function_options:
         raise config.fail("inventory.transform_function_options",
-                          "given without inventory.transform_function: nothing would use them")
+                          f"{inv.transform_function_options!r:.60} given without "
+                          f"inventory.transform_function: nothing would use them")
     runner_class = _plugin(config, "runner", "runner.plugin", run.plugin, RunnersPluginRegister)
     _check_options(config, "runner.options", run.plugin, runner_class, run.options)
     try:
@@ -320,7 +345,7 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
                 raise config.fail("inventory.transform_function",
                                   f"{inv.transform_function!r} failed on host {host.name!r}: "
                                   f"{_squeeze(exc)}") from None
-    ConnectionPluginRegister.auto_register()  # as InitNornir does, for tasks that connect
+    _register(ConnectionPluginRegister)  # as InitNornir does, for tasks that connect
     return Nornir(inventory=inventory, runner=runner, config=nornir_config,
                   data=GlobalState(dry_run=False))
 

@@ -286,7 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = False
     try:
-        nr.with_processors(processors).run(task=portscan, **task_args)
+        # core.raise_on_error would end the run at the first failed host, report unwritten
+        nr.with_processors(processors).run(task=portscan, raise_on_error=False, **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
         _stop_progress(progress)

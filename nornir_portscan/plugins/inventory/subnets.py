@@ -45,12 +45,14 @@ from nornir_portscan.errors import InventoryError, OptionError
 DEFAULT_MAX_HOSTS = 4096
 DEFAULT_NAME_FORMAT = "{entry}/{address}"
 
+#: The keys each kind of entry may hold (the loader's checks and the tests' generator of
+#: broken inventories both read these).
 _ATTRS = ("hostname", "port", "username", "password", "platform")
-_DEFAULTS_KEYS = frozenset({*_ATTRS, "data", "connection_options"})
-_ELEMENT_KEYS = _DEFAULTS_KEYS | {"groups"}
-_SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "name_format",
+DEFAULTS_KEYS = frozenset({*_ATTRS, "data", "connection_options"})
+ELEMENT_KEYS = DEFAULTS_KEYS | {"groups"}
+SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "name_format",
                           "port", "username", "password", "platform", "connection_options"})
-_CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
+CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: What str.format can raise for a bad format string or a field it cannot look up.
@@ -217,7 +219,7 @@ def _connection_options(path: pathlib.Path, where: str,
     out: dict[str, ConnectionOptions] = {}
     for name, raw in options.items():
         at = f"{where}: connection_options {name!r}"
-        opts = _check_keys(path, at, raw, _CONNECTION_KEYS)
+        opts = _check_keys(path, at, raw, CONNECTION_KEYS)
         out[str(name)] = ConnectionOptions(
             **{k: _typed(path, at, k, opts.get(k), str, "a string")
                for k in ("hostname", "username", "password", "platform")},
@@ -280,13 +282,24 @@ def _host_count(net: IPNetwork) -> int:
     return net.num_addresses - 1 if net.prefixlen < 127 else net.num_addresses
 
 
+def _format_problem(exc: Exception) -> str:
+    """What str.format disliked, in a format string's terms, not Python's."""
+    if isinstance(exc, KeyError):
+        return f"unknown placeholder {{{exc.args[0]}}}"
+    if isinstance(exc, IndexError):
+        return "a placeholder without a name, such as {} or {0}"
+    if isinstance(exc, (ValueError, OverflowError)) and "__" not in str(exc):
+        return " ".join(str(exc).split())
+    return "an attribute, index or format spec that does not fit its placeholder"
+
+
 class _SubnetEntry:
     """One validated entry of the subnet file."""
 
     def __init__(self, path: pathlib.Path, name: str, raw: Any, groups: Groups,
                  default_limit: int) -> None:
         where = f"subnet entry {name!r}"
-        entry = _check_keys(path, where, raw, _SUBNET_KEYS)
+        entry = _check_keys(path, where, raw, SUBNET_KEYS)
         self.name = name
         text = entry.get("subnet")
         if not isinstance(text, str) or not text.strip():
@@ -323,8 +336,9 @@ class _SubnetEntry:
             return self.name_format.format(entry=self.name, address=address, index=index)
         except _FORMAT_ERRORS as exc:
             raise _fail(self.path, self.where,
-                        f"name_format: {self.name_format!r} is not usable ({exc!r}); "
-                        f"placeholders: {{entry}}, {{address}}, {{index}}") from None
+                        f"name_format: {self.name_format!r} is not usable "
+                        f"({_format_problem(exc)}); placeholders: {{entry}}, {{address}}, "
+                        f"{{index}}") from None
 
     def addresses(self) -> Iterator[IPAddress]:
         for address in self.net.hosts() if _host_count(self.net) else ():
@@ -412,7 +426,7 @@ class PortscanInventory:
 
     def _defaults(self) -> SourcedDefaults:
         doc = self._read(self.defaults_file, False) or {}
-        entry = _check_keys(self.defaults_file, "defaults", doc, _DEFAULTS_KEYS)
+        entry = _check_keys(self.defaults_file, "defaults", doc, DEFAULTS_KEYS)
         attrs = _attributes(self.defaults_file, "defaults", entry)
         defaults = SourcedDefaults(**attrs)
         _sourced(defaults, (str(self.defaults_file), "defaults"))
@@ -424,7 +438,7 @@ class PortscanInventory:
         parents: dict[str, list[str]] = {}
         for name, raw in doc.items():
             where = f"group {name!r}"
-            entry = _check_keys(self.group_file, where, raw, _ELEMENT_KEYS)
+            entry = _check_keys(self.group_file, where, raw, ELEMENT_KEYS)
             parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"),
                                       single=False)
             groups[name] = _sourced(SourcedGroup(name=name, defaults=defaults,
@@ -467,7 +481,7 @@ class PortscanInventory:
 
     def _host(self, name: str, raw: Any, groups: Groups, defaults: Defaults) -> Host:
         path, where = self.host_file, f"host {name!r}"
-        entry = _check_keys(path, where, raw, _ELEMENT_KEYS)
+        entry = _check_keys(path, where, raw, ELEMENT_KEYS)
         parents = _parent_groups(path, where, _str_list(path, where, "groups",
                                                         entry.get("groups"), single=False),
                                  groups)
