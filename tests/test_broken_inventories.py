@@ -314,7 +314,7 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
     for key in options.KEYS:
         extra = {"targets": (list(BAD_TARGETS), "127.0.0.0/33", []),
                  "exclude": ("300.1.1.1",), "ports": (0, "22-", [22, 70000], {"22": 1}),
-                 "timeout": (0,), "cluster": ("local:0", "tcp://"),
+                 "timeout": (0, float("inf"), float("nan")), "cluster": ("local:0", "tcp://"),
                  "baseline": ("baseline-missing.json", "baseline-not-json.json",
                               "baseline-wrong-shape.json", {"hosts": 5})}.get(key, ())
         for label_, value, marker in _wrong(key, PORTSCAN_ACCEPTS[key], extra):
@@ -520,8 +520,10 @@ def write_case(d: Path, case: Case | None, port: int, closed: int, full: bool = 
         elif doc is None:
             target.write_text("# nothing here\n", encoding="utf-8")
         else:
-            # JSON is YAML (1.2, as nornir reads it): exactly the document meant
-            target.write_text(json.dumps(doc), encoding="utf-8")
+            # JSON is YAML (1.2, as nornir reads it): exactly the document meant, with
+            # YAML's own words for the floats JSON has none for
+            text = json.dumps(doc).replace("Infinity", ".inf").replace("NaN", ".nan")
+            target.write_text(text, encoding="utf-8")
     return d / "config.yaml"
 
 

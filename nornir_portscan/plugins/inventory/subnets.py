@@ -407,10 +407,12 @@ class PortscanInventory:
         subnets_doc = self._read(self.subnet_file, self.subnet_required)
         if hosts_doc is None and subnets_doc is None:
             if self.subnet_file is None:
-                raise InventoryError(f"{self.plugin}: {self.host_file} does not exist: "
-                                     f"give host_file")
-            raise InventoryError(f"{self.plugin}: neither {self.host_file} nor "
-                                 f"{self.subnet_file} exists: give host_file or subnet_file")
+                raise OptionError(self.plugin, "host_file", f"not given, and the default "
+                                                            f"{missing_file(self.host_file)}")
+            raise OptionError(self.plugin, "host_file", f"not given, and neither "
+                                                        f"{self.host_file} nor "
+                                                        f"{self.subnet_file} exists: give "
+                                                        f"host_file or subnet_file")
         defaults = self._defaults()
         groups = self._groups(defaults)
         hosts = Hosts()

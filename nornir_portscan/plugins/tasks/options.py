@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -233,7 +234,8 @@ def _strings(v: _Value, what: str) -> tuple[str, ...]:
 
 
 def _number(v: _Value) -> float:
-    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not v.value > 0:
+    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not (
+            0 < v.value < math.inf):
         raise v.error("must be a number of seconds greater than 0")
     return float(v.value)
 
