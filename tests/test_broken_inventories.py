@@ -668,3 +668,133 @@ def test_broken_inventory_in_a_real_process(tmp_path: Path, ports: tuple[int, in
     outcome = run_process(["-c", str(config)], tmp_path / "report.json", cwd=tmp_path)
     check_broken(case, outcome, tmp_path)
     assert os.path.exists(tmp_path / "report.json") == case.data or not case.data
+
+
+# ---- the issue's own cases, each with its exact line ------------------------------------------
+
+
+def _line(outcome: Outcome) -> str:
+    lines = outcome.stderr.splitlines()
+    assert outcome.status == 2 and len(lines) == 1, (outcome.status, outcome.stderr)
+    return lines[0].removeprefix("nornir-portscan: error: ")
+
+
+def _inventory(tmp_path: Path, ports: tuple[int, int], **changes: Any) -> Path:
+    """The small inventory, with (file, key path) -> value changes, paths as given."""
+    write_case(tmp_path, None, *ports)
+    for spec, value in changes.items():
+        file, *path = spec.split("__")
+        doc = json.loads((tmp_path / f"{file}.yaml").read_text(encoding="utf-8"))
+        (tmp_path / f"{file}.yaml").write_text(json.dumps(_set(doc, tuple(path), value)),
+                                               encoding="utf-8")
+    return tmp_path / "config.yaml"
+
+
+def test_a_misspelt_defaults_file_is_an_error_not_skipped_expectations(
+        tmp_path: Path, ports: tuple[int, int]) -> None:
+    """Issue 14: `defaults_file: inventory/defaults.yml` (the file is defaults.yaml) exited 0,
+    and the expectations in the defaults were never checked."""
+    config = _inventory(tmp_path, ports, defaults__data__portscan__expect={"open": [ports[1]]},
+                        config__inventory__options__defaults_file="defaults.yml")
+    outcome = run_process(["-c", "config.yaml"], tmp_path / "r.json", cwd=tmp_path)
+    assert _line(outcome) == (f"config.yaml: inventory.options.defaults_file: defaults.yml does "
+                              f"not exist (relative to the working directory {tmp_path})")
+    assert not (tmp_path / "r.json").exists()
+    config.write_text(config.read_text().replace("defaults.yml", "defaults.yaml"))
+    outcome = run_process(["-c", "config.yaml"], tmp_path / "r.json", cwd=tmp_path)
+    assert outcome.status == 1  # the defaults' expectation is checked, and fails
+
+
+def test_bad_subnet_data_names_the_subnet_entry_and_its_file(
+        tmp_path: Path, ports: tuple[int, int]) -> None:
+    """Issue 14: it was blamed on "inventory data of host 'lab/127.0.0.2'". web (127.0.0.1)
+    is a known host the subnet covers: its own ports and expect win, and the subnet's
+    expect keys it lacks are filled in: one problem, failing two hosts, one line."""
+    config = _inventory(tmp_path, ports, subnets__lab__data__portscan={
+        "ports": [ports[0]], "expect": {"closed": ["nope"]}})
+    subnet_file = tmp_path / "subnets.yaml"
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert outcome.stderr.splitlines() == [
+        f"nornir-portscan: error: {subnet_file}: subnet entry 'lab': portscan.expect.closed = "
+        f"['nope']: unknown port or service name 'nope' in 'nope' (fails hosts "
+        f"'lab/127.0.0.2', 'web')"]
+    assert outcome.status == 2
+    assert outcome.report is not None
+    hosts = outcome.report["hosts"]
+    assert hosts["web"]["error"] == (
+        f"host 'web': portscan.expect.closed = ['nope'] (inventory data of subnet entry 'lab' "
+        f"in {subnet_file}): unknown port or service name 'nope' in 'nope'")
+    assert "lab/127.0.0.2" not in hosts[EXPANDED]["error"].split("(")[1]
+    assert hosts["solo"]["result"]["summary"]["closed"] == 1  # the other host: scanned
+
+
+@pytest.mark.parametrize(("change", "line"), [
+    (lambda d: ["inventory"], "{config}: expected a mapping of nornir settings (inventory, "
+                              "runner, ...), got a list ['inventory']"),
+    (lambda d: _set(d, ("inventory", "options", "hosts_file"), "hosts.yaml"),
+     "{config}: inventory.options: unknown option 'hosts_file' (value 'hosts.yaml') for "
+     "PortscanInventory; allowed: host_file, group_file, defaults_file, subnet_file, encoding, "
+     "max_hosts"),
+    (lambda d: _set(d, ("runner", "plugin"), "threads"),
+     "{config}: runner.plugin: 'threads' is not a runner plugin installed here; installed: "
+     "serial, threaded"),
+], ids=["config-is-a-list", "hosts_file", "unknown-runner"])
+def test_the_issues_config_mistakes_are_one_clear_line(
+        tmp_path: Path, ports: tuple[int, int], change: Callable[[Any], Any], line: str) -> None:
+    config = write_case(tmp_path, None, *ports)
+    config.write_text(json.dumps(change(json.loads(config.read_text()))))
+    outcome = run_process(["-c", str(config)], tmp_path / "r.json", cwd=tmp_path)
+    assert _line(outcome) == line.format(config=config)
+
+
+def test_inventory_option_given_a_file(tmp_path: Path, ports: tuple[int, int]) -> None:
+    """Issue 14: `-i PATH` where PATH is a file said the directory "does not exist"."""
+    write_case(tmp_path, None, *ports)
+    outcome = run_process(["-i", "hosts.yaml"], tmp_path / "r.json", cwd=tmp_path)
+    assert _line(outcome) == ("hosts.yaml is a file, not an inventory directory: give the "
+                              "directory that holds hosts.yaml (or subnets.yaml), or a config "
+                              "file with -c")
+
+
+def test_simple_inventory_gets_the_same_checks(tmp_path: Path, ports: tuple[int, int]) -> None:
+    """nornir's SimpleInventory skips a missing group_file and ignores a misspelt key; run
+    reads its files with PortscanInventory's checks, and a valid one still runs."""
+    config = _inventory(tmp_path, ports, config__inventory={
+        "plugin": "SimpleInventory", "options": {
+            "host_file": str(tmp_path / "hosts.yaml"), "group_file": str(tmp_path / "g.yaml"),
+            "defaults_file": str(tmp_path / "defaults.yaml")}})
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert _line(outcome) == (f"{config}: inventory.options.group_file: {tmp_path / 'g.yaml'} "
+                              f"does not exist")
+    config.write_text(config.read_text().replace("g.yaml", "groups.yaml"))
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert outcome.status == 0, outcome.stderr
+    assert outcome.report is not None and sorted(outcome.report["hosts"]) == ["solo", "web"]
+    _inventory(tmp_path, ports, hosts__web__group=["core"])
+    config.write_text(config.read_text().replace("g.yaml", "groups.yaml"))
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert _line(outcome).startswith(f"{tmp_path / 'hosts.yaml'}: host 'web': unknown key "
+                                     f"'group'")
+
+
+def test_raise_on_error_does_not_cut_the_run_short(tmp_path: Path,
+                                                  ports: tuple[int, int]) -> None:
+    config = _inventory(tmp_path, ports, config__core={"raise_on_error": True},
+                        hosts__web__data__portscan__expect={"open": [ports[1]]})
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert outcome.status == 1 and outcome.stderr == ""
+    assert outcome.report is not None
+    assert all(h["result"] is not None for h in outcome.report["hosts"].values())
+
+
+def test_transform_function_and_its_options(tmp_path: Path, ports: tuple[int, int]) -> None:
+    pytest.importorskip("nornir_utils")
+    config = _inventory(tmp_path, ports, config__inventory__transform_function="load_credentials",
+                        config__inventory__transform_function_options={"username": "u"})
+    outcome = run_in_process(["-c", str(config)], tmp_path / "r.json")
+    assert outcome.status == 0, outcome.stderr
+    config = _inventory(tmp_path, ports, config__inventory__transform_function="load_credentials",
+                        config__inventory__transform_function_options={"user": "u"})
+    assert _line(run_in_process(["-c", str(config)], tmp_path / "r.json")) == (
+        f"{config}: inventory.transform_function_options: unknown option 'user' (value 'u') for "
+        f"load_credentials; allowed: username, password")

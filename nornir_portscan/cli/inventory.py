@@ -74,8 +74,14 @@ def kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _brief(value: Any) -> str:
+    """A value as written, cut visibly when long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _shown(value: Any) -> str:
-    return f"{kind(value)} {value!r:.60}" if value is not None else "null"
+    return f"{kind(value)} {_brief(value)}" if value is not None else "null"
 
 
 def _fits(value: Any, hint: Any) -> bool | None:
@@ -124,7 +130,7 @@ class _Config:
         allowed = sorted([*sections, "user_defined"])
         for key, value in self.doc.items():
             if key not in allowed:
-                raise self.fail("", f"unknown key {key!r} (value {value!r:.60}); allowed: "
+                raise self.fail("", f"unknown key {key!r} (value {_brief(value)}); allowed: "
                                     f"{', '.join(allowed)}")
         for name, keys in sections.items():
             if name in self.doc:
@@ -139,7 +145,7 @@ class _Config:
         for key, value in body.items():
             at = f"{name}.{key}"
             if key not in keys:
-                raise self.fail(name, f"unknown key {key!r} (value {value!r:.60}); "
+                raise self.fail(name, f"unknown key {key!r} (value {_brief(value)}); "
                                       f"allowed: {', '.join(keys)}")
             if value is None:
                 raise self.fail(at, f"null is no value here: expected {_describe(keys[key])}; "
@@ -157,7 +163,7 @@ class _Config:
                 raise self.fail(f"{name}.config_file", problem)
         level = body.get("level") if name == "logging" else None
         if level is not None and not isinstance(logging.getLevelName(level.upper()), int):
-            raise self.fail(f"{name}.level", f"unknown logging level {level!r:.60}; "
+            raise self.fail(f"{name}.level", f"unknown logging level {_brief(level)}; "
                                              f"allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL")
 
     def _user_defined(self) -> None:
@@ -229,7 +235,7 @@ def _check_options(config: _Config, key: str, plugin: str, target: Callable[...,
     if not any(p.kind is p.VAR_KEYWORD for p in params):
         for name, value in options.items():
             if name not in names:
-                raise config.fail(key, f"unknown option {name!r} (value {value!r:.60}) for "
+                raise config.fail(key, f"unknown option {name!r} (value {_brief(value)}) for "
                                        f"{plugin}; allowed: {', '.join(names) or 'none'}")
     for p in takes:
         if p.name not in options:
@@ -318,7 +324,7 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
                        skip=1)
     elif inv.transform_function_options:
         raise config.fail("inventory.transform_function_options",
-                          f"{inv.transform_function_options!r:.60} given without "
+                          f"{_brief(inv.transform_function_options)} given without "
                           f"inventory.transform_function: nothing would use them")
     runner_class = _plugin(config, "runner", "runner.plugin", run.plugin, RunnersPluginRegister)
     _check_options(config, "runner.options", run.plugin, runner_class, run.options)
