@@ -6,6 +6,7 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _nornir_support import init_nornir, render_inventory, write_yaml_files
@@ -178,14 +179,16 @@ def test_a_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     write_yaml_files(tmp_path, hosts="r0: {hostname: 127.0.0.1}\n", groups="{}\n",
                      defaults="{}\n", subnets="{}\n")
     monkeypatch.chdir(tmp_path)
+    options: dict[str, Any] = {option: "typo.yml"}
     with pytest.raises(OptionError) as info:
-        PortscanInventory(**{option: "typo.yml"})
+        PortscanInventory(**options)
     assert info.value.option == option
     assert str(info.value) == (f"PortscanInventory option {option}: typo.yml does not exist "
                                f"(relative to the working directory {tmp_path})")
     (tmp_path / "sub").mkdir()
+    options[option] = "sub"
     with pytest.raises(OptionError, match=rf"option {option}: sub is a directory, not a file"):
-        PortscanInventory(**{option: "sub"})
+        PortscanInventory(**options)
 
 
 def test_entry_point_module_imports_no_scanner_code() -> None:
