@@ -34,6 +34,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -600,12 +601,33 @@ def check_broken(case: Case, outcome: Outcome, d: Path) -> str:
 
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
-    """A listening port and a closed one on 127.0.0.1, for the whole module."""
+    """A listening port and a closed one on 127.0.0.1, for the whole module.
+
+    The listener accepts (and closes) what arrives: hundreds of runs connect to it, and a
+    full accept queue would make the kernel drop SYNs, the port then looking filtered.
+    """
     with socket.socket() as listener, socket.socket() as closed:
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
+        listener.settimeout(0.1)
         closed.bind(("127.0.0.1", 0))
-        yield listener.getsockname()[1], closed.getsockname()[1]
+        stop = threading.Event()
+
+        def drain() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                conn.close()
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], closed.getsockname()[1]
+        finally:
+            stop.set()
+            thread.join()
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["small", "every-key"])
