@@ -66,14 +66,6 @@ _KINDS = ((bool, "true or false"), (int, "a whole number"), (float, "a number"),
           (str, "a string"), (list, "a list"), (dict, "a mapping"), (type(None), "null"))
 
 
-def kind(value: Any) -> str:
-    """A value's YAML kind: people who wrote YAML read these messages."""
-    for typ, name in _KINDS:
-        if isinstance(value, typ):
-            return {"true or false": "a boolean", "a whole number": "a number"}.get(name, name)
-    return type(value).__name__
-
-
 def _brief(value: Any) -> str:
     """A value as written, cut visibly when long."""
     text = repr(value)
@@ -81,7 +73,9 @@ def _brief(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    return f"{kind(value)} {_brief(value)}" if value is not None else "null"
+    from ..plugins.inventory.subnets import yaml_kind
+
+    return f"{yaml_kind(value)} {_brief(value)}" if value is not None else "null"
 
 
 def _fits(value: Any, hint: Any) -> bool | None:
@@ -251,7 +245,6 @@ def _check_options(config: _Config, key: str, plugin: str, target: Callable[...,
             raise config.fail(f"{key}.{p.name}", f"must be 1 or more, got {value!r}")
 
 
-
 # ---- the two sources of an inventory ------------------------------------------------------
 
 
@@ -288,6 +281,35 @@ def _directory_config(base: Path) -> _Config:
                                              "options": options}})
 
 
+def _load_inventory(config: _Config, inv: Any, plugin: Any, transform: Any,
+                    from_directory: bool) -> Any:
+    """The inventory plugin's hosts, transformed; each failure blamed on its part."""
+    from nornir.plugins.inventory.simple import SimpleInventory
+
+    from ..plugins.inventory.subnets import SimpleFiles
+
+    maker = SimpleFiles if plugin is SimpleInventory else plugin
+    try:
+        inventory = maker(**inv.options).load()
+    except OptionError as exc:
+        raise (PortscanError(exc.problem) if from_directory else
+               config.fail(f"inventory.options.{exc.option}", exc.problem)) from None
+    except PortscanError:
+        raise  # the plugin's own message names file, entry and key
+    except Exception as exc:  # another plugin's failure: blame that plugin
+        raise config.fail("inventory", f"inventory plugin {inv.plugin!r} could not load: "
+                                       f"{_squeeze(exc)}") from None
+    if transform is not None:
+        for host in inventory.hosts.values():
+            try:
+                transform(host, **inv.transform_function_options)
+            except Exception as exc:
+                raise config.fail("inventory.transform_function",
+                                  f"{inv.transform_function!r} failed on host {host.name!r}: "
+                                  f"{_squeeze(exc)}") from None
+    return inventory
+
+
 def load_nornir(config_file: str | None, directory: str | None) -> Any:
     """nornir for ``run``, from ``-c FILE`` or ``-i DIR``; any problem is one line."""
     from nornir.core import Nornir
@@ -296,9 +318,6 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
     from nornir.core.plugins.inventory import InventoryPluginRegister, TransformFunctionRegister
     from nornir.core.plugins.runners import RunnersPluginRegister
     from nornir.core.state import GlobalState
-    from nornir.plugins.inventory.simple import SimpleInventory
-
-    from ..plugins.inventory.subnets import SimpleFiles
 
     config = (_directory_config(Path(directory)) if directory else
               _read_config(Path(config_file) if config_file else DEFAULT_CONFIG,
@@ -317,8 +336,7 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
     transform = None
     if inv.transform_function:
         transform = _plugin(config, "transform_function", "inventory.transform_function",
-                            inv.transform_function,
-                            TransformFunctionRegister)
+                            inv.transform_function, TransformFunctionRegister)
         _check_options(config, "inventory.transform_function_options",
                        inv.transform_function, transform, inv.transform_function_options,
                        skip=1)
@@ -332,25 +350,7 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
         runner = runner_class(**run.options)
     except Exception as exc:  # a third-party runner's own check
         raise config.fail("runner", f"runner plugin {run.plugin!r}: {_squeeze(exc)}") from None
-    maker = SimpleFiles if plugin is SimpleInventory else plugin
-    try:
-        inventory = maker(**inv.options).load()
-    except OptionError as exc:
-        raise (PortscanError(exc.problem) if directory else
-               config.fail(f"inventory.options.{exc.option}", exc.problem)) from None
-    except PortscanError:
-        raise  # the plugin's own message names file, entry and key
-    except Exception as exc:  # another plugin's failure: blame that plugin
-        raise config.fail("inventory", f"inventory plugin {inv.plugin!r} could not load: "
-                                       f"{_squeeze(exc)}") from None
-    if transform is not None:
-        for host in inventory.hosts.values():
-            try:
-                transform(host, **inv.transform_function_options)
-            except Exception as exc:
-                raise config.fail("inventory.transform_function",
-                                  f"{inv.transform_function!r} failed on host {host.name!r}: "
-                                  f"{_squeeze(exc)}") from None
+    inventory = _load_inventory(config, inv, plugin, transform, from_directory=bool(directory))
     _register(ConnectionPluginRegister)  # as InitNornir does, for tasks that connect
     return Nornir(inventory=inventory, runner=runner, config=nornir_config,
                   data=GlobalState(dry_run=False))

@@ -157,11 +157,11 @@ def load_yaml_mapping(path: pathlib.Path, encoding: str = "utf-8",
     if doc is None:
         return None
     if not isinstance(doc, dict):
-        raise _fail(path, "", f"expected {expected}, got {_kind(doc)} {doc!r:.60}")
+        raise _fail(path, "", f"expected {expected}, got {yaml_kind(doc)} {doc!r:.60}")
     return {str(k): v for k, v in doc.items()}
 
 
-def _kind(value: Any) -> str:
+def yaml_kind(value: Any) -> str:
     """A value's YAML kind, for messages read by people who wrote YAML, not Python."""
     if value is None:
         return "null"
