@@ -254,7 +254,7 @@ class Case:
     path: tuple[str, ...] = ()         # key path inside it; () for the whole document
     value: Any = DELETE                # new value (DELETE removes the key)
     raw: bytes | None = None           # the file's bytes instead of a document
-    shape: str = ""                    # "missing" / "directory": the file is not a file
+    shape: str = ""                    # "missing", "directory", "link": not a file
     names: list[str] = field(default_factory=list)  # regexes the error line must match
     data: bool = False                 # bad `portscan` data: the run goes ahead
     named: str = ""                    # the file the line names, when not ``file``
@@ -361,11 +361,12 @@ def _document_cases(file: str) -> Iterator[Case]:
                names=["line \\d+", "malformed YAML"])
     yield Case(f"{file}-tab-indent", file, raw=b"a:\n\tb: 1\n", names=["line \\d+"])
     yield Case(f"{file}-not-utf8", file, raw=b"a: {b: \"\xff\xfe\"}\n", names=["utf-8"])
-    for shape in ("missing", "directory"):
+    yield Case(f"{file}-two-documents", file, raw=b"a: {}\n---\nb: {}\n",
+               names=["line 2", "single document"])
+    for shape, said in (("missing", "does not exist|not found"), ("directory", "directory"),
+                        ("link", "link to .*nowhere.yaml, which does not exist|not found")):
         option = "config" if file == "config" else OPTION[file]
-        yield Case(f"{file}-{shape}", file, shape=shape,
-                   names=[re.escape(option), "does not exist|not found" if shape == "missing"
-                          else "directory"])
+        yield Case(f"{file}-{shape}", file, shape=shape, names=[re.escape(option), said])
 
 
 def _config_cases() -> Iterator[Case]:
@@ -518,6 +519,8 @@ def write_case(d: Path, case: Case | None, port: int, closed: int, full: bool = 
             target.mkdir()
         elif case is not None and case.file == name and case.shape == "missing":
             pass
+        elif case is not None and case.file == name and case.shape == "link":
+            target.symlink_to(d / "nowhere.yaml")  # a link to nothing
         elif doc is None:
             target.write_text("# nothing here\n", encoding="utf-8")
         else:
@@ -675,8 +678,8 @@ def test_broken_inventory_directory(tmp_path: Path, ports: tuple[int, int], case
     write_case(tmp_path, case, *ports)
     (tmp_path / "config.yaml").unlink()
     case = copy.copy(case)
-    if case.shape == "directory":  # no option names it: the directory's file is named
-        case.names = ["directory"]
+    if case.shape:  # no option names the file: the directory's file itself is named
+        case.names = case.names[1:]
     outcome = run_in_process(["-i", str(tmp_path)], tmp_path / "report.json")
     check_broken(case, outcome, tmp_path)
 

@@ -256,6 +256,8 @@ def _read_config(path: Path, named: bool) -> _Config:
         if path.is_dir():
             raise PortscanError(f"config file {path} is a directory: give the config file in "
                                 f"it with -c, or an inventory directory with -i")
+        if path.is_symlink():
+            raise PortscanError(f"config file {problem}")
         hint = "" if named else " (run from the project's top folder, or give -c/-i)"
         raise PortscanError(f"config file {path} not found{hint}")
     doc = load_yaml_mapping(path, "utf-8", expected="a mapping of nornir settings "
@@ -274,7 +276,8 @@ def _directory_config(base: Path) -> _Config:
     if not base.is_dir():
         raise PortscanError(f"{base} is a file, not an inventory directory: give the directory "
                             f"that holds hosts.yaml (or subnets.yaml), or a config file with -c")
-    options = {k: str(base / v) for k, v in INVENTORY_FILES.items() if (base / v).exists()}
+    options = {k: str(base / v) for k, v in INVENTORY_FILES.items()
+               if (base / v).exists() or (base / v).is_symlink()}  # a broken link is named
     if "host_file" not in options and "subnet_file" not in options:
         raise PortscanError(f"{base} has neither hosts.yaml nor subnets.yaml")
     return _Config(str(base), {"inventory": {"plugin": "PortscanInventory",

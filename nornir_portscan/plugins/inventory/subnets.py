@@ -127,6 +127,8 @@ def missing_file(path: pathlib.Path) -> str | None:
     if path.is_dir():
         return f"{path} is a directory, not a file"
     where = "" if path.is_absolute() else f" (relative to the working directory {os.getcwd()})"
+    if path.is_symlink():
+        return f"{path} is a link to {os.readlink(path)}, which does not exist{where}"
     return f"{path} does not exist{where}"
 
 
@@ -153,7 +155,10 @@ def load_yaml_mapping(path: pathlib.Path, encoding: str = "utf-8",
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _fail(path, where, f"malformed YAML: {problem}") from None
+        context = getattr(exc, "context", None)
+        if context and problem.startswith("but "):  # "expected a single document ..."
+            problem = f"{context}, {problem}"
+        raise _fail(path, where, f"malformed YAML: {' '.join(problem.split())}") from None
     if doc is None:
         return None
     if not isinstance(doc, dict):
