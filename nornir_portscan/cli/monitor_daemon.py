@@ -28,6 +28,7 @@ from .common import (
     Interrupted,
     fail,
 )
+from .inventory import DEFAULT_CONFIG
 from .monitor import (
     DEFAULT_HOST,
     DEFAULT_INTERVAL,
@@ -36,7 +37,7 @@ from .monitor import (
     NAMED_FAILURES,
     STOP_GRACE,
 )
-from .run import DEFAULT_CONFIG, _check_ports, _error_line, _nornir, _one_line
+from .run import _check_ports, _error_line, _nornir, _one_line
 
 
 def _log(message: str) -> None:

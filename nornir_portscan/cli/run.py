@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import PortscanError
@@ -30,11 +29,9 @@ from .common import (
     add_subcommand,
     output_stream,
 )
+from .inventory import DEFAULT_CONFIG, problem_lines
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
-DEFAULT_CONFIG = Path("inventory") / "config.yaml"
-INVENTORY_FILES = {"host_file": "hosts.yaml", "group_file": "groups.yaml",
-                   "defaults_file": "defaults.yaml", "subnet_file": "subnets.yaml"}
 
 
 RUN_EXITS = ((EXIT_OK, "every host was scanned and every expectation holds"),
@@ -163,35 +160,15 @@ def _filter_value(text: str) -> Any:
 
 
 def _nornir(args: argparse.Namespace) -> Any:
-    """InitNornir from the chosen source; any failure is one line naming the file."""
-    from nornir import InitNornir
+    """nornir from the chosen source (every key checked: cli/inventory.py), filtered."""
     from nornir.core.filter import F
 
-    no_logging = {"enabled": False}
-    try:
-        if args.inventory:
-            base = Path(args.inventory)
-            if not base.is_dir():
-                raise PortscanError(f"inventory directory {base} does not exist")
-            options = {k: str(base / v) for k, v in INVENTORY_FILES.items() if (base / v).exists()}
-            if "host_file" not in options and "subnet_file" not in options:
-                raise PortscanError(f"{base} has neither hosts.yaml nor subnets.yaml")
-            nr = InitNornir(inventory={"plugin": "PortscanInventory", "options": options},
-                            logging=no_logging)
-        else:
-            config = Path(args.config) if args.config else DEFAULT_CONFIG
-            if not config.is_file():
-                hint = "" if args.config else " (run from the project's top folder, or give -c/-i)"
-                raise PortscanError(f"config file {config} not found{hint}")
-            nr = InitNornir(config_file=str(config), logging=no_logging)
-    except PortscanError:
-        raise
-    except Exception as exc:  # nornir, yaml and plugin errors: one line, no traceback
-        where = str(args.inventory or args.config or DEFAULT_CONFIG)
-        message = _one_line(exc)
-        if not message.startswith(f"{where}:"):
-            message = f"cannot load the inventory from {where}: {message}"
-        raise PortscanError(message) from None
+    from .inventory import load_nornir
+
+    nr = load_nornir(args.config, args.inventory)
+    if not nr.inventory.hosts:
+        raise PortscanError(f"no hosts to scan: the inventory from "
+                            f"{args.inventory or args.config or DEFAULT_CONFIG} has none")
     for item in args.filter:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -202,7 +179,7 @@ def _nornir(args: argparse.Namespace) -> Any:
     except Exception as exc:  # a filter nornir cannot apply to these hosts
         raise PortscanError(f"--filter {' '.join(args.filter)}: {_one_line(exc)}") from None
     if not hosts:
-        raise PortscanError("no hosts to scan (the inventory or the filters leave none)")
+        raise PortscanError(f"no hosts to scan: --filter {' '.join(args.filter)} leaves none")
     return nr
 
 
@@ -337,7 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = False
     try:
-        nr.with_processors(processors).run(task=portscan, **task_args)
+        # core.raise_on_error would end the run at the first failed host, report unwritten
+        nr.with_processors(processors).run(task=portscan, raise_on_error=False, **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
         _stop_progress(progress)
@@ -373,12 +351,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
-    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
-    for name in sorted(broken):
-        print(f"nornir-portscan: error: {doc['hosts'][name]['error']}", file=sys.stderr)
-    if any(isinstance(r.exception, PortscanError) or r.exception is None
-           for r in broken.values()):
-        return EXIT_USAGE  # a host's input is invalid
+    broken = {name: (doc["hosts"][name]["error"], r.exception) for name, r in results.items()
+              if not isinstance(r.result, dict)}
+    lines, bad_input = problem_lines(nr, broken)
+    for line in lines:
+        print(f"nornir-portscan: error: {line}", file=sys.stderr)
+    if bad_input:
+        return EXIT_USAGE  # some input is invalid: a host's, or data no host used
     if broken:
         return EXIT_FAILED  # the scan itself could not run
     if doc["summary"].get("violations") or any(e["failed"] for e in doc["hosts"].values()):

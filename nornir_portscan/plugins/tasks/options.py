@@ -16,18 +16,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nornir.core.inventory import Host
 
 from ...engine.core.plan import ScanPlan, parse_cluster, plan_scan
-from ...errors import InventoryError, PortscanError, SpecError
+from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
-from ...inputs.scope import DEFAULT_MAX_ADDRESSES
+from ...inputs.scope import DEFAULT_MAX_ADDRESSES, parse_networks
 from ...inputs.targets import parse_targets
+from ..inventory.subnets import origin_of, written_data
 from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
@@ -74,49 +76,150 @@ class ScanOptions:
                          max_addresses=self.max_addresses, cluster=self.cluster)
 
 
+class DataError(InventoryError):
+    """Bad ``portscan`` data, naming the file entry it was written in.
+
+    ``where`` leaves the host out: a bad value in a group fails every host of the group,
+    and the command line reports it once, not once per host.
+    """
+
+    def __init__(self, host: str | None, key: str, value: Any, origin: tuple[str | None, str],
+                 problem: str) -> None:
+        self.host, self.key, self.value, self.problem = host, key, value, problem
+        self.file, self.entry = origin
+        setting = f"{DATA_KEY}.{key}" if key else DATA_KEY
+        shown = f"{setting} = {value!r:.80}"
+        written = f"{self.entry} in {self.file}" if self.file else self.entry
+        place = f"{self.file}: {self.entry}" if self.file else self.entry
+        self.where = f"{place}: {shown}: {problem}"
+        super().__init__(f"host {host!r}: {shown} (inventory data of {written}): {problem}"
+                         if host is not None else self.where)
+
+
+#: Where a key path inside one layer's ``portscan`` mapping was written: (file, entry).
+Locate = Callable[[tuple[str, ...]], tuple[str | None, str]]
+
+
+def _locator(element: object, label: str) -> Locate:
+    """(file, entry) of values in an element's data; (None, label) for other plugins'."""
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin_of(element, (DATA_KEY, *path)) or (None, label)
+    return locate
+
+
+def _fixed(origin: tuple[str, str]) -> Locate:
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin
+    return locate
+
+
 class _Value:
-    """A setting and where it came from, so an error can point at the right file entry."""
+    """A setting and where it came from, so an error can point at the right file entry.
 
-    __slots__ = ("host", "key", "source", "value")
+    ``locate`` finds the file entry of a key path (None: a task argument).
+    """
 
-    def __init__(self, host: str, key: str, value: Any, source: str) -> None:
-        self.host, self.key, self.value, self.source = host, key, value, source
+    __slots__ = ("host", "key", "label", "locate", "value")
 
-    def error(self, problem: str) -> PortscanError:
-        if self.source == "argument":
-            return PortscanError(f"host {self.host!r}: argument {self.key}={self.value!r}: "
-                                 f"{problem}")
-        return InventoryError(f"host {self.host!r}: {DATA_KEY}.{self.key} = {self.value!r} "
-                              f"(inventory data of {self.source}): {problem}")
+    def __init__(self, host: str | None, key: str, value: Any, locate: Locate | None,
+                 label: str = "argument") -> None:
+        self.host, self.key, self.value = host, key, value
+        self.locate, self.label = locate, label
+
+    def error(self, problem: str, sub: str | None = None, sub_value: Any = None
+              ) -> PortscanError:
+        """``sub``: the key inside this setting the problem is in (an ``expect`` key), whose
+        value ``sub_value`` is shown instead of the whole setting."""
+        if self.locate is None:
+            where = f"{self.key}.{sub}" if sub is not None else self.key
+            value = sub_value if sub is not None else self.value
+            return PortscanError(f"host {self.host!r}: argument {where}={value!r}: {problem}")
+        if sub is None:
+            return DataError(self.host, self.key, self.value, self.locate((self.key,)),
+                             problem)
+        return DataError(self.host, f"{self.key}.{sub}", sub_value,
+                         self.locate((self.key, sub)), problem)
 
 
-def _layers(host: Host) -> list[tuple[str, Any]]:
+def _layers(host: Host) -> list[tuple[str, object, Any]]:
     """The ``portscan`` mappings that apply to a host, most specific first."""
-    layers: list[tuple[str, Any]] = [(f"host {host.name!r}", host.data.get(DATA_KEY))]
-    layers += [(f"group {g.name!r}", g.data.get(DATA_KEY)) for g in host.extended_groups()]
-    layers.append(("defaults", host.defaults.data.get(DATA_KEY)))
-    return [(source, data) for source, data in layers if data is not None]
+    layers: list[tuple[str, object, Any]] = [
+        (f"host {host.name!r}", host, host.data.get(DATA_KEY))]
+    layers += [(f"group {g.name!r}", g, g.data.get(DATA_KEY)) for g in host.extended_groups()]
+    layers.append(("defaults", host.defaults, host.defaults.data.get(DATA_KEY)))
+    return [(label, element, data) for label, element, data in layers if data is not None]
 
 
-def inventory_values(host: Host) -> dict[str, _Value]:
-    """Each key's most specific inventory value; unknown keys fail wherever they appear."""
+def check_layer(host: str | None, label: str, locate: Locate, data: Any,
+                with_baseline: bool = True) -> dict[str, _Value]:
+    """One element's own ``portscan`` settings, each checked on its own.
+
+    Every layer is checked, not only the values a host ends up with: a bad value that a
+    host happens to override is still a bad value in the file.
+    """
+    if not isinstance(data, Mapping):
+        raise DataError(host, "", data, locate(()), "must be a mapping of settings")
     found: dict[str, _Value] = {}
-    for source, data in _layers(host):
-        if not isinstance(data, Mapping):
-            raise InventoryError(f"host {host.name!r}: {DATA_KEY} = {data!r} (inventory data "
-                                 f"of {source}): must be a mapping of settings")
-        for key, value in data.items():
-            if key not in KEYS:
-                raise InventoryError(f"host {host.name!r}: unknown key {DATA_KEY}.{key} = "
-                                     f"{value!r} (inventory data of {source}); allowed: "
-                                     f"{', '.join(KEYS)}")
-            found.setdefault(key, _Value(host.name, key, value, source))
+    for key, value in data.items():
+        v = _Value(host, str(key), value, locate, label)
+        if key not in KEYS:
+            raise v.error(f"unknown key; allowed: {', '.join(KEYS)}")
+        if value is not None and (with_baseline or key != "baseline"):
+            _CHECKS[key](v)
+        found[key] = v
     return found
+
+
+def data_errors(inventory: Any) -> list[DataError]:
+    """The first problem of each entry's ``portscan`` data, over the whole inventory.
+
+    Hosts find the problems of the layers they inherit when they run; this finds the rest
+    too (a group no host is in, a subnet's value that a known host overrides), so that a
+    bad value anywhere is reported, once, with its file entry.
+    """
+    layers: list[tuple[str, Locate, Any]] = []
+    written = written_data(inventory.defaults)
+    if written is not None:
+        for origin, data in written:
+            layers.append((origin[1], _fixed(origin), data))
+    else:
+        elements: list[tuple[str, object]] = [("defaults", inventory.defaults)]
+        elements += [(f"group {n!r}", g) for n, g in inventory.groups.items()]
+        elements += [(f"host {n!r}", h) for n, h in inventory.hosts.items()]
+        layers += [(label, _locator(e, label), getattr(e, "data", None))
+                   for label, e in elements]
+    errors: list[DataError] = []
+    for label, locate, data in layers:
+        section = data.get(DATA_KEY) if isinstance(data, Mapping) else None
+        if section is None:
+            continue
+        try:
+            check_layer(None, label, locate, section)
+        except DataError as exc:
+            errors.append(exc)
+    return errors
+
+
+def inventory_values(host: Host, with_baseline: bool = True) -> dict[str, _Value]:
+    """Each key's most specific inventory value; any layer's bad value fails the host."""
+    found: dict[str, _Value] = {}
+    for label, element, data in _layers(host):
+        for key, v in check_layer(host.name, label, _locator(element, label), data,
+                                  with_baseline).items():
+            found.setdefault(key, v)
+    return found
+
+
+def _port_spec(ports: Any) -> tuple[int, ...]:
+    """parse_ports, refusing a mapping (whose keys it would take as ports)."""
+    if isinstance(ports, Mapping):
+        raise SpecError(f"port list must be a string or a list, not a mapping {ports!r:.60}")
+    return parse_ports(ports)
 
 
 def _ports(v: _Value) -> tuple[int, ...]:
     try:
-        return parse_ports(v.value)
+        return _port_spec(v.value)
     except SpecError as exc:
         raise v.error(str(exc)) from None
 
@@ -131,7 +234,8 @@ def _strings(v: _Value, what: str) -> tuple[str, ...]:
 
 
 def _number(v: _Value) -> float:
-    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not v.value > 0:
+    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not (
+            0 < v.value < math.inf):
         raise v.error("must be a number of seconds greater than 0")
     return float(v.value)
 
@@ -163,11 +267,12 @@ def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for key, ports in v.value.items():
         if key not in EXPECT_KEYS:
-            raise v.error(f"unknown expectation {key!r}; allowed: {', '.join(EXPECT_KEYS)}")
+            raise v.error(f"unknown expectation; allowed: {', '.join(EXPECT_KEYS)}",
+                          str(key), ports)
         try:
-            out[key] = parse_ports(ports)
+            out[key] = _port_spec(ports)
         except SpecError as exc:
-            raise v.error(f"expect.{key}: {exc}") from None
+            raise v.error(str(exc), key, ports) from None
     return out
 
 
@@ -215,30 +320,71 @@ def _check_targets(v: _Value, entries: tuple[str, ...]) -> None:
         raise v.error(str(exc)) from None
 
 
+def _targets(v: _Value) -> tuple[str, ...]:
+    entries = _strings(v, v.key)
+    if entries or v.key != "exclude":  # nothing to exclude is fine; nothing to scan is not
+        _check_targets(v, entries)
+    return entries
+
+
+#: How each key of a ``portscan`` layer is checked (and read), in the order of KEYS.
+_CHECKS: dict[str, Callable[[_Value], object]] = {
+    "ports": _ports, "targets": _targets, "exclude": _targets, "timeout": _number,
+    "retries": _count, "discovery": _flag, "banners": _flag, "expect": _expect,
+    "baseline": _baseline, "cluster": _cluster}
+
+
+#: The keys of the nornir config's ``user_defined.portscan`` section.
+CONFIG_KEYS = ("allowed_networks", "max_addresses")
+
+
+def _config_section(config: Any) -> Mapping[str, Any]:
+    """``user_defined.portscan`` of a nornir config, checked whole: a bad value there
+    concerns the run, and must not surface as the same failure on every host."""
+    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY)
+    check_config_section(section)
+    return section or {}
+
+
+def check_config_section(section: Any) -> None:
+    """Raise ConfigError naming the key for anything wrong in ``user_defined.portscan``."""
+    key = f"user_defined.{DATA_KEY}"
+    if section is None:
+        return
+    if not isinstance(section, Mapping):
+        raise ConfigError(key, f"must be a mapping of {', '.join(CONFIG_KEYS)}, "
+                               f"not {section!r:.60}")
+    for name, value in section.items():
+        if name not in CONFIG_KEYS:
+            raise ConfigError(f"{key}.{name}", f"unknown key (value {value!r:.60}); allowed: "
+                                               f"{', '.join(CONFIG_KEYS)}")
+    networks = section.get("allowed_networks")
+    if networks is not None:
+        items = [networks] if isinstance(networks, str) else networks
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{key}.allowed_networks",
+                              f"must be a list of networks, not {networks!r:.60}")
+        try:
+            parse_networks(items)
+        except SpecError as exc:
+            raise ConfigError(f"{key}.allowed_networks", str(exc)) from None
+    limit = section.get("max_addresses")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise ConfigError(f"{key}.max_addresses",
+                          f"must be a whole number of 1 or more, not {limit!r:.60}")
+
+
 def allowed_networks(config: Any) -> tuple[str, ...]:
     """The allow-list from a nornir config's ``user_defined.portscan.allowed_networks``."""
-    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
-    if not isinstance(section, Mapping):
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY} must be a mapping, "
-                             f"not {section!r}")
-    value = section.get("allowed_networks") or ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.allowed_networks must be "
-                             f"a list of networks, not {value!r}")
-    return tuple(value)
+    value = _config_section(config).get("allowed_networks") or ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def max_addresses(config: Any) -> int:
     """The size guard from a nornir config's ``user_defined.portscan.max_addresses``."""
-    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
-    value = section.get("max_addresses", DEFAULT_MAX_ADDRESSES) if isinstance(
-        section, Mapping) else DEFAULT_MAX_ADDRESSES
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.max_addresses must be a "
-                             f"whole number of 1 or more, not {value!r}")
-    return value
+    value = _config_section(config).get("max_addresses")
+    return DEFAULT_MAX_ADDRESSES if value is None else int(value)
 
 
 def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool = True,
@@ -250,10 +396,10 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
     Expected ports are always scanned, so an expectation can never pass by not looking.
     ``with_baseline=False`` skips reading baseline files when only the scan matters.
     """
-    values = inventory_values(host)
+    values = inventory_values(host, with_baseline)
     for key, value in args.items():
         if value is not None:
-            values[key] = _Value(host.name, key, value, "argument")
+            values[key] = _Value(host.name, key, value, None)
     given = {k: v for k, v in values.items() if v.value is not None}
     expect = _expect(given["expect"]) if "expect" in given else {}
     ports: set[int] = set(_ports(given["ports"])) if "ports" in given else set()
@@ -263,14 +409,8 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         ports.update(listed)
     if not ports:
         raise InventoryError(f"host {host.name!r}: no ports to scan: give ports")
-    if "targets" in given:
-        targets = _strings(given["targets"], "targets")
-        _check_targets(given["targets"], targets)
-    else:
-        targets = _default_target(host)
-    exclude = _strings(given["exclude"], "exclude") if "exclude" in given else ()
-    if exclude:
-        _check_targets(given["exclude"], exclude)
+    targets = _targets(given["targets"]) if "targets" in given else _default_target(host)
+    exclude = _targets(given["exclude"]) if "exclude" in given else ()
     options = ScanOptions(
         targets=targets, ports=tuple(sorted(ports)), exclude=exclude,
         timeout=_number(given["timeout"]) if "timeout" in given else None,
@@ -286,6 +426,6 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
     except (PortscanError, ValueError) as exc:
         source = given.get("targets")
         where = (f"targets {list(targets)!r}" if source is None
-                 else f"{source.key} {source.value!r} ({source.source})")
+                 else f"{source.key} {source.value!r} ({source.label})")
         raise InventoryError(f"host {host.name!r}: cannot scan {where}: {exc}") from None
     return dataclasses.replace(options, plan=plan)
