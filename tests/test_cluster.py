@@ -33,10 +33,11 @@ from netns import (
     jsonl,
 )
 
-from nornir_portscan.engine.core.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.core.split import ShardLayout
 from nornir_portscan.engine.dist.cluster import run_shard
 from nornir_portscan.errors import ScopeError, SpecError
+from nornir_portscan.inputs.settings import cluster_address
 from nornir_portscan.inputs.targets import Target, parse_targets
 
 INSTALL_LINE = "nornir-portscan: error: --cluster needs Dask: pip install 'nornir-portscan[dask]'"
@@ -83,7 +84,7 @@ def test_a_worker_checks_the_scope_again_before_sending() -> None:
 @pytest.mark.parametrize("value", ["tcp://127.0.0.1:8786", "local:2", "tcp://[::1]:8786",
                                    "tcp://scheduler.example:8786"])
 def test_cluster_values_accepted(value: str) -> None:
-    assert parse_cluster(value) == value
+    assert cluster_address(value) == value
     assert plan_scan("127.0.0.1", "22", cluster=value).cluster == value
 
 
@@ -97,8 +98,8 @@ def test_bad_cluster_values_are_spec_errors(value: str) -> None:
 def test_bad_cluster_value_on_the_command_line_is_one_line_exit_2() -> None:
     done = cli("scan", "127.0.0.1", "-p", "22", "--cluster", "bogus:1")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("nornir-portscan: error: cluster 'bogus:1' is not "
-                                   "tcp://HOST:PORT or local:N")
+    assert done.stderr.strip() == ("nornir-portscan: error: argument --cluster 'bogus:1': "
+                                   "must be tcp://HOST:PORT or local:N")
 
 
 def test_without_dask_cluster_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -247,7 +248,8 @@ def test_run_with_a_bad_cluster_value_is_exit_2() -> None:
     done = run_cli("--cluster", "tcp://nowhere")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "nornir-portscan: error: cluster 'tcp://nowhere' is not tcp://HOST:PORT or local:N")
+        "nornir-portscan: error: argument --cluster 'tcp://nowhere': must be "
+        "tcp://HOST:PORT or local:N")
 
 
 def test_the_inventory_cluster_option_is_validated_per_host() -> None:
@@ -258,7 +260,7 @@ def test_the_inventory_cluster_option_is_validated_per_host() -> None:
 
     host = Host("h1", hostname="127.0.0.1", data={"portscan": {"cluster": "local:3"}})
     options = resolve_options(host, {"ports": "22"})
-    assert options.cluster == "local:3" and options.plan is not None
+    assert options.settings["cluster"] == "local:3" and options.plan is not None
     assert options.plan.cluster == "local:3"
     bad = Host("h2", hostname="127.0.0.1", data={"portscan": {"cluster": 8786}})
     with pytest.raises(InventoryError, match=r"h2.*portscan\.cluster = 8786"):
