@@ -320,3 +320,50 @@ def test_runs_options_record_names_the_settings_given(tmp_path: Path) -> None:
     options = json.loads(done.stdout)["options"]
     assert options == {"inventory": "inv", "filter": [], "max_addresses": 8, "retries": 1,
                        "discovery": False, "recheck": 0.0}
+
+
+# ---- the docs say what the table says --------------------------------------------------------
+
+
+def doc_table(path: str, heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after ``heading`` in a docs page."""
+    return doc_table_in((REPO / "docs" / path).read_text(encoding="utf-8"), heading)
+
+
+def test_engine_md_declares_the_table_as_the_code_does() -> None:
+    rows = doc_table("engine.md", "## Scan settings")
+    assert [r[0] for r in rows] == [f"`{s.name}`" for s in SETTINGS]
+    for row, s in zip(rows, SETTINGS, strict=True):
+        assert (f"`{s.flags[0]}" in row[1]) if s.flags else row[1].startswith("none"), row
+        assert row[2] == ("yes" if s.host else "no"), row
+        assert row[3] == (f"`{s.config}`" if s.config else "no"), row
+        assert row[4] == s.per, row
+
+
+@pytest.mark.parametrize("command", ["scan", "run"])
+def test_cli_md_has_a_row_for_every_flag(command: str) -> None:
+    text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = text.split(f"\n## `{command}`\n", 1)[1]
+    first_cells = " ".join(r[0] for r in doc_table_in(section, "### Options"))
+    missing = [f for s in SETTINGS for f in s.flags if f"`{f}" not in first_cells]
+    assert not missing, f"docs/cli.md's {command} options table lacks {missing}"
+    monitor = (REPO / "docs" / "monitor.md").read_text(encoding="utf-8").split(
+        "\n## Options\n", 1)[1].split("\n|", 1)[0]
+    assert not [f for s in SETTINGS for f in s.flags if f"`{f}`" not in monitor]
+
+
+def doc_table_in(text: str, heading: str) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for line in text.split(f"\n{heading}\n", 1)[1].splitlines():
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows[2:]  # without the header and its rule
+
+
+def test_inventory_md_has_a_row_for_every_portscan_key() -> None:
+    rows = doc_table("inventory.md", "## Data under `portscan`")
+    documented = {name for r in rows for name in r[0].replace("`", "").split(", ")}
+    assert set(KEYS) <= documented, set(KEYS) - documented
