@@ -39,8 +39,8 @@ This module is imported at every start of the command line: it keeps to the stan
 library's lightest parts (``ipaddress`` only when a network is parsed).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: NamedTuple would compile each field's
+# annotation string at every start of the command line (0.5 ms of its 1 ms).
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -132,14 +132,15 @@ def switch(value: Any) -> bool:
     return value
 
 
-_CLUSTER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})"
-                      r"|local:([0-9]{1,3})")
+#: Compiled on first use (``re`` caches it): the command line starts without it.
+_CLUSTER = (r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})"
+            r"|local:([0-9]{1,3})")
 
 
 def cluster_address(value: Any) -> str:
     """A Dask scheduler (``tcp://HOST:PORT``) or ``local:N`` workers here, as given."""
     text = value.strip() if isinstance(value, str) else ""
-    match = _CLUSTER.fullmatch(text)
+    match = re.fullmatch(_CLUSTER, text)
     if match is None:
         raise SpecError("must be tcp://HOST:PORT or local:N")
     port, workers = match.group(2), match.group(3)
