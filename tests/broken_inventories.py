@@ -297,6 +297,8 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
         yield Case(f"{file}-portscan-{label_}", file, scan, value, data=data,
                    names=[*names, "portscan", marker])
     for key in options.KEYS:
+        if key not in PORTSCAN_ACCEPTS:
+            continue  # a new key: test_broken_inventories asks for its documented values
         extra = {"targets": (list(BAD_TARGETS), "127.0.0.0/33", []),
                  "exclude": ("300.1.1.1",), "ports": (0, "22-", [22, 70000], {"22": 1}),
                  "timeout": (0, float("inf"), float("nan")), "cluster": ("local:0", "tcp://"),
