@@ -166,19 +166,17 @@ INVENTORY_COMMANDS = frozenset({"run", "monitor"})
 
 def _setting_help(s: Setting, command: str) -> str:
     """The flag's help: the setting's own, what it overrides in a nornir run, its default."""
-    text, default = s.help, s.default_text
+    text, default = s.help, f"default: {s.default_text}"
     if command in INVENTORY_COMMANDS:
         if s.config:
-            text += (f" ({'adds to' if s.repeat else 'replaces'} the nornir config's "
-                     f"portscan.{s.config})")
+            default = (f"{'adds to' if s.repeat else 'replaces'} the nornir config's "
+                       f"portscan.{s.config}; {default}")
         elif s.host:
             text += f"; for every host, over its inventory data portscan.{s.name}"
-            default = f"inventory data, else {default}"
+            default = f"default: inventory data, else {s.default_text}"
         elif s.per == "engine":
-            text += ", across the whole run (every host shares one engine)"
-    if default:
-        text += f" (default: {default})"
-    return text.replace("%", "%%")
+            text += "; for the whole run, whose hosts share one engine"
+    return f"{text} ({default})".replace("%", "%%")
 
 
 def _flag_type(s: Setting) -> Callable[[str], Any]:
