@@ -72,6 +72,7 @@ def full_files(d: Path, port: int, closed: int) -> dict[str, Any]:
     docs["hosts"]["web"]["data"] = {"role": "web", "portscan": {
         "ports": [port], "targets": ["127.0.0.1"], "exclude": [], "timeout": 2.0,
         "retries": 1, "discovery": True, "banners": False, "baseline": None, "cluster": None,
+        "recheck": 1.5,
         "expect": {"open": [port], "not_open": [closed], "closed": [closed],
                    "only_open": [port]}}}  # (filtered: no port is, on loopback)
     docs["groups"]["core"].update({**attrs, "connection_options": connection})
@@ -142,6 +143,12 @@ def _expect(v: Any) -> bool:
         k in options.EXPECT_KEYS and _port_spec(x) for k, x in v.items())
 
 
+def _seconds(v: Any) -> bool:
+    """A number of seconds, 0 or more and finite (a string only as the command line would
+    take it: no junk string is a number)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+
+
 TEXT = _none_or(lambda v: isinstance(v, str))
 PORT = _none_or(lambda v: _int(v) and 1 <= v <= 65535)
 MAPPING = _none_or(lambda v: isinstance(v, dict))
@@ -180,8 +187,8 @@ SUBNET_ACCEPTS: dict[str, Callable[[Any], bool]] = {
 }
 PORTSCAN_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "ports": _none_or(_port_spec), "targets": _targets(False), "exclude": _targets(True),
-    "timeout": _none_or(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                        and 0 < v < float("inf")),  # seconds: a number, finite
+    "timeout": _none_or(lambda v: _seconds(v) and v > 0),  # seconds: a number, finite
+    "recheck": _none_or(_seconds),  # seconds, 0 (none) or more
     "retries": _none_or(lambda v: _int(v) and v >= 0),
     "discovery": _none_or(lambda v: isinstance(v, bool)),
     "banners": _none_or(lambda v: isinstance(v, bool)),
@@ -290,9 +297,12 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
         yield Case(f"{file}-portscan-{label_}", file, scan, value, data=data,
                    names=[*names, "portscan", marker])
     for key in options.KEYS:
+        if key not in PORTSCAN_ACCEPTS:
+            continue  # a new key: test_broken_inventories asks for its documented values
         extra = {"targets": (list(BAD_TARGETS), "127.0.0.0/33", []),
                  "exclude": ("300.1.1.1",), "ports": (0, "22-", [22, 70000], {"22": 1}),
                  "timeout": (0, float("inf"), float("nan")), "cluster": ("local:0", "tcp://"),
+                 "recheck": (-1, float("inf"), float("nan")),
                  "baseline": ("baseline-missing.json", "baseline-not-json.json",
                               "baseline-wrong-shape.json", {"hosts": 5})}.get(key, ())
         for label_, value, marker in _wrong(key, PORTSCAN_ACCEPTS[key], extra):

@@ -95,12 +95,12 @@ def test_inheritance_from_groups_and_defaults(nr: Nornir, ports: tuple[int, int]
     web1 = resolve_options(nr.inventory.hosts["web1"], {})
     assert web1.ports == tuple(sorted([open_port, closed]))     # group lab
     assert web1.expect == {"not_open": (closed,)}               # group lab
-    assert (web1.timeout, web1.retries) == (2.0, 0)             # defaults
+    assert (web1.settings["timeout"], web1.settings["retries"]) == (2.0, 0)  # defaults
     assert web1.targets == ("127.0.0.1",)                       # hostname
     web2 = resolve_options(nr.inventory.hosts["web2"], {})
     assert web2.ports == (open_port,)                           # its own
     assert web2.expect == {"open": (open_port,)}
-    assert (web2.timeout, web2.retries) == (0.5, 0)             # own timeout, default retries
+    assert (web2.settings["timeout"], web2.settings["retries"]) == (0.5, 0)  # own, defaults
     sub = resolve_options(nr.inventory.hosts["loop-mgmt/127.0.0.3"], {})
     assert sub.ports == (closed,) and sub.expect == {"not_open": (closed,)}  # subnet + lab
 

@@ -60,7 +60,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # a bad setting's value: PortscanError
+    except PortscanError as exc:
+        fail(str(exc))
     handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor}
     try:
         return handlers[args.command](args)

@@ -20,7 +20,7 @@ from .common import (
     EXIT_STATUS_COMMON,
     PORTS_FORMS,
     _positive_float,
-    add_engine_options,
+    add_setting_options,
     add_subcommand,
 )
 from .run import (
@@ -94,11 +94,10 @@ def add_monitor_parser(sub: Any) -> None:
         exits=MONITOR_EXITS,
         common=(*EXIT_STATUS_COMMON[:2],
                 (EXIT_STATUS_COMMON[2][0], "with --once: interrupted before the round ended")))
-    add_inventory_options(m)
+    add_inventory_options(m, "monitor")
     m.add_argument("-p", "--ports",
                    help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
-    add_engine_options(m)
-    m.set_defaults(discovery=None)
+    add_setting_options(m, "monitor", lambda s: s.config is None)
     m.add_argument("--interval", type=_positive_float, metavar="S",
                    help=f"seconds from the start of one round to the next, jittered by "
                         f"+/-{JITTER * 100:.0f}%% (default {DEFAULT_INTERVAL:g}); a longer round "

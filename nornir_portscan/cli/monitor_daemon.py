@@ -26,7 +26,11 @@ from .common import (
     EXIT_USAGE,
     EXIT_VIOLATION,
     Interrupted,
+    configure_engine,
     fail,
+    given_settings,
+    host_settings,
+    run_settings_into,
 )
 from .inventory import DEFAULT_CONFIG
 from .monitor import (
@@ -130,10 +134,10 @@ class Monitor:
         #: portscan_* only: what --textfile and --once write (node_exporter has process_*)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        task_args = {"ports": args.ports, "timeout": args.timeout, "retries": args.retries,
-                     "discovery": args.discovery, "banners": args.banners or None,
-                     "cluster": args.cluster}
-        self.task_args = {k: v for k, v in task_args.items() if v is not None}
+        self.settings = given_settings(args)
+        self.task_args = host_settings(self.settings)
+        if args.ports is not None:
+            self.task_args["ports"] = args.ports
         self.inventory = self.load()
         self.stopping = False
         self.reloading = False
@@ -147,22 +151,16 @@ class Monitor:
 
     def load(self) -> Inventory:
         """The inventory as ``run`` reads it; PortscanError (one line) when it cannot be."""
-        from ..plugins.tasks.options import allowed_networks, max_addresses, resolve_options
+        from ..plugins.tasks.options import resolve_options, run_settings
         from ..report.metrics import expected_ports
 
         nr = _nornir(self.args)
-        section = nr.config.user_defined.setdefault("portscan", {})
-        if self.args.allow:
-            section["allowed_networks"] = [*(section.get("allowed_networks") or []),
-                                           *self.args.allow]
-        if self.args.max_hosts is not None:
-            section["max_addresses"] = self.args.max_hosts
-        allowed, limit = allowed_networks(nr.config), max_addresses(nr.config)
+        run_settings_into(nr.config.user_defined, self.settings)
+        run = run_settings(nr.config)
         expected: dict[str, frozenset[int]] = {}
         for name, host in nr.inventory.hosts.items():
             try:
-                options = resolve_options(host, self.task_args, with_baseline=False,
-                                          allowed=allowed, max_addresses=limit)
+                options = resolve_options(host, self.task_args, with_baseline=False, run=run)
             except PortscanError:
                 continue  # the host's own task fails with the message, every round
             expected[name] = expected_ports(options.expect)
@@ -332,27 +330,16 @@ def run_monitor(args: argparse.Namespace) -> int:
     if args.once and args.interval is not None:
         raise PortscanError("--interval is for the daemon; --once runs one round")
     _check_ports(args.ports)
-    if args.allow:
-        from ..inputs.scope import parse_networks
-
-        parse_networks(args.allow)
-    if args.max_hosts is not None and args.max_hosts < 1:
-        raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
     if args.cluster is not None:
-        from ..engine.core.plan import parse_cluster
         from .cluster import cluster_client
 
-        parse_cluster(args.cluster)
         cluster_client(args.cluster)
     if args.textfile:
         directory = os.path.dirname(os.path.abspath(args.textfile))
         if not os.path.isdir(directory):
             raise PortscanError(f"--textfile {args.textfile}: directory {directory} "
                                 f"does not exist")
-    if args.rate is not None or args.concurrency:
-        from ..engine.io.service import shared_engine
-
-        shared_engine().configure(concurrency=args.concurrency or None, rate=args.rate or None)
+    configure_engine(given_settings(args))
     monitor = Monitor(args)
     try:
         if args.once:

@@ -61,9 +61,9 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[ProbeOutcome]:
     """Scan ``targets`` x ``ports``; yields one ``ProbeOutcome`` per (address, port).
 
-    Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait,
-    and cluster (``tcp://HOST:PORT`` or ``local:N``: run the shards on a Dask cluster).
-    Raises ``SpecError`` immediately for bad targets or ports.
+    Options: ``exclude``, and every setting of ``inputs/settings.py`` by its name
+    (``timeout``, ``retries``, ``recheck``, ``cluster`` ...: ``SETTINGS`` lists them).
+    Raises ``SpecError`` immediately for bad targets, ports or settings.
     """
     plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
     return run_plan(plan)

@@ -8,7 +8,9 @@ still stops the search, which is how a host opts out of an inherited value.
 
 Everything is validated here, before a socket exists, so a typo in one host's
 data fails that host alone, with a message naming host, key, value and where the
-value came from.
+value came from. The scan settings a host may set (timeout, retries, recheck, cluster
+...) and the run-wide ones of the nornir config come from ``inputs/settings.py``: their
+keys, arguments and parsers are not written here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,17 +25,20 @@ from typing import Any
 
 from nornir.core.inventory import Host
 
-from ...engine.core.plan import ScanPlan, parse_cluster, plan_scan
+from ...engine.core.plan import ScanPlan, plan_scan
 from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
-from ...inputs.scope import DEFAULT_MAX_ADDRESSES, parse_networks
+from ...inputs.settings import BY_NAME, PER_HOST, PER_RUN, PER_SCAN, Setting, scan_key
 from ...inputs.targets import parse_targets
 from ..inventory.subnets import origin_of, written_data
 from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
-KEYS = ("ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
-        "baseline", "cluster")
+#: What to scan, and what to check it against: the task's own keys.
+TASK_KEYS = ("ports", "targets", "exclude", "expect", "baseline")
+#: Every key of a ``portscan`` layer (and every task argument): the task's own, then the
+#: settings a host may set (inputs/settings.py).
+KEYS = (*TASK_KEYS, *(s.name for s in PER_HOST))
 EXPECT_KEYS = ("open", "closed", "not_open", "only_open", "filtered")
 #: What a host scans when neither arguments nor inventory name ports (as on the command line).
 DEFAULT_PORTS = "top100"
@@ -49,31 +53,24 @@ class ScanOptions:
     targets: tuple[str, ...]
     ports: tuple[int, ...]
     exclude: tuple[str, ...] = ()
-    timeout: float | None = None
-    retries: int | None = None
-    discovery: bool = True
-    banners: bool = False
+    #: The per-scan settings (inputs/settings.py) by name: the host's (its data, the task's
+    #: arguments), the run's scope guards (the nornir config); a setting left out has its
+    #: default.
+    settings: Mapping[str, Any] = field(default_factory=dict)
     expect: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     baseline: Mapping[str, Any] | None = None
-    #: The run's allow-list (nornir config ``portscan.allowed_networks``); () allows anything.
-    allowed: tuple[str, ...] = ()
-    #: The size guard (nornir config ``portscan.max_addresses``), per host's target list.
-    max_addresses: int = DEFAULT_MAX_ADDRESSES
-    #: A Dask cluster (tcp://HOST:PORT or local:N) that runs this host's scan; None: here.
-    cluster: str | None = None
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
-        return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners, self.allowed, self.max_addresses, self.cluster)
+        """What a pre-submitted scan must match to be this host's (runs.py): the targets,
+        ports and every per-scan setting of the table, so none can be forgotten here."""
+        return (self.targets, self.ports, self.exclude, *scan_key(self.settings))
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
-                         timeout=self.timeout, retries=self.retries, discovery=self.discovery,
-                         banners=self.banners, allowed=self.allowed,
-                         max_addresses=self.max_addresses, cluster=self.cluster)
+                         **self.settings)
 
 
 class DataError(InventoryError):
@@ -150,6 +147,20 @@ def _layers(host: Host) -> list[tuple[str, object, Any]]:
     return [(label, element, data) for label, element, data in layers if data is not None]
 
 
+def _unknown(what: str, key: str) -> str:
+    """Why ``key`` is refused: unknown, or a setting that is not a host's to set."""
+    setting = BY_NAME.get(key)
+    why = ""
+    if setting is not None and setting.config:
+        why = f": {key} is the run's, set in the nornir config's user_defined.{DATA_KEY}." \
+              f"{setting.config}"
+    elif setting is not None and setting.per == "engine":
+        why = f": {key} is the shared engine's, set by {setting.flags[0]} of run and monitor"
+    elif setting is not None:
+        why = f": {key} is set in Python only (plan_scan, scan)"
+    return f"unknown {what}{why}; allowed: {', '.join(KEYS)}"
+
+
 def check_layer(host: str | None, label: str, locate: Locate, data: Any,
                 with_baseline: bool = True) -> dict[str, _Value]:
     """One element's own ``portscan`` settings, each checked on its own.
@@ -163,7 +174,7 @@ def check_layer(host: str | None, label: str, locate: Locate, data: Any,
     for key, value in data.items():
         v = _Value(host, str(key), value, locate, label)
         if key not in KEYS:
-            raise v.error(f"unknown key; allowed: {', '.join(KEYS)}")
+            raise v.error(_unknown("key", str(key)))
         if value is not None and (with_baseline or key != "baseline"):
             _CHECKS[key](v)
         found[key] = v
@@ -233,32 +244,15 @@ def _strings(v: _Value, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _number(v: _Value) -> float:
-    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not (
-            0 < v.value < math.inf):
-        raise v.error("must be a number of seconds greater than 0")
-    return float(v.value)
-
-
-def _count(v: _Value) -> int:
-    if isinstance(v.value, bool) or not isinstance(v.value, int) or v.value < 0:
-        raise v.error("must be a whole number, 0 or more")
-    return v.value
-
-
-def _flag(v: _Value) -> bool:
-    if not isinstance(v.value, bool):
-        raise v.error("must be true or false")
-    return v.value
-
-
-def _cluster(v: _Value) -> str:
-    if not isinstance(v.value, str):
-        raise v.error("must be a string: tcp://HOST:PORT or local:N")
-    try:
-        return parse_cluster(v.value)
-    except SpecError as exc:
-        raise v.error(str(exc)) from None
+def _setting(setting: Setting) -> Callable[[_Value], object]:
+    """A setting's one parser (inputs/settings.py), its problem named with the value's
+    source."""
+    def check(v: _Value) -> object:
+        try:
+            return setting.parse(v.value)
+        except SpecError as exc:
+            raise v.error(str(exc)) from None
+    return check
 
 
 def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
@@ -329,13 +323,13 @@ def _targets(v: _Value) -> tuple[str, ...]:
 
 #: How each key of a ``portscan`` layer is checked (and read), in the order of KEYS.
 _CHECKS: dict[str, Callable[[_Value], object]] = {
-    "ports": _ports, "targets": _targets, "exclude": _targets, "timeout": _number,
-    "retries": _count, "discovery": _flag, "banners": _flag, "expect": _expect,
-    "baseline": _baseline, "cluster": _cluster}
+    "ports": _ports, "targets": _targets, "exclude": _targets, "expect": _expect,
+    "baseline": _baseline, **{s.name: _setting(s) for s in PER_HOST}}
 
 
-#: The keys of the nornir config's ``user_defined.portscan`` section.
-CONFIG_KEYS = ("allowed_networks", "max_addresses")
+#: The keys of the nornir config's ``user_defined.portscan`` section: the run-wide settings.
+_BY_CONFIG_KEY = {s.config: s for s in PER_RUN if s.config}
+CONFIG_KEYS = tuple(_BY_CONFIG_KEY)
 
 
 def _config_section(config: Any) -> Mapping[str, Any]:
@@ -358,46 +352,36 @@ def check_config_section(section: Any) -> None:
         if name not in CONFIG_KEYS:
             raise ConfigError(f"{key}.{name}", f"unknown key (value {value!r:.60}); allowed: "
                                                f"{', '.join(CONFIG_KEYS)}")
-    networks = section.get("allowed_networks")
-    if networks is not None:
-        items = [networks] if isinstance(networks, str) else networks
-        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            raise ConfigError(f"{key}.allowed_networks",
-                              f"must be a list of networks, not {networks!r:.60}")
+        if value is None:
+            continue
         try:
-            parse_networks(items)
+            _BY_CONFIG_KEY[name].parse(value)
         except SpecError as exc:
-            raise ConfigError(f"{key}.allowed_networks", str(exc)) from None
-    limit = section.get("max_addresses")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                              or limit < 1):
-        raise ConfigError(f"{key}.max_addresses",
-                          f"must be a whole number of 1 or more, not {limit!r:.60}")
+            raise ConfigError(f"{key}.{name}", f"{exc}, got {value!r:.60}") from None
 
 
-def allowed_networks(config: Any) -> tuple[str, ...]:
-    """The allow-list from a nornir config's ``user_defined.portscan.allowed_networks``."""
-    value = _config_section(config).get("allowed_networks") or ()
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
-def max_addresses(config: Any) -> int:
-    """The size guard from a nornir config's ``user_defined.portscan.max_addresses``."""
-    value = _config_section(config).get("max_addresses")
-    return DEFAULT_MAX_ADDRESSES if value is None else int(value)
+def run_settings(config: Any) -> dict[str, Any]:
+    """The run-wide settings of a nornir config's ``user_defined.portscan`` (the scope
+    guards), by setting name; those not written are left out (their defaults apply)."""
+    section = _config_section(config)
+    return {s.name: s.parse(section[s.config]) for s in PER_RUN
+            if s.config and section.get(s.config) is not None}
 
 
 def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool = True,
                     default_ports: str | None = DEFAULT_PORTS,
-                    allowed: tuple[str, ...] = (),
-                    max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanOptions:
+                    run: Mapping[str, Any] | None = None) -> ScanOptions:
     """Merge ``args`` (None means "not given") over inventory data and validate the result.
 
-    Expected ports are always scanned, so an expectation can never pass by not looking.
+    ``run`` holds the run-wide settings (``run_settings`` of the nornir config). Expected
+    ports are always scanned, so an expectation can never pass by not looking.
     ``with_baseline=False`` skips reading baseline files when only the scan matters.
     """
     values = inventory_values(host, with_baseline)
     for key, value in args.items():
+        if key not in _CHECKS:
+            raise PortscanError(f"host {host.name!r}: argument {key}={value!r:.60}: "
+                                f"{_unknown('argument', key)}")
         if value is not None:
             values[key] = _Value(host.name, key, value, None)
     given = {k: v for k, v in values.items() if v.value is not None}
@@ -411,16 +395,14 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         raise InventoryError(f"host {host.name!r}: no ports to scan: give ports")
     targets = _targets(given["targets"]) if "targets" in given else _default_target(host)
     exclude = _targets(given["exclude"]) if "exclude" in given else ()
+    settings = {s.name: s.default for s in PER_SCAN}
+    settings.update(run or {})
+    settings.update((s.name, _CHECKS[s.name](given[s.name])) for s in PER_HOST
+                    if s.name in given)
     options = ScanOptions(
-        targets=targets, ports=tuple(sorted(ports)), exclude=exclude,
-        timeout=_number(given["timeout"]) if "timeout" in given else None,
-        retries=_count(given["retries"]) if "retries" in given else None,
-        discovery=_flag(given["discovery"]) if "discovery" in given else True,
-        banners=_flag(given["banners"]) if "banners" in given else False,
+        targets=targets, ports=tuple(sorted(ports)), exclude=exclude, settings=settings,
         expect=expect,
-        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
-        allowed=allowed, max_addresses=max_addresses,
-        cluster=_cluster(given["cluster"]) if "cluster" in given else None)
+        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:
