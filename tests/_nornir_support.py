@@ -97,7 +97,8 @@ def render_inventory(dest: Path, **values: Any) -> Path:
     return dest
 
 
-def init_nornir(directory: Path, workers: int = 20, **options: Any) -> Nornir:
+def init_nornir(directory: Path, workers: int = 20, user_defined: dict[str, Any] | None = None,
+                **options: Any) -> Nornir:
     """InitNornir over an inventory directory, as a user would call it."""
     files = {"host_file": "hosts.yaml", "group_file": "groups.yaml",
              "defaults_file": "defaults.yaml", "subnet_file": "subnets.yaml"}
@@ -105,7 +106,7 @@ def init_nornir(directory: Path, workers: int = 20, **options: Any) -> Nornir:
     opts.update(options)
     return InitNornir(inventory={"plugin": "PortscanInventory", "options": opts},
                       runner={"plugin": "threaded", "options": {"num_workers": workers}},
-                      logging={"enabled": False})
+                      logging={"enabled": False}, user_defined=user_defined or {})
 
 
 def write_yaml_files(dest: Path, **files: str) -> Path:

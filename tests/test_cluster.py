@@ -33,10 +33,11 @@ from netns import (
     jsonl,
 )
 
-from nornir_portscan.engine.core.plan import parse_cluster, plan_scan
+from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.core.split import ShardLayout
 from nornir_portscan.engine.dist.cluster import run_shard
 from nornir_portscan.errors import ScopeError, SpecError
+from nornir_portscan.inputs.settings import cluster_address
 from nornir_portscan.inputs.targets import Target, parse_targets
 
 INSTALL_LINE = "nornir-portscan: error: --cluster needs Dask: pip install 'nornir-portscan[dask]'"
@@ -83,7 +84,7 @@ def test_a_worker_checks_the_scope_again_before_sending() -> None:
 @pytest.mark.parametrize("value", ["tcp://127.0.0.1:8786", "local:2", "tcp://[::1]:8786",
                                    "tcp://scheduler.example:8786"])
 def test_cluster_values_accepted(value: str) -> None:
-    assert parse_cluster(value) == value
+    assert cluster_address(value) == value
     assert plan_scan("127.0.0.1", "22", cluster=value).cluster == value
 
 
@@ -97,8 +98,8 @@ def test_bad_cluster_values_are_spec_errors(value: str) -> None:
 def test_bad_cluster_value_on_the_command_line_is_one_line_exit_2() -> None:
     done = cli("scan", "127.0.0.1", "-p", "22", "--cluster", "bogus:1")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("nornir-portscan: error: cluster 'bogus:1' is not "
-                                   "tcp://HOST:PORT or local:N")
+    assert done.stderr.strip() == ("nornir-portscan: error: argument --cluster 'bogus:1': "
+                                   "must be tcp://HOST:PORT or local:N")
 
 
 def test_without_dask_cluster_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -229,10 +230,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_on_a_local_cluster_reports_what_a_local_run_does() -> None:
-    """The shipped inventory is loopback only; each host's scan runs on the cluster."""
+    """The shipped inventory is loopback only; each host's scan runs on the cluster.
+
+    Below the ephemeral range (-p 1-1024): the inventory's own full-range hosts would
+    also see the short-lived listeners of whatever else runs on this machine meanwhile.
+    """
     needs_dask()
-    here = run_cli("--format", "jsonl")
-    spread = run_cli("--format", "jsonl", "--cluster", "local:2")
+    here = run_cli("--format", "jsonl", "-p", "1-1024")
+    spread = run_cli("--format", "jsonl", "-p", "1-1024", "--cluster", "local:2")
     assert here.returncode == spread.returncode == 0, spread.stderr
 
     def rows(text: str) -> list[tuple[str, int, str]]:
@@ -246,7 +251,8 @@ def test_run_with_a_bad_cluster_value_is_exit_2() -> None:
     done = run_cli("--cluster", "tcp://nowhere")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "nornir-portscan: error: cluster 'tcp://nowhere' is not tcp://HOST:PORT or local:N")
+        "nornir-portscan: error: argument --cluster 'tcp://nowhere': must be "
+        "tcp://HOST:PORT or local:N")
 
 
 def test_the_inventory_cluster_option_is_validated_per_host() -> None:
@@ -257,8 +263,68 @@ def test_the_inventory_cluster_option_is_validated_per_host() -> None:
 
     host = Host("h1", hostname="127.0.0.1", data={"portscan": {"cluster": "local:3"}})
     options = resolve_options(host, {"ports": "22"})
-    assert options.cluster == "local:3" and options.plan is not None
+    assert options.settings["cluster"] == "local:3" and options.plan is not None
     assert options.plan.cluster == "local:3"
     bad = Host("h2", hostname="127.0.0.1", data={"portscan": {"cluster": 8786}})
     with pytest.raises(InventoryError, match=r"h2.*portscan\.cluster = 8786"):
         resolve_options(bad, {"ports": "22"})
+
+
+TASK_ON_CLUSTER = """
+import asyncio, json, sys
+from nornir import InitNornir
+from nornir.core.processor import Processors
+from nornir.core.task import Task
+from nornir_portscan.plugins.tasks import aportscan, portscan
+
+
+def main() -> None:
+    nr = InitNornir(inventory={"plugin": "PortscanInventory",
+                               "options": {"host_file": sys.argv[1]}},
+                    logging={"enabled": False})
+    out = {}
+    for name in ("arg", "data"):
+        cluster = {"cluster": "local:1"} if name == "arg" else {}
+        out[f"portscan {name}"] = nr.run(task=portscan, on_failed=True, **cluster)[name][0].result
+        task = Task(aportscan, nr, global_dry_run=False, processors=Processors())
+        task.host = nr.inventory.hosts[name]
+        out[f"aportscan {name}"] = asyncio.run(aportscan(task, **cluster)).result
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_the_tasks_cluster_from_an_argument_or_inventory_data_runs_there(
+        tmp_path: Path) -> None:
+    """Without Dask (a stub that refuses the import), a host whose scan should run on a
+    cluster fails saying Dask is missing: the setting reached where the scan runs. Every
+    path: the portscan and aportscan arguments and a host's inventory data, and monitor's
+    flag."""
+    stub = tmp_path / "stub" / "distributed"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('no dask here')\n")
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(json.dumps({
+        "arg": {"hostname": "127.0.0.1", "data": {"portscan": {"ports": [1]}}},
+        "data": {"hostname": "127.0.0.1", "data": {"portscan": {"ports": [1],
+                                                                "cluster": "local:1"}}}}))
+    script = tmp_path / "on_cluster.py"
+    script.write_text(TASK_ON_CLUSTER)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{stub.parent}:{REPO}"}
+    done = subprocess.run([PYTHON, str(script), str(hosts)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert set(results) == {"portscan arg", "aportscan arg", "portscan data", "aportscan data"}
+    for way, result in results.items():
+        assert result == (f"host '{way.split()[1]}': scan failed: cluster scans need Dask: "
+                          f"pip install 'nornir-portscan[dask]'"), way
+    (tmp_path / "inv").mkdir()
+    (tmp_path / "inv" / "hosts.yaml").write_text("a: {hostname: 127.0.0.1}\n")
+    monitor = subprocess.run([PYTHON, "-m", "nornir_portscan", "monitor", "-i",
+                              str(tmp_path / "inv"), "--once", "--cluster", "local:1"],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert monitor.returncode == 2 and monitor.stderr.strip() == INSTALL_LINE, monitor.stderr

@@ -391,10 +391,10 @@ def test_broken_host_fails_alone(tmp_path: Path) -> None:
         nr = init_nornir(inventory)
         result = nr.run(task=portscan)
     expected_bad = {
-        "bad-range": "host 'bad-range': portscan.ports = [22, 70000] (inventory data of host "
-                     "'bad-range'): port '70000'",
-        "bad-text": "host 'bad-text': portscan.ports = '22-' (inventory data of host "
-                    "'bad-text'): port range '22-'",
+        "bad-range": f"host 'bad-range': portscan.ports = [22, 70000] (inventory data of "
+                     f"host 'bad-range' in {inventory / 'hosts.yaml'}): port '70000'",
+        "bad-text": f"host 'bad-text': portscan.ports = '22-' (inventory data of host "
+                    f"'bad-text' in {inventory / 'hosts.yaml'}): port range '22-'",
         "bad-type": "host 'bad-type': portscan.ports = {'a': 1}",
     }
     assert set(result) == {"good", *expected_bad, "loop/127.0.0.9", "loop/127.0.0.10"}

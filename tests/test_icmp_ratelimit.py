@@ -16,9 +16,10 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from netns import NetNS, jsonl
+from netns import PYTHON, NetNS, jsonl
 
 from nornir_portscan.engine.core.outcome import PortState, classify
 from nornir_portscan.engine.core.recheck import RATE_LIMITED
@@ -108,6 +109,116 @@ def test_rechecks_recover_hidden_hosts_and_never_call_them_down(limited: NetNS) 
     assert len(found) > 6, found
     assert verdicts[UP] == {("closed", "conn-refused")}
     assert took < 30
+
+
+# ---- recheck from every source: 0 leaves the hosts the limiter hid down -------------------
+#
+# With re-probes, a host of UNREACHABLE is never called down (the test above); with
+# recheck 0, the limiter's suppressed rejects leave some of them host-down. So a setting
+# of 0 that did not reach the scheduler, from whichever source, fails these tests. Each
+# waits for the limiter: a scan through an empty one sees no reject at all, and then
+# takes every silent host for down whatever the recheck (measured: 20 of 20, in 0.3 s,
+# with --recheck 60), which would make these tests pass without the setting.
+
+TARGETS = [UP, *UNREACHABLE, *DEAD]
+DOWN_SAID_PORT = 1011  # not a discovery port (1000-1003): a down host's is host-down
+
+
+Row = tuple[str, int, str, str]  # address, port, state, reason
+
+
+def _hidden(rows: list[Row]) -> list[str]:
+    """The unreachable hosts the limiter hid: called down, each port once."""
+    assert len(rows) == len(TARGETS) * 12 == len({(h, p) for h, p, *_ in rows}), rows
+    return sorted({h for h, _, state, reason in rows
+                   if h in UNREACHABLE and (state, reason) == ("filtered", "host-down")})
+
+
+def _inventory(directory: Path, expect: dict[str, list[int]] | None = None,
+               **portscan: Any) -> Path:
+    data = {"targets": TARGETS, "ports": PORTS, **portscan}
+    if expect:
+        data["expect"] = expect
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yaml").write_text(json.dumps({"lab": {"hostname": UP, "data": {
+        "portscan": data}}}), encoding="utf-8")
+    return directory
+
+
+def _run_rows(ns: NetNS, inventory: Path, *extra: str) -> list[Row]:
+    _wait_for_the_limiter()
+    done = ns.run(PYTHON, "-m", "nornir_portscan", "run", "-i", str(inventory), "--format",
+                  "json", *extra, timeout=90)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["options"].get("recheck") == (0.0 if "--recheck" in extra else None)
+    targets = doc["hosts"]["lab"]["result"]["targets"]
+    return [(address, int(port), p["state"], p["reason"]) for address, entry in targets.items()
+            for port, p in entry["ports"].items()]
+
+
+def test_recheck_0_in_inventory_data_reaches_the_scan(limited: NetNS, tmp_path: Path) -> None:
+    hidden = _hidden(_run_rows(limited, _inventory(tmp_path / "inv", recheck=0)))
+    assert hidden
+
+
+def test_runs_recheck_flag_overrides_inventory_data(limited: NetNS, tmp_path: Path) -> None:
+    rows = _run_rows(limited, _inventory(tmp_path / "inv", recheck=60), "--recheck", "0")
+    assert _hidden(rows)
+
+
+def test_monitors_recheck_flag_reaches_the_scan(limited: NetNS, tmp_path: Path) -> None:
+    inv = _inventory(tmp_path / "inv", recheck=60, expect={"not_open": [DOWN_SAID_PORT]})
+    _wait_for_the_limiter()
+    done = limited.run(PYTHON, "-m", "nornir_portscan", "monitor", "-i", str(inv), "--once",
+                       "--recheck", "0", timeout=90)
+    assert done.returncode == 0, done.stderr
+    states = dict(re.findall(r'^portscan_port_state\{address="([\d.]+)",host="lab",'
+                             r'port="1011",reason="([^"]+)",state="filtered"\} 1', done.stdout,
+                             flags=re.M))
+    assert {a for a, reason in states.items() if a in UNREACHABLE and reason == "host-down"}
+
+
+NORNIR_CODE = """
+import asyncio, json, sys
+from nornir import InitNornir
+from nornir.core.processor import Processors
+from nornir.core.task import Task
+from nornir_portscan import scan
+from nornir_portscan.plugins.tasks import aportscan, portscan
+
+way, inventory = sys.argv[1], sys.argv[2]
+if way == "scan":
+    outcomes = scan(json.loads(sys.argv[3]), sys.argv[4], recheck=0)
+    rows = [(o.host, o.port, o.state.value, o.reason) for o in outcomes]
+else:
+    nr = InitNornir(inventory={"plugin": "PortscanInventory",
+                               "options": {"host_file": inventory + "/hosts.yaml"}},
+                    logging={"enabled": False})
+    if way == "portscan":
+        result = nr.run(task=portscan, recheck=0)["lab"][0]
+    else:
+        task = Task(aportscan, nr, global_dry_run=False, processors=Processors())
+        task.host = nr.inventory.hosts["lab"]
+        result = asyncio.run(aportscan(task, recheck=0))
+    assert not result.failed, result.result
+    rows = [(a, int(p), v["state"], v["reason"])
+            for a, entry in result.result["targets"].items()
+            for p, v in entry["ports"].items()]
+print(json.dumps(rows))
+"""
+
+
+@pytest.mark.parametrize("way", ["portscan", "aportscan", "scan"])
+def test_recheck_0_as_an_argument_reaches_the_scan(limited: NetNS, tmp_path: Path,
+                                                    way: str) -> None:
+    """The tasks' argument (over inventory data that asks for re-probes) and the Python
+    API's keyword."""
+    inv = _inventory(tmp_path / "inv", recheck=60)
+    _wait_for_the_limiter()
+    done = limited.python(NORNIR_CODE, way, str(inv), json.dumps(TARGETS), PORTS, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert _hidden([(a, p, state, reason) for a, p, state, reason in json.loads(done.stdout)])
 
 
 def documented_reasons() -> dict[tuple[str, str], str]:

@@ -6,13 +6,14 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _nornir_support import init_nornir, render_inventory, write_yaml_files
 from nornir import InitNornir
 from nornir.core.filter import F
 
-from nornir_portscan.errors import InventoryError
+from nornir_portscan.errors import InventoryError, OptionError
 from nornir_portscan.plugins.inventory import PortscanInventory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,13 +163,32 @@ def test_bad_simple_files_name_file_entry_and_key(tmp_path: Path, name: str, tex
 
 def test_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InventoryError, match="cannot read"):
+    with pytest.raises(InventoryError, match=r"option host_file: .*nope.yaml does not exist"):
         PortscanInventory(host_file=str(tmp_path / "nope.yaml")).load()
     with pytest.raises(InventoryError, match=r"neither hosts.yaml nor subnets.yaml exists"):
-        PortscanInventory(group_file=str(tmp_path / "g.yaml"),
-                          defaults_file=str(tmp_path / "d.yaml")).load()
-    with pytest.raises(InventoryError, match="max_hosts must be"):
+        PortscanInventory().load()
+    with pytest.raises(InventoryError, match="option max_hosts: must be"):
         PortscanInventory(max_hosts=0)
+
+
+@pytest.mark.parametrize("option", ["host_file", "group_file", "defaults_file", "subnet_file"])
+def test_a_named_file_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 option: str) -> None:
+    """Issue 14: a `defaults_file: defaults.yml` beside a defaults.yaml was skipped, and the
+    expectations it held were never checked."""
+    write_yaml_files(tmp_path, hosts="r0: {hostname: 127.0.0.1}\n", groups="{}\n",
+                     defaults="{}\n", subnets="{}\n")
+    monkeypatch.chdir(tmp_path)
+    options: dict[str, Any] = {option: "typo.yml"}
+    with pytest.raises(OptionError) as info:
+        PortscanInventory(**options)
+    assert info.value.option == option
+    assert str(info.value) == (f"PortscanInventory option {option}: typo.yml does not exist "
+                               f"(relative to the working directory {tmp_path})")
+    (tmp_path / "sub").mkdir()
+    options[option] = "sub"
+    with pytest.raises(OptionError, match=rf"option {option}: sub is a directory, not a file"):
+        PortscanInventory(**options)
 
 
 def test_entry_point_module_imports_no_scanner_code() -> None:

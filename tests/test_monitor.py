@@ -494,20 +494,17 @@ def test_textfile_is_replaced_by_rename_and_always_parses(
 
 def test_the_rounds_share_the_process_engine(tmp_path: Path) -> None:
     """In-process: every round's scans go to the one shared engine thread."""
-    import argparse
     import threading as th
 
-    from nornir_portscan.cli.monitor import Monitor as Daemon
+    from nornir_portscan.cli import build_parser
+    from nornir_portscan.cli.monitor_daemon import Monitor as Daemon
     from nornir_portscan.engine.io.service import shared_engine
 
     sock = listening(0)
     try:
         inv = inventory(tmp_path / "inv", {f"h{i}": host("127.0.0.1", [sock.getsockname()[1]])
                                            for i in range(30)})
-        args = argparse.Namespace(inventory=str(inv), config=None, filter=[], allow=[],
-                                  max_hosts=None, ports=None, timeout=None, retries=None,
-                                  discovery=None, banners=False, cluster=None, interval=1.0,
-                                  listen=None, textfile=None, once=False)
+        args = build_parser().parse_args(["monitor", "-i", str(inv), "--interval", "1"])
         daemon = Daemon(args)
         assert daemon.run_round().status == 0
         engine = shared_engine()

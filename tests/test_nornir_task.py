@@ -95,12 +95,12 @@ def test_inheritance_from_groups_and_defaults(nr: Nornir, ports: tuple[int, int]
     web1 = resolve_options(nr.inventory.hosts["web1"], {})
     assert web1.ports == tuple(sorted([open_port, closed]))     # group lab
     assert web1.expect == {"not_open": (closed,)}               # group lab
-    assert (web1.timeout, web1.retries) == (2.0, 0)             # defaults
+    assert (web1.settings["timeout"], web1.settings["retries"]) == (2.0, 0)  # defaults
     assert web1.targets == ("127.0.0.1",)                       # hostname
     web2 = resolve_options(nr.inventory.hosts["web2"], {})
     assert web2.ports == (open_port,)                           # its own
     assert web2.expect == {"open": (open_port,)}
-    assert (web2.timeout, web2.retries) == (0.5, 0)             # own timeout, default retries
+    assert (web2.settings["timeout"], web2.settings["retries"]) == (0.5, 0)  # own, defaults
     sub = resolve_options(nr.inventory.hosts["loop-mgmt/127.0.0.3"], {})
     assert sub.ports == (closed,) and sub.expect == {"not_open": (closed,)}  # subnet + lab
 
@@ -142,14 +142,17 @@ def test_expectations_pass_and_fail(nr: Nornir, ports: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize(("data", "message"), [
     ({"ports": [22, 70000]}, "host 'bad': portscan.ports = [22, 70000] (inventory data of "
-                             "host 'bad'): port '70000'"),
-    ({"prots": [22]}, "host 'bad': unknown key portscan.prots = [22] (inventory data of "
-                      "host 'bad')"),
+                             "host 'bad' in {file}): port '70000'"),
+    ({"prots": [22]}, "host 'bad': portscan.prots = [22] (inventory data of host 'bad' in "
+                      "{file}): unknown key; allowed: ports, targets"),
     ({"targets": ["127.0.0.300"]}, "host 'bad': portscan.targets = ['127.0.0.300']"),
     ({"timeout": "fast"}, "host 'bad': portscan.timeout = 'fast' (inventory data of host "
-                          "'bad'): must be a number"),
-    ({"expect": {"opened": [22]}}, "unknown expectation 'opened'"),
-    ({"expect": {"open": ["sshh"]}}, "expect.open: unknown port or service name 'sshh'"),
+                          "'bad' in {file}): must be a number"),
+    ({"expect": {"opened": [22]}}, "portscan.expect.opened = [22] (inventory data of host "
+                                   "'bad' in {file}): unknown expectation; allowed: open,"),
+    ({"expect": {"open": ["sshh"]}}, "portscan.expect.open = ['sshh'] (inventory data of "
+                                     "host 'bad' in {file}): unknown port or service name "
+                                     "'sshh'"),
     ({"targets": ["127.0.0.0/8"]}, "cannot scan targets"),
 ])
 def test_invalid_host_data_fails_that_host_alone(tmp_path: Path, ports: tuple[int, int],
@@ -162,6 +165,7 @@ def test_invalid_host_data_fails_that_host_alone(tmp_path: Path, ports: tuple[in
     result = nr.run(task=portscan)
     bad = one(result, "bad")
     assert bad.failed
+    message = message.format(file=d / "hosts.yaml")
     assert isinstance(bad.result, str) and message in bad.result
     assert "Traceback" not in bad.result
     assert isinstance(bad.exception, InventoryError)

@@ -285,7 +285,8 @@ def test_broken_runner_config_is_one_line(lab: dict[str, Any], tmp_path: Path) -
     (tmp_path / "zero.yaml").write_text(config)
     done = run("-c", "zero.yaml", cwd=tmp_path)
     assert done.returncode == 2
-    assert "max_workers must be greater than 0" in error_line(done)
+    assert error_line(done) == ("nornir-portscan: error: zero.yaml: runner.options.num_workers: "
+                                "must be 1 or more, got 0")
 
 
 def test_bad_ports_in_one_host_fail_that_host_only(lab: dict[str, Any], tmp_path: Path) -> None:

@@ -96,6 +96,21 @@ def test_all_hosts_of_a_run_wait_together(nr: Nornir) -> None:
     assert elapsed < 3
 
 
+def test_the_rounds_keep_to_the_runs_allow_list(tmp_path: Path) -> None:
+    """A name that resolves outside the nornir config's allowed_networks is never probed,
+    in any round (the rounds were once planned without the run's scope guards, and waited
+    on the listener here)."""
+    nr = init_nornir(write_yaml_files(tmp_path, hosts=json.dumps(
+        {"r1": {"hostname": "localhost"}})),
+        user_defined={"portscan": {"allowed_networks": ["127.0.0.2/32"]}})
+    with listening() as port:
+        r, _ = run_on(nr, "r1", ports=[port], deadline=0.3, interval=0.1)
+    assert r.failed
+    assert r.result["never_open"] == {"127.0.0.1": [port]}
+    assert r.result["violations"] == [
+        f"127.0.0.1:{port} never opened within 0.3 s, last error (out-of-scope)"]
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"ports": "22-"}, "host 'r1': argument ports='22-': port range '22-'"),
     ({"ports": [22], "deadline": -1}, "host 'r1': argument deadline=-1: must be a number"),

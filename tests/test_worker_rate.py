@@ -24,6 +24,7 @@ from sites import Sites, build_sites
 
 from nornir_portscan.engine.core.plan import DEFAULT_REMOTE_RATE, plan_scan
 from nornir_portscan.engine.dist.remote import shard_rate
+from nornir_portscan.errors import SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,11 +37,12 @@ def test_a_worker_rate_lifts_the_default_whole_scan_cap_unless_rate_is_given() -
     nothing is sent)."""
     assert plan_scan("198.18.0.1", "22").rate == DEFAULT_REMOTE_RATE
     plan = plan_scan("198.18.0.1", "22", worker_rate=500)
-    assert (plan.rate, plan.worker_rate) == (None, 500)
+    assert (plan.rate, plan.settings["worker_rate"]) == (None, 500)
     plan = plan_scan("198.18.0.1", "22", worker_rate=500, rate=800)
-    assert (plan.rate, plan.worker_rate) == (800, 500)
-    assert plan_scan("127.0.0.1", "22", worker_rate=0).worker_rate is None
-    with pytest.raises(ValueError, match="worker_rate must be 0"):
+    assert (plan.rate, plan.settings["worker_rate"]) == (800, 500)
+    # 0: no cap per worker, so the default whole-scan cap stays
+    assert plan_scan("198.18.0.1", "22", worker_rate=0).rate == DEFAULT_REMOTE_RATE
+    with pytest.raises(SpecError, match="worker_rate=-1: must be a number of probes"):
         plan_scan("127.0.0.1", "22", worker_rate=-1)
 
 
@@ -160,20 +162,24 @@ def test_the_task_and_inventory_take_worker_rate_per_host() -> None:
 
     host = Host("h1", hostname="127.0.0.1", data={"portscan": {"worker_rate": 250}})
     options = resolve_options(host, {"ports": "22"})
-    assert options.worker_rate == 250 and options.plan is not None
-    assert options.plan.worker_rate == 250
-    # an argument wins over inventory data, and 0 means no cap
-    assert resolve_options(host, {"ports": "22", "worker_rate": 0}).worker_rate is None
+    assert options.settings["worker_rate"] == 250 and options.plan is not None
+    assert options.plan.settings["worker_rate"] == 250
+    # an argument wins over inventory data, and is part of the reuse key
+    assert resolve_options(host, {"ports": "22", "worker_rate": 0}).settings["worker_rate"] == 0
     assert options.key != resolve_options(host, {"ports": "22", "worker_rate": 99}).key
     bad = Host("h2", hostname="127.0.0.1", data={"portscan": {"worker_rate": "fast"}})
     with pytest.raises(InventoryError, match=r"h2.*portscan\.worker_rate = 'fast'"):
         resolve_options(bad, {"ports": "22"})
 
 
-def test_run_records_its_worker_rate() -> None:
-    """The shipped inventory is loopback only."""
-    done = subprocess.run([PYTHON, "-m", "nornir_portscan", "run", "--worker-rate", "500",
-                           "--format", "json"], capture_output=True, text=True, timeout=60,
-                          cwd=REPO)
-    assert done.returncode in (0, 1), done.stderr
-    assert json.loads(done.stdout)["options"]["worker_rate"] == 500
+def test_a_local_run_is_capped_by_its_worker_rate_and_records_it() -> None:
+    """The shipped inventory is loopback only: 7 hosts x 150 closed ports answer at once,
+    so only the cap (the run's one engine is the one vantage point) makes it last."""
+    done = subprocess.run([PYTHON, "-m", "nornir_portscan", "run", "-p", "1-150",
+                           "--worker-rate", "500", "--format", "json"], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["options"]["worker_rate"] == 500
+    assert doc["summary"]["probes"] >= 7 * 150
+    assert 1.8 <= doc["elapsed_s"] < 30

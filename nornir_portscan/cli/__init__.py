@@ -25,7 +25,7 @@ from .common import (
     _SubcommandParser,
     fail,
 )
-from .monitor import add_monitor_parser, cmd_monitor
+from .monitor import add_monitor_parser
 from .run import add_run_parser, cmd_run
 from .scan import add_scan_parser, cmd_scan
 
@@ -50,9 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """The daemon lives in its own module: ``scan`` and ``run`` start without its HTTP
+    server and Prometheus imports."""
+    from .monitor_daemon import run_monitor
+
+    return run_monitor(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # a bad setting's value: PortscanError
+    except PortscanError as exc:
+        fail(str(exc))
     handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor}
     try:
         return handlers[args.command](args)

@@ -1,5 +1,6 @@
-"""What the command line's subcommands share: exit statuses, one-line errors, option
-types, the engine options and the output file that appears only complete."""
+"""What the command line's subcommands share: exit statuses, one-line errors, the flags
+of the scan settings (derived from inputs/settings.py) and the output file that appears
+only complete."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import os
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn
+
+from ..errors import PortscanError, SpecError
+from ..inputs.settings import SETTINGS, Setting
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 HELP_WIDTH = 78  # --help's own text (description, epilog), as argparse wraps an 80-column terminal
@@ -155,51 +159,117 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _rate(text: str) -> float:
-    value = 0.0 if text == "0" else _positive_float(text)
-    return value
+#: The subcommands that scan a nornir inventory: a host's data and the config's
+#: ``user_defined.portscan`` set the settings there too, and the flags override them.
+INVENTORY_COMMANDS = frozenset({"run", "monitor"})
 
 
-def _positive_int(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
+def _setting_help(s: Setting, command: str) -> str:
+    """The flag's help: the setting's own, what it overrides in a nornir run, its default."""
+    text, default = s.help, f"default: {s.default_text}"
+    if command in INVENTORY_COMMANDS:
+        if s.config:
+            default = (f"{'adds to' if s.repeat else 'replaces'} the nornir config's "
+                       f"portscan.{s.config}; {default}")
+        elif s.host:
+            text += f"; for every host, over its inventory data portscan.{s.name}"
+            default = f"default: inventory data, else {s.default_text}"
+        elif s.per == "engine":
+            text += "; for the whole run, whose hosts share one engine"
+    return f"{text} ({default})".replace("%", "%%")
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+def _flag_type(s: Setting) -> Callable[[str], Any]:
+    """The setting's own parser, its problem named with the flag and the value.
+
+    A bad value is bad input, one line like any other (``main`` prints it), not a usage
+    error: a ``PortscanError`` passes through argparse, which would print the usage.
+    """
+    def parse(text: str) -> Any:
+        try:
+            return s.parse(text)
+        except SpecError as exc:
+            raise PortscanError(f"argument {s.flags[0]} {text!r}: {exc}") from None
+    return parse
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=_positive_float, metavar="S",
-                   help="fixed per-try timeout in seconds (default: adapts to measured RTT)")
-    p.add_argument("--retries", type=_count, metavar="N",
-                   help="tries after the first for silent ports "
-                        "(default: as deep as loss requires)")
-    p.add_argument("--concurrency", type=_count, metavar="N",
-                   help="probes in flight at most (default: from the open-file limit)")
-    p.add_argument("--rate", type=_rate, metavar="N",
-                   help="probes per second at most; 0 for no cap (default: no cap on loopback, "
-                        "10000 beyond it)")
-    p.add_argument("--worker-rate", type=_rate, metavar="N",
-                   help="probes per second at most from each vantage point: each --cluster "
-                        "worker, or this process on a local scan; the cluster's total is N x "
-                        "workers, still capped by --rate if given; 0 for no cap "
-                        "(default: none)")
-    p.add_argument("--no-discovery", dest="discovery", action="store_false",
-                   help="probe every port of every host, even hosts that answer nothing")
-    p.add_argument("--banners", action="store_true",
-                   help="read what open ports send first (SSH, FTP, SMTP greetings)")
-    p.add_argument("--cluster", metavar="ADDR",
-                   help="run the scan's shards on a Dask cluster: tcp://HOST:8786, or local:N "
-                        "for N worker processes here (needs 'nornir-portscan[dask]')")
+def add_setting_options(p: argparse.ArgumentParser, command: str,
+                        which: Callable[[Setting], bool] = lambda s: True) -> None:
+    """A flag for each setting of the table that has one (and that ``which`` keeps), in
+    table order. Not given, a flag's value is None: the setting's default applies, or in a
+    nornir run, the inventory's value."""
+    for s in SETTINGS:
+        if not s.flags or not which(s):
+            continue
+        if s.flag_value is not None:
+            p.add_argument(*s.flags, dest=s.name, action="store_const", const=s.flag_value,
+                           default=None, help=_setting_help(s, command))
+        else:
+            p.add_argument(*s.flags, dest=s.name, type=_flag_type(s), metavar=s.metavar,
+                           action="append" if s.repeat else "store", default=None,
+                           help=_setting_help(s, command))
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Each flagged setting's parsed value (a repeated flag's values joined), None where
+    the flag was not given."""
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.flags:
+            value = getattr(args, s.name, None)
+            if s.repeat and value is not None:
+                value = tuple(item for part in value for item in part)
+            out[s.name] = value
+    return out
+
+
+def settings_record(values: Mapping[str, Any], given_only: bool) -> dict[str, Any]:
+    """The settings for a report's ``options`` record, by name (lists for tuples): those
+    given, or with ``given_only`` False every flag's, its default where not given."""
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        value = values.get(s.name)
+        if value is None:
+            if given_only or not s.flags:
+                continue
+            value = s.default
+        out[s.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def configure_engine(values: Mapping[str, Any]) -> None:
+    """Give the process's shared engine the per-engine settings given (``run``,
+    ``monitor``); 0 asks for the engine's own default (no rate cap, concurrency from the
+    open-file limit), as it does for one scan."""
+    engine = {s.name: values[s.name] or None for s in SETTINGS
+              if s.per == "engine" and values.get(s.name) is not None}
+    if engine:
+        from ..engine.io.service import shared_engine  # here: scan starts without it
+
+        shared_engine().configure(**engine)
+
+
+def host_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The given settings a nornir host may also set, as task arguments (they override
+    its inventory data)."""
+    return {s.name: values[s.name] for s in SETTINGS
+            if s.host and values.get(s.name) is not None}
+
+
+def run_settings_into(user_defined: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Write the given run-wide settings (the scope guards) into a nornir config's
+    ``user_defined.portscan``: a repeated flag adds to the config's list, another replaces
+    the config's value."""
+    section = dict(user_defined.get("portscan") or {})
+    for s in SETTINGS:
+        value = values.get(s.name)
+        if s.config is None or value is None:
+            continue
+        if s.repeat:
+            old = section.get(s.config) or []
+            value = [*([old] if isinstance(old, str) else old), *value]
+        section[s.config] = value
+        user_defined["portscan"] = section
 
 
 PORTS_FORMS = "22,80,443 | 1-1024 | all | ssh,https | top100 | top1000, mixed with commas"

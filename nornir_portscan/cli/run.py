@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from ..errors import PortscanError
@@ -24,17 +23,20 @@ from .common import (
     EXIT_VIOLATION,
     PORTS_FORMS,
     Interrupted,
-    add_engine_options,
     add_output_options,
     add_progress_options,
+    add_setting_options,
     add_subcommand,
+    configure_engine,
+    given_settings,
+    host_settings,
     output_stream,
+    run_settings_into,
+    settings_record,
 )
+from .inventory import DEFAULT_CONFIG, problem_lines
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
-DEFAULT_CONFIG = Path("inventory") / "config.yaml"
-INVENTORY_FILES = {"host_file": "hosts.yaml", "group_file": "groups.yaml",
-                   "defaults_file": "defaults.yaml", "subnet_file": "subnets.yaml"}
 
 
 RUN_EXITS = ((EXIT_OK, "every host was scanned and every expectation holds"),
@@ -58,11 +60,10 @@ def add_run_parser(sub: Any) -> None:
                   ("nornir-portscan run --baseline audit.json --fail-on-change",
                    "... and gate on what moved")),
         exits=RUN_EXITS)
-    add_inventory_options(r)
+    add_inventory_options(r, "run")
     r.add_argument("-p", "--ports",
                    help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
-    add_engine_options(r)
-    r.set_defaults(discovery=None)
+    add_setting_options(r, "run", lambda s: s.config is None)
     add_output_options(r, RUN_FORMATS)
     r.add_argument("--save", metavar="FILE", help="also save the run as JSON (a later --baseline)")
     r.add_argument("--baseline", metavar="FILE", help="compare with a run saved by --save")
@@ -71,19 +72,15 @@ def add_run_parser(sub: Any) -> None:
     add_progress_options(r, "progress bar")
 
 
-def add_inventory_options(p: argparse.ArgumentParser) -> None:
-    """Where the inventory comes from and which of its hosts to scan (run and monitor)."""
+def add_inventory_options(p: argparse.ArgumentParser, command: str) -> None:
+    """Where the inventory comes from, its run-wide settings (the scope guards of the
+    config's ``user_defined.portscan``) and which of its hosts to scan (run and monitor)."""
     src = p.add_mutually_exclusive_group()
     src.add_argument("-c", "--config", metavar="FILE",
                      help=f"nornir config file (default: {DEFAULT_CONFIG})")
     src.add_argument("-i", "--inventory", metavar="DIR",
                      help="directory with hosts/groups/defaults/subnets.yaml")
-    p.add_argument("--allow", action="append", default=[], metavar="NETWORK",
-                   help="refuse any target outside these networks (adds to the config's "
-                        "portscan.allowed_networks)")
-    p.add_argument("--max-hosts", type=int, default=None, metavar="N",
-                   help="refuse a host whose targets cover over N addresses (default 65536; "
-                        "config portscan.max_addresses)")
+    add_setting_options(p, command, lambda s: s.config is not None)
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
 
@@ -163,35 +160,15 @@ def _filter_value(text: str) -> Any:
 
 
 def _nornir(args: argparse.Namespace) -> Any:
-    """InitNornir from the chosen source; any failure is one line naming the file."""
-    from nornir import InitNornir
+    """nornir from the chosen source (every key checked: cli/inventory.py), filtered."""
     from nornir.core.filter import F
 
-    no_logging = {"enabled": False}
-    try:
-        if args.inventory:
-            base = Path(args.inventory)
-            if not base.is_dir():
-                raise PortscanError(f"inventory directory {base} does not exist")
-            options = {k: str(base / v) for k, v in INVENTORY_FILES.items() if (base / v).exists()}
-            if "host_file" not in options and "subnet_file" not in options:
-                raise PortscanError(f"{base} has neither hosts.yaml nor subnets.yaml")
-            nr = InitNornir(inventory={"plugin": "PortscanInventory", "options": options},
-                            logging=no_logging)
-        else:
-            config = Path(args.config) if args.config else DEFAULT_CONFIG
-            if not config.is_file():
-                hint = "" if args.config else " (run from the project's top folder, or give -c/-i)"
-                raise PortscanError(f"config file {config} not found{hint}")
-            nr = InitNornir(config_file=str(config), logging=no_logging)
-    except PortscanError:
-        raise
-    except Exception as exc:  # nornir, yaml and plugin errors: one line, no traceback
-        where = str(args.inventory or args.config or DEFAULT_CONFIG)
-        message = _one_line(exc)
-        if not message.startswith(f"{where}:"):
-            message = f"cannot load the inventory from {where}: {message}"
-        raise PortscanError(message) from None
+    from .inventory import load_nornir
+
+    nr = load_nornir(args.config, args.inventory)
+    if not nr.inventory.hosts:
+        raise PortscanError(f"no hosts to scan: the inventory from "
+                            f"{args.inventory or args.config or DEFAULT_CONFIG} has none")
     for item in args.filter:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -202,7 +179,7 @@ def _nornir(args: argparse.Namespace) -> Any:
     except Exception as exc:  # a filter nornir cannot apply to these hosts
         raise PortscanError(f"--filter {' '.join(args.filter)}: {_one_line(exc)}") from None
     if not hosts:
-        raise PortscanError("no hosts to scan (the inventory or the filters leave none)")
+        raise PortscanError(f"no hosts to scan: --filter {' '.join(args.filter)} leaves none")
     return nr
 
 
@@ -288,38 +265,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     # handler would print it on stderr. The Result keeps the error, reported in one line.
     logging.getLogger("nornir").addHandler(logging.NullHandler())
     _check_ports(args.ports)
+    settings = given_settings(args)  # each parsed by its flag: a bad value was exit 2
     if args.cluster is not None:
-        from ..engine.core.plan import parse_cluster
         from .cluster import cluster_client
 
-        parse_cluster(args.cluster)  # a bad value is a usage error (exit 2)
         cluster_client(args.cluster)  # exit 2 without Dask, 3 when it does not answer
     nr = _nornir(args)
-    if args.allow:
-        from ..inputs.scope import parse_networks
-
-        parse_networks(args.allow)  # a bad network is a usage error before anything runs
-        section = nr.config.user_defined.setdefault("portscan", {})
-        section["allowed_networks"] = [*(section.get("allowed_networks") or []), *args.allow]
-    if args.max_hosts is not None:
-        if args.max_hosts < 1:
-            raise PortscanError(f"--max-hosts {args.max_hosts}: must be 1 or more")
-        nr.config.user_defined.setdefault("portscan", {})["max_addresses"] = args.max_hosts
-    if args.rate is not None or args.concurrency:
-        from ..engine.io.service import shared_engine
-
-        shared_engine().configure(concurrency=args.concurrency or None,
-                                  rate=args.rate or None)
+    run_settings_into(nr.config.user_defined, settings)
+    configure_engine(settings)
     baseline = _load_json(args.baseline) if args.baseline else None
-    task_args: dict[str, Any] = {"ports": args.ports, "timeout": args.timeout,
-                                 "retries": args.retries, "discovery": args.discovery,
-                                 "banners": args.banners or None, "baseline": baseline,
-                                 "cluster": args.cluster, "worker_rate": args.worker_rate or None}
-    task_args = {k: v for k, v in task_args.items() if v is not None}
-    scan_args = {k: v for k, v in task_args.items() if k != "baseline"}
+    task_args: dict[str, Any] = {**host_settings(settings), "baseline": baseline}
+    if args.ports is not None:
+        task_args["ports"] = args.ports
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
-               "allow": args.allow or None, **scan_args, "concurrency": args.concurrency,
-               "rate": args.rate, "worker_rate": args.worker_rate, "baseline": args.baseline}
+               "ports": args.ports, **settings_record(settings, given_only=True),
+               "baseline": args.baseline}
     options = {k: v for k, v in options.items() if v is not None}
     collector = _Collector()
     processors: list[Any] = [collector]
@@ -337,7 +297,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     interrupted = False
     try:
-        nr.with_processors(processors).run(task=portscan, **task_args)
+        # core.raise_on_error would end the run at the first failed host, report unwritten
+        nr.with_processors(processors).run(task=portscan, raise_on_error=False, **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
         _stop_progress(progress)
@@ -373,12 +334,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
-    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
-    for name in sorted(broken):
-        print(f"nornir-portscan: error: {doc['hosts'][name]['error']}", file=sys.stderr)
-    if any(isinstance(r.exception, PortscanError) or r.exception is None
-           for r in broken.values()):
-        return EXIT_USAGE  # a host's input is invalid
+    broken = {name: (doc["hosts"][name]["error"], r.exception) for name, r in results.items()
+              if not isinstance(r.result, dict)}
+    lines, bad_input = problem_lines(nr, broken)
+    for line in lines:
+        print(f"nornir-portscan: error: {line}", file=sys.stderr)
+    if bad_input:
+        return EXIT_USAGE  # some input is invalid: a host's, or data no host used
     if broken:
         return EXIT_FAILED  # the scan itself could not run
     if doc["summary"].get("violations") or any(e["failed"] for e in doc["hosts"].values()):

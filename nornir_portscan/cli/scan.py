@@ -16,14 +16,14 @@ from .common import (
     EXIT_OK,
     PORTS_FORMS,
     Interrupted,
-    _positive_int,
-    _rate,
-    add_engine_options,
     add_output_options,
     add_progress_options,
+    add_setting_options,
     add_subcommand,
     fail,
+    given_settings,
     output_stream,
+    settings_record,
 )
 
 if TYPE_CHECKING:
@@ -61,35 +61,20 @@ def add_scan_parser(sub: Any) -> None:
                    help="targets to leave out (repeatable)")
     s.add_argument("--exclude-file", action="append", default=[], metavar="FILE",
                    help="file of targets to leave out, one per line, # comments")
-    s.add_argument("--allow", action="append", default=[], metavar="NETWORK",
-                   help="refuse any target outside these networks (repeatable)")
-    s.add_argument("--max-hosts", type=_positive_int, default=None, metavar="N",
-                   help="refuse scans over N addresses (default 65536)")
-    add_engine_options(s)
-    s.add_argument("--recheck", type=_rate, metavar="S",
-                   help="extra seconds at most to re-probe silent hosts of networks whose "
-                        "ICMP rejects are rate-limited; 0 for none (default: 10%% of the "
-                        "scan, at least 2)")
+    add_setting_options(s, "scan")
     add_output_options(s, SCAN_FORMATS)
     add_progress_options(s, "progress bar of outcomes (only with --cluster)")
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from ..engine.api import plan_scan
-    from ..inputs.scope import DEFAULT_MAX_ADDRESSES, read_target_file
+    from ..inputs.scope import read_target_file
 
     try:
         exclude = list(args.exclude)
         for path in args.exclude_file:
             exclude.extend(read_target_file(path))
-        plan = plan_scan(args.targets, args.ports, exclude=exclude, timeout=args.timeout,
-                         retries=args.retries, concurrency=args.concurrency or None,
-                         rate=args.rate, discovery=args.discovery, banners=args.banners,
-                         allowed=args.allow,
-                         max_addresses=(DEFAULT_MAX_ADDRESSES if args.max_hosts is None
-                                        else args.max_hosts),
-                         cluster=args.cluster, recheck=args.recheck,
-                         worker_rate=args.worker_rate)
+        plan = plan_scan(args.targets, args.ports, exclude=exclude, **given_settings(args))
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
     if plan.cluster is not None:
@@ -112,11 +97,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     from ..report import ScanSummary, writer_for
 
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
-                               "exclude": args.exclude, "timeout": args.timeout,
-                               "retries": args.retries, "concurrency": plan.concurrency,
-                               "rate": plan.rate, "worker_rate": plan.worker_rate,
-                               "discovery": args.discovery,
-                               "banners": args.banners}
+                               "exclude": args.exclude,
+                               **settings_record(given_settings(args), given_only=False)}
     summary = ScanSummary(options=options, port_count=len(plan.ports),
                           ports_label=ports_label(args.ports, len(plan.ports)))
     status = EXIT_OK

@@ -52,8 +52,9 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 
         yield from run_on_cluster(plan, stats, runs)
         return
-    if plan.worker_rate is not None:  # here, this process is the one vantage point
-        plan = replace(plan, rate=min(plan.worker_rate, plan.rate or plan.worker_rate))
+    worker_rate = plan.settings.get("worker_rate")
+    if worker_rate:  # here, this process is the one vantage point
+        plan = replace(plan, rate=min(worker_rate, plan.rate or worker_rate))
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
     if count > 1:
         yield from run_sharded(plan, count, stats, runs)
@@ -64,10 +65,9 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None,
 def scan(targets: TargetsArg, ports: PortsArg, **options: object) -> Iterator[ProbeOutcome]:
     """Scan ``targets`` x ``ports``; yields one ``ProbeOutcome`` per (address, port).
 
-    Options: exclude, timeout, retries, concurrency, rate, discovery, banners, banner_wait,
-    cluster (``tcp://HOST:PORT`` or ``local:N``: run the shards on a Dask cluster) and
-    worker_rate (probes per second from each cluster worker; here, from this process).
-    Raises ``SpecError`` immediately for bad targets or ports.
+    Options: ``exclude``, and every setting of ``inputs/settings.py`` by its name
+    (``timeout``, ``retries``, ``recheck``, ``cluster`` ...: ``SETTINGS`` lists them).
+    Raises ``SpecError`` immediately for bad targets, ports or settings.
     """
     plan = plan_scan(targets, ports, **options)  # type: ignore[arg-type]
     return run_plan(plan)

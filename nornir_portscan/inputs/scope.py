@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ScopeError, SpecError
+from .settings import DEFAULT_MAX_ADDRESSES
 from .targets import TargetSpec, parse_target
 
-#: Scans over this many addresses are refused unless the limit is raised explicitly.
-DEFAULT_MAX_ADDRESSES = 65536
+__all__ = ["DEFAULT_MAX_ADDRESSES", "Scope", "in_networks", "parse_networks",
+           "read_target_file"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

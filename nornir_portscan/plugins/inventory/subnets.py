@@ -9,15 +9,22 @@ reads it; ``nornir_portscan.errors`` is stdlib-only): a broken inventory
 is reported before any scanner code loads, and listing inventories stays cheap.
 
 Unlike SimpleInventory, unknown keys are errors: a misspelt ``group:`` that is
-silently ignored puts a device outside every audit that filters on groups.
+silently ignored puts a device outside every audit that filters on groups; and a
+file named in an option must exist, or a typo in ``defaults_file`` would silently
+drop every expectation the defaults hold.
+
+Every element it makes remembers the file entry it was written in (``origin_of``),
+so an error found later in a host's data, at scan time, can name that entry.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
 import ipaddress
+import os
 import pathlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nornir.core.inventory import (
@@ -33,17 +40,19 @@ from nornir.core.inventory import (
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from nornir_portscan.errors import InventoryError
+from nornir_portscan.errors import InventoryError, OptionError
 
 DEFAULT_MAX_HOSTS = 4096
 DEFAULT_NAME_FORMAT = "{entry}/{address}"
 
+#: The keys each kind of entry may hold (the loader's checks and the tests' generator of
+#: broken inventories both read these).
 _ATTRS = ("hostname", "port", "username", "password", "platform")
-_DEFAULTS_KEYS = frozenset({*_ATTRS, "data", "connection_options"})
-_ELEMENT_KEYS = _DEFAULTS_KEYS | {"groups"}
-_SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "name_format",
+DEFAULTS_KEYS = frozenset({*_ATTRS, "data", "connection_options"})
+ELEMENT_KEYS = DEFAULTS_KEYS | {"groups"}
+SUBNET_KEYS = frozenset({"subnet", "exclude", "groups", "data", "max_hosts", "name_format",
                           "port", "username", "password", "platform", "connection_options"})
-_CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
+CONNECTION_KEYS = frozenset({*_ATTRS, "extras"})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: What str.format can raise for a bad format string or a field it cannot look up.
@@ -51,12 +60,85 @@ _FORMAT_ERRORS = (KeyError, IndexError, ValueError, AttributeError, TypeError, O
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+#: (file, entry): where an inventory element, or a value in its data, was written.
+Origin = tuple[str, str]
+
+
+class SourcedHost(Host):
+    """A nornir Host that knows its file entry, and the entries parts of its data came from."""
+
+    __slots__ = ("filled", "origin")
+    filled: dict[tuple[str, ...], Origin]
+    origin: Origin
+
+
+class SourcedGroup(Group):
+    """A nornir Group that knows its file entry."""
+
+    __slots__ = ("filled", "origin")
+
+
+class SourcedDefaults(Defaults):
+    """nornir's Defaults, knowing their file; shared by every element of one load, they
+    also keep the ``data`` of every entry as written (``written_data``)."""
+
+    __slots__ = ("filled", "origin", "written")
+    written: list[tuple[Origin, Any]]
+
+
+def _sourced(element: Any, origin: Origin) -> Any:
+    element.origin = origin
+    element.filled = {}
+    return element
+
+
+def origin_of(element: object, path: Sequence[str] = ()) -> Origin | None:
+    """Where ``element.data`` at ``path`` (a key path) was written, or None when a plugin
+    other than this one made the element.
+
+    A known host covered by a subnet gets the subnet's data where it has none of its
+    own: those parts name the subnet entry, the rest the host's entry.
+    """
+    filled: dict[tuple[str, ...], Origin] = getattr(element, "filled", None) or {}
+    for end in range(len(path), 0, -1):
+        origin = filled.get(tuple(path[:end]))
+        if origin is not None:
+            return origin
+    found: Origin | None = getattr(element, "origin", None)
+    return found
+
+
+def written_data(defaults: object) -> list[tuple[Origin, Any]] | None:
+    """The ``data`` of every entry of the files, as written: hosts, groups, defaults and
+    subnet entries, including values no host ends up with (a subnet's value a known host
+    overrides, a group no host is in). None when another plugin made the inventory."""
+    found: list[tuple[Origin, Any]] | None = getattr(defaults, "written", None)
+    return found
+
+
 def _fail(path: pathlib.Path, where: str, message: str) -> InventoryError:
     return InventoryError(f"{path}: {where}: {message}" if where else f"{path}: {message}")
 
 
-def _load_yaml(path: pathlib.Path, encoding: str) -> dict[str, Any]:
-    """A file's top-level mapping; malformed YAML becomes one line naming file and line."""
+def missing_file(path: pathlib.Path) -> str | None:
+    """Why ``path`` cannot be a file to read, or None when it is one."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a directory, not a file"
+    where = "" if path.is_absolute() else f" (relative to the working directory {os.getcwd()})"
+    if path.is_symlink():
+        return f"{path} is a link to {os.readlink(path)}, which does not exist{where}"
+    return f"{path} does not exist{where}"
+
+
+def load_yaml_mapping(path: pathlib.Path, encoding: str = "utf-8",
+                      expected: str = "a mapping of names to entries") -> dict[str, Any] | None:
+    """A file's top-level mapping, or None for an empty file; any problem is one line
+    naming the file (and the line, for malformed YAML)."""
+    problem = missing_file(path)
+    if problem is not None:
+        raise InventoryError(problem)
     try:
         text = path.read_text(encoding=encoding)
     except OSError as exc:
@@ -73,13 +155,26 @@ def _load_yaml(path: pathlib.Path, encoding: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _fail(path, where, f"malformed YAML: {problem}") from None
+        context = getattr(exc, "context", None)
+        if context and problem.startswith("but "):  # "expected a single document ..."
+            problem = f"{context}, {problem}"
+        raise _fail(path, where, f"malformed YAML: {' '.join(problem.split())}") from None
     if doc is None:
-        return {}
+        return None
     if not isinstance(doc, dict):
-        raise _fail(path, "", f"expected a mapping of names to entries, got "
-                              f"{type(doc).__name__} {doc!r:.60}")
+        raise _fail(path, "", f"expected {expected}, got {yaml_kind(doc)} {doc!r:.60}")
     return {str(k): v for k, v in doc.items()}
+
+
+def yaml_kind(value: Any) -> str:
+    """A value's YAML kind, for messages read by people who wrote YAML, not Python."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "a number"), (float, "a number"),
+                       (str, "a string"), (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
 
 
 def _check_keys(path: pathlib.Path, where: str, entry: Any,
@@ -129,7 +224,7 @@ def _connection_options(path: pathlib.Path, where: str,
     out: dict[str, ConnectionOptions] = {}
     for name, raw in options.items():
         at = f"{where}: connection_options {name!r}"
-        opts = _check_keys(path, at, raw, _CONNECTION_KEYS)
+        opts = _check_keys(path, at, raw, CONNECTION_KEYS)
         out[str(name)] = ConnectionOptions(
             **{k: _typed(path, at, k, opts.get(k), str, "a string")
                for k in ("hostname", "username", "password", "platform")},
@@ -161,13 +256,17 @@ def _parent_groups(path: pathlib.Path, where: str, names: list[str],
     return parents
 
 
-def _fill(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    """Add what ``target`` lacks, recursing into mappings: the target's own values win."""
+def _fill(target: dict[str, Any], extra: Mapping[str, Any], origin: Origin,
+          filled: dict[tuple[str, ...], Origin], path: tuple[str, ...] = ()) -> None:
+    """Add what ``target`` lacks, recursing into mappings: the target's own values win.
+    ``filled`` learns which key paths came from ``origin``."""
     for key, value in extra.items():
+        here = (*path, str(key))
         if key not in target:
             target[key] = copy.deepcopy(value)
+            filled[here] = origin
         elif isinstance(target[key], dict) and isinstance(value, Mapping):
-            _fill(target[key], value)
+            _fill(target[key], value, origin, filled, here)
 
 
 def _address_of(host: Host) -> IPAddress | None:
@@ -188,13 +287,24 @@ def _host_count(net: IPNetwork) -> int:
     return net.num_addresses - 1 if net.prefixlen < 127 else net.num_addresses
 
 
+def _format_problem(exc: Exception) -> str:
+    """What str.format disliked, in a format string's terms, not Python's."""
+    if isinstance(exc, KeyError):
+        return f"unknown placeholder {{{exc.args[0]}}}"
+    if isinstance(exc, IndexError):
+        return "a placeholder without a name, such as {} or {0}"
+    if isinstance(exc, (ValueError, OverflowError)) and "__" not in str(exc):
+        return " ".join(str(exc).split())
+    return "an attribute, index or format spec that does not fit its placeholder"
+
+
 class _SubnetEntry:
     """One validated entry of the subnet file."""
 
     def __init__(self, path: pathlib.Path, name: str, raw: Any, groups: Groups,
                  default_limit: int) -> None:
         where = f"subnet entry {name!r}"
-        entry = _check_keys(path, where, raw, _SUBNET_KEYS)
+        entry = _check_keys(path, where, raw, SUBNET_KEYS)
         self.name = name
         text = entry.get("subnet")
         if not isinstance(text, str) or not text.strip():
@@ -231,8 +341,9 @@ class _SubnetEntry:
             return self.name_format.format(entry=self.name, address=address, index=index)
         except _FORMAT_ERRORS as exc:
             raise _fail(self.path, self.where,
-                        f"name_format: {self.name_format!r} is not usable ({exc!r}); "
-                        f"placeholders: {{entry}}, {{address}}, {{index}}") from None
+                        f"name_format: {self.name_format!r} is not usable "
+                        f"({_format_problem(exc)}); placeholders: {{entry}}, {{address}}, "
+                        f"{{index}}") from None
 
     def addresses(self) -> Iterator[IPAddress]:
         for address in self.net.hosts() if _host_count(self.net) else ():
@@ -243,52 +354,90 @@ class _SubnetEntry:
 class PortscanInventory:
     """SimpleInventory's host/group/defaults files, plus ``subnet_file`` expanded to hosts.
 
-    ``host_file`` and ``subnet_file`` default to ``hosts.yaml`` and ``subnets.yaml`` when
-    present; a file named explicitly must exist, so a typo in a path is an error, not an
-    empty inventory. ``max_hosts`` caps every subnet (an entry may raise its own cap).
+    Each file defaults to ``hosts.yaml``, ``groups.yaml``, ``defaults.yaml`` and
+    ``subnets.yaml`` when present; a file named explicitly must exist, so a typo in a path
+    is an error, not an empty inventory or defaults whose expectations are never checked.
+    ``max_hosts`` caps every subnet (an entry may raise its own cap).
     """
 
-    def __init__(self, host_file: str | None = None, group_file: str = "groups.yaml",
-                 defaults_file: str = "defaults.yaml", subnet_file: str | None = None,
+    #: How errors in the options name the plugin (``simple()`` reads SimpleInventory's).
+    plugin = "PortscanInventory"
+
+    def __init__(self, host_file: str | None = None, group_file: str | None = None,
+                 defaults_file: str | None = None, subnet_file: str | None = None,
                  encoding: str = "utf-8", max_hosts: int = DEFAULT_MAX_HOSTS) -> None:
-        self.host_file = pathlib.Path(host_file or "hosts.yaml").expanduser()
-        self.host_required = host_file is not None
-        self.group_file = pathlib.Path(group_file).expanduser()
-        self.defaults_file = pathlib.Path(defaults_file).expanduser()
-        self.subnet_file = pathlib.Path(subnet_file or "subnets.yaml").expanduser()
-        self.subnet_required = subnet_file is not None
-        self.encoding = encoding
+        self.encoding = self._encoding(encoding)
+        self.host_file, self.host_required = self._path("host_file", host_file, "hosts.yaml")
+        self.group_file, _ = self._path("group_file", group_file, "groups.yaml")
+        self.defaults_file, _ = self._path("defaults_file", defaults_file, "defaults.yaml")
+        self.subnet_file: pathlib.Path | None
+        self.subnet_file, self.subnet_required = self._path("subnet_file", subnet_file,
+                                                            "subnets.yaml")
         if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
-            raise InventoryError(f"PortscanInventory option max_hosts must be a whole number "
-                                 f"of 1 or more, got {max_hosts!r}")
+            raise OptionError(self.plugin, "max_hosts", f"must be a whole number of 1 or "
+                                                        f"more, got {max_hosts!r}")
         self.max_hosts = max_hosts
 
-    def _read(self, path: pathlib.Path, required: bool) -> dict[str, Any] | None:
-        if not required and not path.exists():
+    def _encoding(self, encoding: Any) -> str:
+        if not isinstance(encoding, str):
+            raise OptionError(self.plugin, "encoding", f"must be an encoding name such as "
+                                                       f"utf-8, got {encoding!r:.60}")
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise OptionError(self.plugin, "encoding", f"unknown encoding {encoding!r:.60}"
+                              ) from None
+        return encoding
+
+    def _path(self, option: str, value: Any, default: str) -> tuple[pathlib.Path, bool]:
+        """The option's path and whether it was named; a named path must be a file."""
+        if value is None:
+            return pathlib.Path(default), False
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            raise OptionError(self.plugin, option, f"must be a file path, got {value!r:.60}")
+        path = pathlib.Path(value).expanduser()
+        problem = missing_file(path)
+        if problem is not None:
+            raise OptionError(self.plugin, option, problem)
+        return path, True
+
+    def _read(self, path: pathlib.Path | None, required: bool) -> dict[str, Any] | None:
+        """The file's entries; None for a default file that is not there."""
+        if path is None or (not required and not path.exists()):
             return None
-        return _load_yaml(path, self.encoding)
+        return load_yaml_mapping(path, self.encoding) or {}
 
     def load(self) -> Inventory:
         hosts_doc = self._read(self.host_file, self.host_required)
         subnets_doc = self._read(self.subnet_file, self.subnet_required)
         if hosts_doc is None and subnets_doc is None:
-            raise InventoryError(f"PortscanInventory: neither {self.host_file} nor "
-                                 f"{self.subnet_file} exists: give host_file or subnet_file")
+            if self.subnet_file is None:
+                raise OptionError(self.plugin, "host_file", f"not given, and the default "
+                                                            f"{missing_file(self.host_file)}")
+            raise OptionError(self.plugin, "host_file", f"not given, and neither "
+                                                        f"{self.host_file} nor "
+                                                        f"{self.subnet_file} exists: give "
+                                                        f"host_file or subnet_file")
         defaults = self._defaults()
         groups = self._groups(defaults)
         hosts = Hosts()
         for name, raw in (hosts_doc or {}).items():
-            hosts[name] = self._element(Host, self.host_file, f"host {name!r}", name, raw,
-                                        groups, defaults)
+            hosts[name] = self._host(name, raw, groups, defaults)
+        # before subnets fill in known hosts' data: as the files wrote it
+        elements: list[Any] = [defaults, *groups.values(), *hosts.values()]
+        defaults.written = [(e.origin, copy.deepcopy(e.data)) for e in elements]
         if subnets_doc:
-            self._expand(subnets_doc, hosts, groups, defaults)
+            assert self.subnet_file is not None
+            self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
-    def _defaults(self) -> Defaults:
+    def _defaults(self) -> SourcedDefaults:
         doc = self._read(self.defaults_file, False) or {}
-        entry = _check_keys(self.defaults_file, "defaults", doc, _DEFAULTS_KEYS)
+        entry = _check_keys(self.defaults_file, "defaults", doc, DEFAULTS_KEYS)
         attrs = _attributes(self.defaults_file, "defaults", entry)
-        return Defaults(**attrs)
+        defaults = SourcedDefaults(**attrs)
+        _sourced(defaults, (str(self.defaults_file), "defaults"))
+        return defaults
 
     def _groups(self, defaults: Defaults) -> Groups:
         doc = self._read(self.group_file, False) or {}
@@ -296,11 +445,12 @@ class PortscanInventory:
         parents: dict[str, list[str]] = {}
         for name, raw in doc.items():
             where = f"group {name!r}"
-            entry = _check_keys(self.group_file, where, raw, _ELEMENT_KEYS)
+            entry = _check_keys(self.group_file, where, raw, ELEMENT_KEYS)
             parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"),
                                       single=False)
-            groups[name] = Group(name=name, defaults=defaults,
-                                 **_attributes(self.group_file, where, entry))
+            groups[name] = _sourced(SourcedGroup(name=name, defaults=defaults,
+                                                 **_attributes(self.group_file, where, entry)),
+                                    (str(self.group_file), where))
         for name, names in parents.items():
             groups[name].groups = _parent_groups(self.group_file, f"group {name!r}", names,
                                                  groups)
@@ -336,42 +486,63 @@ class PortscanInventory:
                     path.append(child)
                     on_path.add(child)
 
-    def _element(self, kind: type[Host], path: pathlib.Path, where: str, name: str, raw: Any,
-                 groups: Groups, defaults: Defaults) -> Host:
-        entry = _check_keys(path, where, raw, _ELEMENT_KEYS)
+    def _host(self, name: str, raw: Any, groups: Groups, defaults: Defaults) -> Host:
+        path, where = self.host_file, f"host {name!r}"
+        entry = _check_keys(path, where, raw, ELEMENT_KEYS)
         parents = _parent_groups(path, where, _str_list(path, where, "groups",
                                                         entry.get("groups"), single=False),
                                  groups)
-        return kind(name=name, groups=parents, defaults=defaults,
-                    **_attributes(path, where, entry))
+        return _sourced(SourcedHost(name=name, groups=parents,  # type: ignore[no-any-return]
+                                    defaults=defaults, **_attributes(path, where, entry)),
+                        (str(path), where))
 
-    def _expand(self, doc: dict[str, Any], hosts: Hosts, groups: Groups,
-                defaults: Defaults) -> None:
+    def _expand(self, path: pathlib.Path, doc: dict[str, Any], hosts: Hosts, groups: Groups,
+                defaults: SourcedDefaults) -> None:
         """One host per address; an address already in the inventory gains groups and data."""
-        by_address: dict[IPAddress, Host] = {}
+        by_address: dict[IPAddress, SourcedHost] = {}
         for host in hosts.values():
             address = _address_of(host)
-            if address is not None:
+            if address is not None and isinstance(host, SourcedHost):
                 by_address.setdefault(address, host)
         for entry_name, raw in doc.items():
-            entry = _SubnetEntry(self.subnet_file, entry_name, raw, groups, self.max_hosts)
+            entry = _SubnetEntry(path, entry_name, raw, groups, self.max_hosts)
+            origin = (str(path), entry.where)
+            defaults.written.append((origin, entry.attrs["data"]))
             for index, address in enumerate(entry.addresses()):
                 known = by_address.get(address)
                 if known is not None:
                     for group in entry.groups:
                         known.groups.add(groups[group])
-                    _fill(known.data, entry.attrs["data"])
+                    _fill(known.data, entry.attrs["data"], origin, known.filled)
                     continue
                 name = entry.host_name(address, index)
                 if name in hosts:
-                    raise _fail(self.subnet_file, f"subnet entry {entry_name!r}",
+                    raise _fail(path, entry.where,
                                 f"host name {name!r} made by name_format is already taken")
                 # nornir completes a host's connection options in place: never share them
                 attrs = dict(entry.attrs, hostname=str(address),
                              data=copy.deepcopy(entry.attrs["data"]),
                              connection_options=copy.deepcopy(
                                  entry.attrs["connection_options"]))
-                host = Host(name=name, defaults=defaults,
-                            groups=ParentGroups(groups[g] for g in entry.groups), **attrs)
+                host = _sourced(SourcedHost(name=name, defaults=defaults,
+                                            groups=ParentGroups(groups[g] for g in entry.groups),
+                                            **attrs), origin)
                 hosts[name] = host
                 by_address[address] = host
+
+
+class SimpleFiles(PortscanInventory):
+    """nornir's SimpleInventory files (no subnets), read with PortscanInventory's checks.
+
+    ``nornir-portscan run`` reads a SimpleInventory config's files with this, so that a
+    misspelt key or a missing ``group_file`` fails there as it fails here, instead of
+    being skipped. The hosts file is required, as SimpleInventory requires it.
+    """
+
+    plugin = "SimpleInventory"
+
+    def __init__(self, host_file: str | None = None, group_file: str | None = None,
+                 defaults_file: str | None = None, encoding: str = "utf-8") -> None:
+        super().__init__(host_file=host_file, group_file=group_file,
+                         defaults_file=defaults_file, encoding=encoding)
+        self.subnet_file, self.subnet_required = None, False

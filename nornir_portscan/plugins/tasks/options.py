@@ -8,7 +8,9 @@ still stops the search, which is how a host opts out of an inherited value.
 
 Everything is validated here, before a socket exists, so a typo in one host's
 data fails that host alone, with a message naming host, key, value and where the
-value came from.
+value came from. The scan settings a host may set (timeout, retries, recheck, cluster
+...) and the run-wide ones of the nornir config come from ``inputs/settings.py``: their
+keys, arguments and parsers are not written here.
 """
 
 from __future__ import annotations
@@ -17,22 +19,26 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nornir.core.inventory import Host
 
-from ...engine.core.plan import ScanPlan, parse_cluster, plan_scan
-from ...errors import InventoryError, PortscanError, SpecError
+from ...engine.core.plan import ScanPlan, plan_scan
+from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
-from ...inputs.scope import DEFAULT_MAX_ADDRESSES
+from ...inputs.settings import BY_NAME, PER_HOST, PER_RUN, PER_SCAN, Setting, scan_key
 from ...inputs.targets import parse_targets
+from ..inventory.subnets import origin_of, written_data
 from .result import baseline_shape_error
 
 DATA_KEY = "portscan"
-KEYS = ("ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
-        "baseline", "cluster", "worker_rate")
+#: What to scan, and what to check it against: the task's own keys.
+TASK_KEYS = ("ports", "targets", "exclude", "expect", "baseline")
+#: Every key of a ``portscan`` layer (and every task argument): the task's own, then the
+#: settings a host may set (inputs/settings.py).
+KEYS = (*TASK_KEYS, *(s.name for s in PER_HOST))
 EXPECT_KEYS = ("open", "closed", "not_open", "only_open", "filtered")
 #: What a host scans when neither arguments nor inventory name ports (as on the command line).
 DEFAULT_PORTS = "top100"
@@ -47,80 +53,184 @@ class ScanOptions:
     targets: tuple[str, ...]
     ports: tuple[int, ...]
     exclude: tuple[str, ...] = ()
-    timeout: float | None = None
-    retries: int | None = None
-    discovery: bool = True
-    banners: bool = False
+    #: The per-scan settings (inputs/settings.py) by name: the host's (its data, the task's
+    #: arguments), the run's scope guards (the nornir config); a setting left out has its
+    #: default.
+    settings: Mapping[str, Any] = field(default_factory=dict)
     expect: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     baseline: Mapping[str, Any] | None = None
-    #: The run's allow-list (nornir config ``portscan.allowed_networks``); () allows anything.
-    allowed: tuple[str, ...] = ()
-    #: The size guard (nornir config ``portscan.max_addresses``), per host's target list.
-    max_addresses: int = DEFAULT_MAX_ADDRESSES
-    #: A Dask cluster (tcp://HOST:PORT or local:N) that runs this host's scan; None: here.
-    cluster: str | None = None
-    #: Probes per second at most from each cluster worker (from this process, here).
-    worker_rate: float | None = None
     #: Built by ``resolve_options``, so scope limits fail as invalid input, not mid-run.
     plan: ScanPlan | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> ScanKey:
-        return (self.targets, self.ports, self.exclude, self.timeout, self.retries,
-                self.discovery, self.banners, self.allowed, self.max_addresses, self.cluster,
-                self.worker_rate)
+        """What a pre-submitted scan must match to be this host's (runs.py): the targets,
+        ports and every per-scan setting of the table, so none can be forgotten here."""
+        return (self.targets, self.ports, self.exclude, *scan_key(self.settings))
 
     def make_plan(self) -> ScanPlan:
         return plan_scan(list(self.targets), self.ports, exclude=list(self.exclude),
-                         timeout=self.timeout, retries=self.retries, discovery=self.discovery,
-                         banners=self.banners, allowed=self.allowed,
-                         max_addresses=self.max_addresses, cluster=self.cluster,
-                         worker_rate=self.worker_rate)
+                         **self.settings)
+
+
+class DataError(InventoryError):
+    """Bad ``portscan`` data, naming the file entry it was written in.
+
+    ``where`` leaves the host out: a bad value in a group fails every host of the group,
+    and the command line reports it once, not once per host.
+    """
+
+    def __init__(self, host: str | None, key: str, value: Any, origin: tuple[str | None, str],
+                 problem: str) -> None:
+        self.host, self.key, self.value, self.problem = host, key, value, problem
+        self.file, self.entry = origin
+        setting = f"{DATA_KEY}.{key}" if key else DATA_KEY
+        shown = f"{setting} = {value!r:.80}"
+        written = f"{self.entry} in {self.file}" if self.file else self.entry
+        place = f"{self.file}: {self.entry}" if self.file else self.entry
+        self.where = f"{place}: {shown}: {problem}"
+        super().__init__(f"host {host!r}: {shown} (inventory data of {written}): {problem}"
+                         if host is not None else self.where)
+
+
+#: Where a key path inside one layer's ``portscan`` mapping was written: (file, entry).
+Locate = Callable[[tuple[str, ...]], tuple[str | None, str]]
+
+
+def _locator(element: object, label: str) -> Locate:
+    """(file, entry) of values in an element's data; (None, label) for other plugins'."""
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin_of(element, (DATA_KEY, *path)) or (None, label)
+    return locate
+
+
+def _fixed(origin: tuple[str, str]) -> Locate:
+    def locate(path: tuple[str, ...]) -> tuple[str | None, str]:
+        return origin
+    return locate
 
 
 class _Value:
-    """A setting and where it came from, so an error can point at the right file entry."""
+    """A setting and where it came from, so an error can point at the right file entry.
 
-    __slots__ = ("host", "key", "source", "value")
+    ``locate`` finds the file entry of a key path (None: a task argument).
+    """
 
-    def __init__(self, host: str, key: str, value: Any, source: str) -> None:
-        self.host, self.key, self.value, self.source = host, key, value, source
+    __slots__ = ("host", "key", "label", "locate", "value")
 
-    def error(self, problem: str) -> PortscanError:
-        if self.source == "argument":
-            return PortscanError(f"host {self.host!r}: argument {self.key}={self.value!r}: "
-                                 f"{problem}")
-        return InventoryError(f"host {self.host!r}: {DATA_KEY}.{self.key} = {self.value!r} "
-                              f"(inventory data of {self.source}): {problem}")
+    def __init__(self, host: str | None, key: str, value: Any, locate: Locate | None,
+                 label: str = "argument") -> None:
+        self.host, self.key, self.value = host, key, value
+        self.locate, self.label = locate, label
+
+    def error(self, problem: str, sub: str | None = None, sub_value: Any = None
+              ) -> PortscanError:
+        """``sub``: the key inside this setting the problem is in (an ``expect`` key), whose
+        value ``sub_value`` is shown instead of the whole setting."""
+        if self.locate is None:
+            where = f"{self.key}.{sub}" if sub is not None else self.key
+            value = sub_value if sub is not None else self.value
+            return PortscanError(f"host {self.host!r}: argument {where}={value!r}: {problem}")
+        if sub is None:
+            return DataError(self.host, self.key, self.value, self.locate((self.key,)),
+                             problem)
+        return DataError(self.host, f"{self.key}.{sub}", sub_value,
+                         self.locate((self.key, sub)), problem)
 
 
-def _layers(host: Host) -> list[tuple[str, Any]]:
+def _layers(host: Host) -> list[tuple[str, object, Any]]:
     """The ``portscan`` mappings that apply to a host, most specific first."""
-    layers: list[tuple[str, Any]] = [(f"host {host.name!r}", host.data.get(DATA_KEY))]
-    layers += [(f"group {g.name!r}", g.data.get(DATA_KEY)) for g in host.extended_groups()]
-    layers.append(("defaults", host.defaults.data.get(DATA_KEY)))
-    return [(source, data) for source, data in layers if data is not None]
+    layers: list[tuple[str, object, Any]] = [
+        (f"host {host.name!r}", host, host.data.get(DATA_KEY))]
+    layers += [(f"group {g.name!r}", g, g.data.get(DATA_KEY)) for g in host.extended_groups()]
+    layers.append(("defaults", host.defaults, host.defaults.data.get(DATA_KEY)))
+    return [(label, element, data) for label, element, data in layers if data is not None]
 
 
-def inventory_values(host: Host) -> dict[str, _Value]:
-    """Each key's most specific inventory value; unknown keys fail wherever they appear."""
+def _unknown(what: str, key: str) -> str:
+    """Why ``key`` is refused: unknown, or a setting that is not a host's to set."""
+    setting = BY_NAME.get(key)
+    why = ""
+    if setting is not None and setting.config:
+        why = f": {key} is the run's, set in the nornir config's user_defined.{DATA_KEY}." \
+              f"{setting.config}"
+    elif setting is not None and setting.per == "engine":
+        why = f": {key} is the shared engine's, set by {setting.flags[0]} of run and monitor"
+    elif setting is not None:
+        why = f": {key} is set in Python only (plan_scan, scan)"
+    return f"unknown {what}{why}; allowed: {', '.join(KEYS)}"
+
+
+def check_layer(host: str | None, label: str, locate: Locate, data: Any,
+                with_baseline: bool = True) -> dict[str, _Value]:
+    """One element's own ``portscan`` settings, each checked on its own.
+
+    Every layer is checked, not only the values a host ends up with: a bad value that a
+    host happens to override is still a bad value in the file.
+    """
+    if not isinstance(data, Mapping):
+        raise DataError(host, "", data, locate(()), "must be a mapping of settings")
     found: dict[str, _Value] = {}
-    for source, data in _layers(host):
-        if not isinstance(data, Mapping):
-            raise InventoryError(f"host {host.name!r}: {DATA_KEY} = {data!r} (inventory data "
-                                 f"of {source}): must be a mapping of settings")
-        for key, value in data.items():
-            if key not in KEYS:
-                raise InventoryError(f"host {host.name!r}: unknown key {DATA_KEY}.{key} = "
-                                     f"{value!r} (inventory data of {source}); allowed: "
-                                     f"{', '.join(KEYS)}")
-            found.setdefault(key, _Value(host.name, key, value, source))
+    for key, value in data.items():
+        v = _Value(host, str(key), value, locate, label)
+        if key not in KEYS:
+            raise v.error(_unknown("key", str(key)))
+        if value is not None and (with_baseline or key != "baseline"):
+            _CHECKS[key](v)
+        found[key] = v
     return found
+
+
+def data_errors(inventory: Any) -> list[DataError]:
+    """The first problem of each entry's ``portscan`` data, over the whole inventory.
+
+    Hosts find the problems of the layers they inherit when they run; this finds the rest
+    too (a group no host is in, a subnet's value that a known host overrides), so that a
+    bad value anywhere is reported, once, with its file entry.
+    """
+    layers: list[tuple[str, Locate, Any]] = []
+    written = written_data(inventory.defaults)
+    if written is not None:
+        for origin, data in written:
+            layers.append((origin[1], _fixed(origin), data))
+    else:
+        elements: list[tuple[str, object]] = [("defaults", inventory.defaults)]
+        elements += [(f"group {n!r}", g) for n, g in inventory.groups.items()]
+        elements += [(f"host {n!r}", h) for n, h in inventory.hosts.items()]
+        layers += [(label, _locator(e, label), getattr(e, "data", None))
+                   for label, e in elements]
+    errors: list[DataError] = []
+    for label, locate, data in layers:
+        section = data.get(DATA_KEY) if isinstance(data, Mapping) else None
+        if section is None:
+            continue
+        try:
+            check_layer(None, label, locate, section)
+        except DataError as exc:
+            errors.append(exc)
+    return errors
+
+
+def inventory_values(host: Host, with_baseline: bool = True) -> dict[str, _Value]:
+    """Each key's most specific inventory value; any layer's bad value fails the host."""
+    found: dict[str, _Value] = {}
+    for label, element, data in _layers(host):
+        for key, v in check_layer(host.name, label, _locator(element, label), data,
+                                  with_baseline).items():
+            found.setdefault(key, v)
+    return found
+
+
+def _port_spec(ports: Any) -> tuple[int, ...]:
+    """parse_ports, refusing a mapping (whose keys it would take as ports)."""
+    if isinstance(ports, Mapping):
+        raise SpecError(f"port list must be a string or a list, not a mapping {ports!r:.60}")
+    return parse_ports(ports)
 
 
 def _ports(v: _Value) -> tuple[int, ...]:
     try:
-        return parse_ports(v.value)
+        return _port_spec(v.value)
     except SpecError as exc:
         raise v.error(str(exc)) from None
 
@@ -134,37 +244,15 @@ def _strings(v: _Value, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _number(v: _Value) -> float:
-    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or not v.value > 0:
-        raise v.error("must be a number of seconds greater than 0")
-    return float(v.value)
-
-
-def _count(v: _Value) -> int:
-    if isinstance(v.value, bool) or not isinstance(v.value, int) or v.value < 0:
-        raise v.error("must be a whole number, 0 or more")
-    return v.value
-
-
-def _rate(v: _Value) -> float | None:
-    if isinstance(v.value, bool) or not isinstance(v.value, (int, float)) or v.value < 0:
-        raise v.error("must be a number of probes per second, 0 (no cap) or more")
-    return float(v.value) or None
-
-
-def _flag(v: _Value) -> bool:
-    if not isinstance(v.value, bool):
-        raise v.error("must be true or false")
-    return v.value
-
-
-def _cluster(v: _Value) -> str:
-    if not isinstance(v.value, str):
-        raise v.error("must be a string: tcp://HOST:PORT or local:N")
-    try:
-        return parse_cluster(v.value)
-    except SpecError as exc:
-        raise v.error(str(exc)) from None
+def _setting(setting: Setting) -> Callable[[_Value], object]:
+    """A setting's one parser (inputs/settings.py), its problem named with the value's
+    source."""
+    def check(v: _Value) -> object:
+        try:
+            return setting.parse(v.value)
+        except SpecError as exc:
+            raise v.error(str(exc)) from None
+    return check
 
 
 def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
@@ -173,11 +261,12 @@ def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for key, ports in v.value.items():
         if key not in EXPECT_KEYS:
-            raise v.error(f"unknown expectation {key!r}; allowed: {', '.join(EXPECT_KEYS)}")
+            raise v.error(f"unknown expectation; allowed: {', '.join(EXPECT_KEYS)}",
+                          str(key), ports)
         try:
-            out[key] = parse_ports(ports)
+            out[key] = _port_spec(ports)
         except SpecError as exc:
-            raise v.error(f"expect.{key}: {exc}") from None
+            raise v.error(str(exc), key, ports) from None
     return out
 
 
@@ -225,45 +314,76 @@ def _check_targets(v: _Value, entries: tuple[str, ...]) -> None:
         raise v.error(str(exc)) from None
 
 
-def allowed_networks(config: Any) -> tuple[str, ...]:
-    """The allow-list from a nornir config's ``user_defined.portscan.allowed_networks``."""
-    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
+def _targets(v: _Value) -> tuple[str, ...]:
+    entries = _strings(v, v.key)
+    if entries or v.key != "exclude":  # nothing to exclude is fine; nothing to scan is not
+        _check_targets(v, entries)
+    return entries
+
+
+#: How each key of a ``portscan`` layer is checked (and read), in the order of KEYS.
+_CHECKS: dict[str, Callable[[_Value], object]] = {
+    "ports": _ports, "targets": _targets, "exclude": _targets, "expect": _expect,
+    "baseline": _baseline, **{s.name: _setting(s) for s in PER_HOST}}
+
+
+#: The keys of the nornir config's ``user_defined.portscan`` section: the run-wide settings.
+_BY_CONFIG_KEY = {s.config: s for s in PER_RUN if s.config}
+CONFIG_KEYS = tuple(_BY_CONFIG_KEY)
+
+
+def _config_section(config: Any) -> Mapping[str, Any]:
+    """``user_defined.portscan`` of a nornir config, checked whole: a bad value there
+    concerns the run, and must not surface as the same failure on every host."""
+    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY)
+    check_config_section(section)
+    return section or {}
+
+
+def check_config_section(section: Any) -> None:
+    """Raise ConfigError naming the key for anything wrong in ``user_defined.portscan``."""
+    key = f"user_defined.{DATA_KEY}"
+    if section is None:
+        return
     if not isinstance(section, Mapping):
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY} must be a mapping, "
-                             f"not {section!r}")
-    value = section.get("allowed_networks") or ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.allowed_networks must be "
-                             f"a list of networks, not {value!r}")
-    return tuple(value)
+        raise ConfigError(key, f"must be a mapping of {', '.join(CONFIG_KEYS)}, "
+                               f"not {section!r:.60}")
+    for name, value in section.items():
+        if name not in CONFIG_KEYS:
+            raise ConfigError(f"{key}.{name}", f"unknown key (value {value!r:.60}); allowed: "
+                                               f"{', '.join(CONFIG_KEYS)}")
+        if value is None:
+            continue
+        try:
+            _BY_CONFIG_KEY[name].parse(value)
+        except SpecError as exc:
+            raise ConfigError(f"{key}.{name}", f"{exc}, got {value!r:.60}") from None
 
 
-def max_addresses(config: Any) -> int:
-    """The size guard from a nornir config's ``user_defined.portscan.max_addresses``."""
-    section = (getattr(config, "user_defined", None) or {}).get(DATA_KEY) or {}
-    value = section.get("max_addresses", DEFAULT_MAX_ADDRESSES) if isinstance(
-        section, Mapping) else DEFAULT_MAX_ADDRESSES
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InventoryError(f"nornir config user_defined.{DATA_KEY}.max_addresses must be a "
-                             f"whole number of 1 or more, not {value!r}")
-    return value
+def run_settings(config: Any) -> dict[str, Any]:
+    """The run-wide settings of a nornir config's ``user_defined.portscan`` (the scope
+    guards), by setting name; those not written are left out (their defaults apply)."""
+    section = _config_section(config)
+    return {s.name: s.parse(section[s.config]) for s in PER_RUN
+            if s.config and section.get(s.config) is not None}
 
 
 def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool = True,
                     default_ports: str | None = DEFAULT_PORTS,
-                    allowed: tuple[str, ...] = (),
-                    max_addresses: int = DEFAULT_MAX_ADDRESSES) -> ScanOptions:
+                    run: Mapping[str, Any] | None = None) -> ScanOptions:
     """Merge ``args`` (None means "not given") over inventory data and validate the result.
 
-    Expected ports are always scanned, so an expectation can never pass by not looking.
+    ``run`` holds the run-wide settings (``run_settings`` of the nornir config). Expected
+    ports are always scanned, so an expectation can never pass by not looking.
     ``with_baseline=False`` skips reading baseline files when only the scan matters.
     """
-    values = inventory_values(host)
+    values = inventory_values(host, with_baseline)
     for key, value in args.items():
+        if key not in _CHECKS:
+            raise PortscanError(f"host {host.name!r}: argument {key}={value!r:.60}: "
+                                f"{_unknown('argument', key)}")
         if value is not None:
-            values[key] = _Value(host.name, key, value, "argument")
+            values[key] = _Value(host.name, key, value, None)
     given = {k: v for k, v in values.items() if v.value is not None}
     expect = _expect(given["expect"]) if "expect" in given else {}
     ports: set[int] = set(_ports(given["ports"])) if "ports" in given else set()
@@ -273,30 +393,21 @@ def resolve_options(host: Host, args: Mapping[str, Any], *, with_baseline: bool 
         ports.update(listed)
     if not ports:
         raise InventoryError(f"host {host.name!r}: no ports to scan: give ports")
-    if "targets" in given:
-        targets = _strings(given["targets"], "targets")
-        _check_targets(given["targets"], targets)
-    else:
-        targets = _default_target(host)
-    exclude = _strings(given["exclude"], "exclude") if "exclude" in given else ()
-    if exclude:
-        _check_targets(given["exclude"], exclude)
+    targets = _targets(given["targets"]) if "targets" in given else _default_target(host)
+    exclude = _targets(given["exclude"]) if "exclude" in given else ()
+    settings = {s.name: s.default for s in PER_SCAN}
+    settings.update(run or {})
+    settings.update((s.name, _CHECKS[s.name](given[s.name])) for s in PER_HOST
+                    if s.name in given)
     options = ScanOptions(
-        targets=targets, ports=tuple(sorted(ports)), exclude=exclude,
-        timeout=_number(given["timeout"]) if "timeout" in given else None,
-        retries=_count(given["retries"]) if "retries" in given else None,
-        discovery=_flag(given["discovery"]) if "discovery" in given else True,
-        banners=_flag(given["banners"]) if "banners" in given else False,
+        targets=targets, ports=tuple(sorted(ports)), exclude=exclude, settings=settings,
         expect=expect,
-        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None,
-        allowed=allowed, max_addresses=max_addresses,
-        cluster=_cluster(given["cluster"]) if "cluster" in given else None,
-        worker_rate=_rate(given["worker_rate"]) if "worker_rate" in given else None)
+        baseline=_baseline(given["baseline"]) if with_baseline and "baseline" in given else None)
     try:
         plan = options.make_plan()
     except (PortscanError, ValueError) as exc:
         source = given.get("targets")
         where = (f"targets {list(targets)!r}" if source is None
-                 else f"{source.key} {source.value!r} ({source.source})")
+                 else f"{source.key} {source.value!r} ({source.label})")
         raise InventoryError(f"host {host.name!r}: cannot scan {where}: {exc}") from None
     return dataclasses.replace(options, plan=plan)

@@ -21,20 +21,11 @@ from nornir.core.task import Result, Task
 from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
 from . import result as results
-from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
+from .options import ScanOptions, resolve_options, run_settings
 from .runs import Pending, acquire, observers, submit
 
 PortsArg = str | int | list[str | int] | None
 TargetsArg = str | list[str] | None
-
-
-def _args(ports: PortsArg, targets: TargetsArg, exclude: TargetsArg, timeout: float | None,
-          retries: int | None, discovery: bool | None, banners: bool | None,
-          expect: dict[str, Any] | None, baseline: Any,
-          cluster: str | None = None, worker_rate: float | None = None) -> dict[str, Any]:
-    return {"ports": ports, "targets": targets, "exclude": exclude, "timeout": timeout,
-            "retries": retries, "discovery": discovery, "banners": banners, "expect": expect,
-            "baseline": baseline, "cluster": cluster, "worker_rate": worker_rate}
 
 
 class ScanResult(Result):
@@ -92,34 +83,29 @@ def make_result(host: Host, options: ScanOptions,
                       violations=violations, summary=doc["summary"])
 
 
-def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
-             timeout: float | None = None, retries: int | None = None,
-             discovery: bool | None = None, banners: bool | None = None,
-             expect: dict[str, Any] | None = None, baseline: Any = None,
-             exclude: TargetsArg = None, cluster: str | None = None,
-             worker_rate: float | None = None) -> ScanResult:
+def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
+             exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
+             baseline: Any = None, **settings: Any) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
-    Every argument left at None comes from inventory data under ``portscan``; see the
-    Results documentation for the dict in ``Result.result``. ``failed`` means an
-    expectation was violated, the input is invalid or the scan failed: closed ports alone
-    never fail a host, since nornir would skip it in later runs. ``cluster``
-    (tcp://HOST:PORT or local:N) runs the scan on a Dask cluster instead of here, and
-    ``worker_rate`` caps the probes per second of each of its workers (here: of this
-    process).
+    ``settings`` are the scan settings a host may set, by name (``timeout``, ``retries``,
+    ``discovery``, ``banners``, ``recheck``, ``cluster``: inputs/settings.py declares
+    them); an unknown one fails the host, naming it. Every argument left at None comes
+    from inventory data under ``portscan``; see the Results documentation for the dict in
+    ``Result.result``. ``failed`` means an expectation was violated, the input is invalid
+    or the scan failed: closed ports alone never fail a host, since nornir would skip it
+    in later runs.
     """
-    args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
-                 baseline, cluster, worker_rate)
+    args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
+            "baseline": baseline, **settings}
     try:
-        allowed = allowed_networks(task.nornir.config)
-        limit = max_addresses(task.nornir.config)
-        options = resolve_options(task.host, args, allowed=allowed, max_addresses=limit)
+        run = run_settings(task.nornir.config)
+        options = resolve_options(task.host, args, run=run)
     except PortscanError as exc:
         return _invalid(task.host, exc)
 
     def resolve_other(host: Host) -> ScanOptions:
-        return resolve_options(host, args, with_baseline=False, allowed=allowed,
-                               max_addresses=limit)
+        return resolve_options(host, args, with_baseline=False, run=run)
 
     try:
         pending = acquire(task, options, resolve_other)
@@ -158,18 +144,14 @@ async def _gather(pending: Pending) -> list[ProbeOutcome]:
     return await future
 
 
-async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
-                    timeout: float | None = None, retries: int | None = None,
-                    discovery: bool | None = None, banners: bool | None = None,
-                    expect: dict[str, Any] | None = None, baseline: Any = None,
-                    exclude: TargetsArg = None, cluster: str | None = None,
-                    worker_rate: float | None = None) -> ScanResult:
+async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
+                    exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
+                    baseline: Any = None, **settings: Any) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
-    args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
-                 baseline, cluster, worker_rate)
+    args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
+            "baseline": baseline, **settings}
     try:
-        options = resolve_options(task.host, args, allowed=allowed_networks(task.nornir.config),
-                                  max_addresses=max_addresses(task.nornir.config))
+        options = resolve_options(task.host, args, run=run_settings(task.nornir.config))
     except PortscanError as exc:
         return _invalid(task.host, exc)
     try:

@@ -18,8 +18,9 @@ from ...engine.core.outcome import ProbeOutcome
 from ...engine.io.service import shared_engine
 from ...errors import PortscanError
 from ...inputs.ports import parse_ports
+from ...inputs.settings import BY_NAME, PER_RUN
 from . import result as results
-from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
+from .options import ScanOptions, resolve_options, run_settings
 from .portscan import ScanResult
 
 #: Per-try timeout when none is given: long enough for a slow WAN, short next to a deadline.
@@ -33,9 +34,21 @@ def _seconds(name: str, value: Any, minimum: float) -> float:
     return float(value)
 
 
+def _setting(name: str, value: Any) -> float:
+    """A scan setting's value, by its one parser (inputs/settings.py)."""
+    try:
+        return float(BY_NAME[name].parse(value))
+    except PortscanError as exc:
+        raise PortscanError(f"argument {name}={value!r}: {exc}") from None
+
+
 def _round(options: ScanOptions, ports: tuple[int, ...], try_timeout: float) -> list[ProbeOutcome]:
+    """One try per port, no discovery, within the run's scope guards; the host's other
+    settings (banners, a cluster) are for its audits, not for waiting."""
+    settings = {s.name: options.settings[s.name] for s in PER_RUN if s.name in options.settings}
     plan = ScanOptions(targets=options.targets, ports=ports, exclude=options.exclude,
-                       timeout=try_timeout, retries=0, discovery=False).make_plan()
+                       settings={**settings, "timeout": try_timeout, "retries": 0,
+                                 "discovery": False}).make_plan()
     return shared_engine().submit(plan).result()
 
 
@@ -74,12 +87,10 @@ def wait_for_ports(task: Task, ports: str | int | list[str | int], deadline: flo
             raise PortscanError(f"argument ports={ports!r}: {exc}") from None
         limit = _seconds("deadline", deadline, 0.0)
         pause = _seconds("interval", interval, 0.0)
-        per_try = _seconds("timeout", timeout, 0.001) if timeout is not None else None
+        per_try = None if timeout is None else _setting("timeout", timeout)
         options = resolve_options(host, {"targets": targets, "ports": list(wanted),
                                          "expect": {}}, with_baseline=False,
-                                  default_ports=None,
-                                  allowed=allowed_networks(task.nornir.config),
-                                  max_addresses=max_addresses(task.nornir.config))
+                                  default_ports=None, run=run_settings(task.nornir.config))
     except PortscanError as exc:
         message = str(exc) if str(exc).startswith("host ") else f"host {host.name!r}: {exc}"
         return ScanResult(host=host, result=message, failed=True, exception=exc)
