@@ -25,6 +25,7 @@ from ...inputs.targets import TargetSource
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.resume import ResumePoint
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
@@ -82,7 +83,7 @@ def shard_count(spec: TargetSource, ports: int, requested: int | None = None) ->
 
 
 def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: int,
-            evidence: SharedIcmpEvidence) -> None:
+            evidence: SharedIcmpEvidence, resume: ResumePoint | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     share = layout.share(plan, index)
@@ -102,7 +103,8 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
 
     stats = ScanStats()
     try:
-        for decided in scan_here(share, stats, runs=True, icmp_evidence=evidence):
+        for decided in scan_here(share, stats, runs=True, icmp_evidence=evidence,
+                                 resume=resume):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
             batch.extend(map(tuple, decided.outcomes))
             waiting += len(decided.outcomes)
@@ -128,12 +130,14 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
     os._exit(0)
 
 
-def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
-                runs: bool = False) -> Iterator[OutcomeBatch]:
+def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False,
+                resume: ResumePoint | None = None) -> Iterator[OutcomeBatch]:
     """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive.
 
     ``stats`` gets the workers' counts as each one finishes.
-    Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
+    Down hosts' port runs are passed on whole with ``runs``, else expanded here. A resumed
+    plan's workers inherit ``resume`` (what is decided) with the fork, and each takes its
+    own share of it."""
     layout = ShardLayout.for_processes(plan, count, int.from_bytes(os.urandom(6), "big"))
     budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
@@ -147,7 +151,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _worker(plan, layout, i, budget, wfd, evidence)
+                _worker(plan, layout, i, budget, wfd, evidence, resume)
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()
