@@ -19,10 +19,11 @@ from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
 
 from ...engine.core.outcome import ProbeOutcome
+from ...engine.io.journal import Journal, JournalMismatch, JournalUnusable, shared_journal
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
-from .runs import Pending, acquire, observers, submit
+from .runs import Pending, acquire, observers, open_journal, submit
 
 PortsArg = str | int | list[str | int] | None
 TargetsArg = str | list[str] | None
@@ -96,7 +97,8 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
              timeout: float | None = None, retries: int | None = None,
              discovery: bool | None = None, banners: bool | None = None,
              expect: dict[str, Any] | None = None, baseline: Any = None,
-             exclude: TargetsArg = None, cluster: str | None = None) -> ScanResult:
+             exclude: TargetsArg = None, cluster: str | None = None,
+             resume: str | None = None) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
     Every argument left at None comes from inventory data under ``portscan``; see the
@@ -104,6 +106,9 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
     expectation was violated, the input is invalid or the scan failed: closed ports alone
     never fail a host, since nornir would skip it in later runs. ``cluster``
     (tcp://HOST:PORT or local:N) runs the scan on a Dask cluster instead of here.
+    ``resume`` (a path) keeps the run's journal there: the same run after a crash takes
+    each host's decided (address, port) outcomes from it and probes only the rest. The
+    journal stays until the caller deletes it (once the results are safe elsewhere).
     """
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
                  baseline, cluster)
@@ -119,11 +124,36 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
                                max_addresses=limit)
 
     try:
-        pending = acquire(task, options, resolve_other)
+        pending = acquire(task, options, resolve_other, None if resume is None else str(resume))
         outcomes = pending.handle.result()
+    except (JournalMismatch, JournalUnusable) as exc:  # another run's journal, say
+        return _invalid(task.host, exc)
     except Exception as exc:  # a failed scan is this host's Result, not a crash
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes)
+
+
+def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
+    """A whole run's journal, checked before anything runs: the same hosts, each with the
+    same scan (``JournalMismatch`` otherwise; the file is left as it is). ``arguments``
+    are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
+    share the journal opened here."""
+    args = _args(**{k: arguments.get(k) for k in (
+        "ports", "targets", "exclude", "timeout", "retries", "discovery", "banners", "expect",
+        "baseline", "cluster")})
+    allowed = allowed_networks(nr.config)
+    limit = max_addresses(nr.config)
+    plans: dict[str, Any] = {}
+    for name, host in nr.inventory.hosts.items():
+        try:
+            options = resolve_options(host, args, with_baseline=False, allowed=allowed,
+                                      max_addresses=limit)
+        except PortscanError:
+            continue  # its own task fails with the message
+        if options.cluster is not None:
+            raise PortscanError("resume does not work with a cluster yet")
+        plans[name] = options.plan or options.make_plan()
+    return shared_journal(path, "run", plans, exact=True)
 
 
 async def _gather(pending: Pending) -> list[ProbeOutcome]:
@@ -159,7 +189,8 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
                     timeout: float | None = None, retries: int | None = None,
                     discovery: bool | None = None, banners: bool | None = None,
                     expect: dict[str, Any] | None = None, baseline: Any = None,
-                    exclude: TargetsArg = None, cluster: str | None = None) -> ScanResult:
+                    exclude: TargetsArg = None, cluster: str | None = None,
+                    resume: str | None = None) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
     args = _args(ports, targets, exclude, timeout, retries, discovery, banners, expect,
                  baseline, cluster)
@@ -169,8 +200,12 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
     except PortscanError as exc:
         return _invalid(task.host, exc)
     try:
-        pending = submit(task.host.name, options, observers(task))
+        journal = None if resume is None else open_journal(str(resume),
+                                                            {task.host.name: options})
+        pending = submit(task.host.name, options, observers(task), journal)
         outcomes = await _gather(pending)
+    except (JournalMismatch, JournalUnusable) as exc:  # another run's journal, say
+        return _invalid(task.host, exc)
     except Exception as exc:  # a failed scan is this host's Result
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes)
