@@ -111,11 +111,16 @@ def add_subcommand(sub: Any, name: str, *, summary: str, description: str,
 
 
 @contextmanager
-def output_stream(path: str | None) -> Iterator[IO[str]]:
-    """stdout, or a temporary file beside ``path`` renamed into place when done.
+def output_stream(path: str | None, durable: bool = False) -> Iterator[IO[str]]:
+    """stdout, or a file beside ``path`` that appears there only when complete.
 
-    The rename happens after partial results too, so an interrupted scan never
-    leaves a half-written file, only a complete file with fewer rows.
+    The file has no name while it is written (``O_TMPFILE``): a crash, even SIGKILL,
+    leaves nothing behind, and a complete file is linked into place at the end, after
+    partial results too, so an interrupted scan never leaves a half-written file, only a
+    complete file with fewer rows. Where the file system has no ``O_TMPFILE``, a hidden
+    ``.portscan-*`` file is renamed into place instead (which a SIGKILL leaves behind).
+    ``durable`` syncs the file and its directory before returning (a resumed scan deletes
+    its journal next: the report must be on disk first).
     """
     if path is None or path == "-":
         yield sys.stdout
@@ -126,23 +131,76 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
             yield stream
         return
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
-        # mkstemp makes 0600; a report gets the mode any new file would (0666 less umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror}")
+    fd, tmp = _unnamed_file(directory, path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             yield stream
+            stream.flush()
+            if durable:
+                os.fsync(stream.fileno())
+            if tmp is None:
+                tmp = _link_into(stream.fileno(), directory)
         os.replace(tmp, path)
+        if durable:
+            _sync_directory(directory)
     except BaseException:
         # a crash before the writer finished: keep nothing rather than a torn file
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _unnamed_file(directory: str, path: str) -> tuple[int, str | None]:
+    """An open file to write the report into: unnamed (``O_TMPFILE``, name None), or a
+    hidden temporary file where the file system cannot make unnamed ones."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask  # a report gets the mode any new file would
+    flags = getattr(os, "O_TMPFILE", 0)
+    if flags:
+        try:
+            return os.open(directory, flags | os.O_RDWR | os.O_CLOEXEC, mode), None
+        except OSError:
+            pass  # not on this file system (or kernel): a named temporary file instead
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+        os.fchmod(fd, mode)  # mkstemp makes 0600
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
+    return fd, tmp
+
+
+def _link_into(fd: int, directory: str) -> str:
+    """Give an unnamed file a temporary name in ``directory`` (to be renamed over the
+    report: a link cannot replace a file). Through /proc when it is there, else by copy."""
+    for _ in range(100):
+        tmp = os.path.join(directory, f".portscan-{os.urandom(6).hex()}")
+        try:
+            os.link(f"/proc/self/fd/{fd}", tmp, follow_symlinks=True)
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+    out, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
+    try:
+        os.fchmod(out, os.fstat(fd).st_mode & 0o777)
+        size = os.lseek(fd, 0, os.SEEK_END)
+        sent = 0
+        while sent < size:
+            sent += os.copy_file_range(fd, out, size - sent, sent, sent)
+        os.fsync(out)
+    finally:
+        os.close(out)
+    return tmp
+
+
+def _sync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _positive_float(text: str) -> float:
@@ -206,6 +264,23 @@ def add_output_options(p: argparse.ArgumentParser, formats: Sequence[str]) -> No
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE, complete or not at all (default: stdout); "
                         "the summary line then goes to stderr")
+    p.add_argument("--resume", action="store_true",
+                   help="keep a journal beside FILE (FILE.journal) as the scan goes: if it "
+                        "is killed, the same command again probes only what is left, and "
+                        "FILE ends up as a whole scan's; needs -o FILE")
+
+
+def journal_path(args: argparse.Namespace) -> str | None:
+    """With --resume, where the journal is kept: beside -o FILE, named after it."""
+    if not args.resume:
+        return None
+    output = args.output
+    if output in (None, "-") or (os.path.exists(output) and not os.path.isfile(output)):
+        fail("--resume needs -o FILE: the journal that lets a scan continue is kept beside "
+             "the report")
+    from ..engine.io.journal import journal_beside
+
+    return journal_beside(output)
 
 
 def add_progress_options(p: argparse.ArgumentParser, what: str) -> None:
