@@ -406,9 +406,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                durable=journal is not None)
     broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
     if journal is not None:
-        journal.close()  # everything recorded is on disk before anything exits
         if not interrupted and not any(_scan_failed(r) for r in broken.values()):
             journal.remove()  # the report is complete and in place: nothing to continue
+        else:
+            journal.close()  # everything recorded is on disk before anything exits
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine

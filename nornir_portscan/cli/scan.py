@@ -164,7 +164,9 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
         summary.connects = stats.connects
         writer.finish(summary)
         if journal is not None:
-            journal.close()  # all it holds is written and synced before the report is
+            # all it holds is written before the report is; synced unless the report,
+            # complete, is made durable instead (and the journal then goes)
+            journal.close(sync=status != EXIT_OK)
     if journal is not None and status == EXIT_OK:
         journal.remove()  # the report is complete and in place: nothing to continue
     warning = summary.warning()

@@ -54,7 +54,7 @@ class DecidedPairs:
         self.spec = spec
         self.ports = tuple(ports)
         self.width = len(self.ports)
-        self.port_index = {port: i for i, port in enumerate(self.ports)}
+        self._port_index: dict[int, int] | None = None
         self.positions = spec.count()
         #: a bit per position: every port of that address decided
         self.complete = bytearray((self.positions + 7) // 8)
@@ -64,6 +64,13 @@ class DecidedPairs:
         self.names: dict[int, dict[str, PortRow]] = {}
         self.count = 0  # pairs decided
         self._where: dict[str, int | None] = {}
+
+    @property
+    def port_index(self) -> dict[int, int]:
+        """Port -> its index; built when first needed (a fresh scan never asks)."""
+        if self._port_index is None:
+            self._port_index = dict(zip(self.ports, range(self.width), strict=True))
+        return self._port_index
 
     # ---- recording ----------------------------------------------------------------------
 

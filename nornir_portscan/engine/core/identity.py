@@ -13,7 +13,7 @@ This is the one place that says which settings count; compare two identities wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from ...inputs.targets import TargetSpec
 from .plan import ScanPlan
@@ -21,8 +21,10 @@ from .plan import ScanPlan
 Identity = dict[str, str]
 
 
-def port_ranges(ports: Iterable[int]) -> str:
+def port_ranges(ports: Sequence[int]) -> str:
     """``1-1024,8080``: a port tuple short enough to show in one line."""
+    if ports and list(ports) == sorted(ports) and ports[-1] - ports[0] + 1 == len(ports):
+        return f"{ports[0]}-{ports[-1]}" if len(ports) > 1 else str(ports[0])  # one range
     out: list[str] = []
     first = last = -2
     for port in ports:

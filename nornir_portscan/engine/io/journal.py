@@ -484,17 +484,20 @@ class Journal:
             _write_all(self.fd, b"".join(queued))
         return bool(queued)
 
-    def flush(self) -> None:
-        """Write and sync everything recorded so far (a clean stop)."""
+    def flush(self, sync: bool = True) -> None:
+        """Write (and sync) everything recorded so far."""
         try:
             self._write_queued()
-            os.fdatasync(self.fd)
+            if sync:
+                os.fdatasync(self.fd)
         except OSError as exc:
             raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}"
                                ) from None
 
-    def close(self) -> None:
-        """Stop the writer, write and sync what is left, close the file. Idempotent."""
+    def close(self, sync: bool = True) -> None:
+        """Stop the writer, write what is left (and sync it: a stop the run will continue
+        from; a finished run whose report is about to be made durable need not), close the
+        file. Idempotent."""
         if self.closed:
             return
         self.closed = True
@@ -503,19 +506,19 @@ class Journal:
             self._thread.join()
         try:
             if self._error is None:
-                self.flush()
+                self.flush(sync)
         finally:
             os.close(self.fd)
             _forget(self)
 
     def remove(self) -> None:
-        """The work is safely elsewhere (the report is in place): the journal goes."""
-        self.close()
+        """The work is safely elsewhere (the report is in place and synced): the journal
+        goes. (Should a power loss undo the unlink, a resume finds everything decided.)"""
+        self.close(sync=False)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        _sync_dir(self.path)
 
 
 class Recorder:
