@@ -19,10 +19,12 @@ each with its own plan. A Dask client can use the same calls: ``record`` a batch
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import stat
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -189,12 +191,12 @@ class Journal:
                 raise JournalUnusable(f"the journal {path} belongs to another user: not read")
             header, end = _read_header(fd)
             if header is None:
-                if end < info.st_size:  # a header lost, outcomes after it: do not guess
-                    raise JournalUnusable(f"the journal {path} is damaged at its start: delete "
-                                       f"it to start over")
-                os.close(fd)  # a run killed while creating it: nothing was recorded
-                os.unlink(path)
-                return cls._create(path, kind, plans)
+                if end >= 0:  # empty, or a header cut short: killed while creating it
+                    os.close(fd)
+                    os.unlink(path)
+                    return cls._create(path, kind, plans)
+                raise JournalUnusable(f"{path} is damaged at its start or is no journal: "
+                                      f"delete it to start over")
             journal = cls(path, fd, kind, exact)
             journal._data_start = end
             for item in _header_sections(path, kind, header):
@@ -460,6 +462,7 @@ class Journal:
                 self._thread = threading.Thread(target=self._write_loop,
                                                 name="portscan-journal", daemon=True)
                 self._thread.start()
+                _live.add(self)
 
     def _write_loop(self) -> None:
         """Write what is queued every FLUSH_INTERVAL; sync at most every SYNC_INTERVAL."""
@@ -599,7 +602,8 @@ def _header_sections(path: str, kind: str, header: Any) -> list[dict[str, Any]]:
 
 
 def _read_header(fd: int) -> tuple[Any, int]:
-    """The header frame's JSON and its end, or (None, bytes read) when it is not whole."""
+    """(the header frame's JSON, its end); (None, 0) for an empty file or a header frame
+    cut short (nothing can have been recorded after it); (None, -1) for anything else."""
     os.lseek(fd, 0, os.SEEK_SET)
     buf = bytearray()
     while True:
@@ -608,12 +612,12 @@ def _read_header(fd: int) -> tuple[Any, int]:
             try:
                 return read_json(payload), end
             except Damaged:
-                return None, end
-        if end != NEED_MORE:
-            return None, len(buf)
-        chunk = os.read(fd, 1 << 16)
+                return None, -1
+        chunk = os.read(fd, 1 << 16) if end == NEED_MORE else b""
         if not chunk:
-            return None, len(buf)
+            whole = len(buf) >= 3 and bytes(buf[:3]) == MAGIC + HEADER
+            return None, 0 if end == NEED_MORE and (whole or bytes(buf) in (b"", MAGIC[:1],
+                                                                            MAGIC)) else -1
         buf += chunk
 
 
@@ -625,6 +629,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 _open: dict[str, Journal] = {}
 _open_lock = threading.RLock()
+#: Journals with a writer: a process that ends without closing one (a nornir script whose
+#: run is over) still writes what it recorded.
+_live: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for journal in list(_live):
+        try:
+            journal.close()
+        except Exception:  # exiting: nothing better to do with it
+            pass
 
 
 def shared_journal(path: str, kind: str, plans: Mapping[str, ScanPlan],
