@@ -636,6 +636,43 @@ print(json.dumps({name: (r[0].result if isinstance(r[0].result, dict) else r[0].
 """
 
 
+#: A run's journal as a crash leaves it: host a's first 20 ports decided (a real scan's
+#: outcomes), host b untouched.
+RUN_CRASHED = """
+import sys
+from nornir_portscan.engine.api import plan_scan, run_plan
+from nornir_portscan.engine.io.journal import shared_journal
+plans = {"a": plan_scan("127.0.0.2", "2000-2049"), "b": plan_scan("127.0.0.3", "2000-2049")}
+journal = shared_journal(sys.argv[1], "run", plans)
+journal.record("a", sorted(run_plan(plans["a"]), key=lambda o: o.port)[:20])
+journal.close()
+"""
+
+
+def test_nornir_task_resume_probes_a_hosts_remaining_pairs_only(
+        make_netns: Callable[[], NetNS], tmp_path: Path) -> None:
+    """A run keeps decided (address, port) pairs per nornir host, not only finished hosts:
+    a host decided in part gets a SYN for each of its remaining ports, and no more."""
+    ns = make_netns()
+    ns.listen([("127.0.0.2", 2001, None), ("127.0.0.2", 2040, None)])
+    count = syn_counters(ns, ["127.0.0.2", "127.0.0.3"])
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(json.dumps({"a": {"hostname": "127.0.0.2"},
+                                 "b": {"hostname": "127.0.0.3"}}), encoding="utf-8")
+    journal = tmp_path / "run.journal"
+    crashed = ns.python(RUN_CRASHED, str(journal))
+    assert crashed.returncode == 0, crashed.stderr
+    sent = count()
+    done = ns.python(NORNIR_SCRIPT, str(hosts), str(journal), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert {h: n - sent[h] for h, n in count().items()} == {"127.0.0.2": 30, "127.0.0.3": 50}
+    results = json.loads(done.stdout)
+    assert results["a"]["open"] == {"127.0.0.2": [2001, 2040]}  # one from the journal
+    for name, address in (("a", "127.0.0.2"), ("b", "127.0.0.3")):
+        assert sorted(map(int, results[name]["targets"][address]["ports"])) == list(
+            range(2000, 2050))
+
+
 def test_nornir_task_resume_takes_a_finished_host_from_the_journal(
         make_netns: Callable[[], NetNS], tmp_path: Path) -> None:
     """``portscan(resume=PATH)``: the journal keeps each host's outcomes; a host marked
