@@ -709,3 +709,40 @@ def test_nornir_task_resume_takes_a_finished_host_from_the_journal(
     assert other.returncode == 0, other.stderr
     results = json.loads(other.stdout)
     assert all("different scan" in results[n] and "ports" in results[n] for n in ("a", "b"))
+
+
+# ---- the report's file, where the file system or /proc cannot help -------------------------
+
+
+def test_the_report_still_appears_whole_without_o_tmpfile_or_proc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``O_TMPFILE`` is missing a hidden temporary file is renamed into place; where
+    the unnamed file cannot be linked through /proc it is copied: the report appears
+    whole either way, with a new file's mode, and nothing else is left."""
+    from nornir_portscan.cli.common import output_stream
+
+    umask = os.umask(0o022)
+    try:
+        out = tmp_path / "a.txt"
+        real_link = os.link
+
+        def no_proc(src: str, dst: str, **kwargs: Any) -> None:
+            if str(src).startswith("/proc/self/fd/"):
+                raise FileNotFoundError(2, "No such file or directory", src)
+            real_link(src, dst, **kwargs)
+
+        monkeypatch.setattr(os, "link", no_proc)
+        with output_stream(str(out), durable=True) as stream:
+            stream.write("whole\n" * 1000)
+            assert list(tmp_path.iterdir()) == []  # unnamed while written
+        assert out.read_text() == "whole\n" * 1000 and oct(out.stat().st_mode & 0o777) == "0o644"
+        monkeypatch.delattr(os, "O_TMPFILE")
+        other = tmp_path / "b.txt"
+        with output_stream(str(other)) as stream:
+            stream.write("named\n")
+            assert [p.name[:10] for p in tmp_path.iterdir() if p.name != "a.txt"] == [
+                ".portscan-"]
+        assert other.read_text() == "named\n" and oct(other.stat().st_mode & 0o777) == "0o644"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    finally:
+        os.umask(umask)

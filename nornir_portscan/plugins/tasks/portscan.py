@@ -19,7 +19,7 @@ from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
 
 from ...engine.core.outcome import ProbeOutcome
-from ...engine.io.journal import Journal, JournalMismatch, JournalUnusable, shared_journal
+from ...engine.io.journal import Journal, shared_journal
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
@@ -125,9 +125,12 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None,
 
     try:
         pending = acquire(task, options, resolve_other, None if resume is None else str(resume))
-        outcomes = pending.handle.result()
-    except (JournalMismatch, JournalUnusable) as exc:  # another run's journal, say
+    except PortscanError as exc:  # the journal belongs to another run, say
         return _invalid(task.host, exc)
+    except Exception as exc:
+        return _scan_failed(task.host, exc)
+    try:
+        outcomes = pending.handle.result()
     except Exception as exc:  # a failed scan is this host's Result, not a crash
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes)
@@ -203,9 +206,12 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
         journal = None if resume is None else open_journal(str(resume),
                                                             {task.host.name: options})
         pending = submit(task.host.name, options, observers(task), journal)
-        outcomes = await _gather(pending)
-    except (JournalMismatch, JournalUnusable) as exc:  # another run's journal, say
+    except PortscanError as exc:  # the journal belongs to another run, say
         return _invalid(task.host, exc)
+    except Exception as exc:
+        return _scan_failed(task.host, exc)
+    try:
+        outcomes = await _gather(pending)
     except Exception as exc:  # a failed scan is this host's Result
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes)
