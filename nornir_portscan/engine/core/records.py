@@ -6,7 +6,8 @@ A journal is a sequence of frames::
     (u32 LE)  payload (length bytes)
 
 so a frame cut short by a crash, or damaged, is found (its length or checksum does not
-hold) and only that frame is lost: the reader looks for the next magic whose frame checks.
+hold) and only that frame is lost: ``read_frames`` looks for the next magic whose frame
+checks (it is handed a read function: the file is the I/O side's).
 
 Outcome batches are columns, not pickles: a journal lives beside a report, perhaps in a
 shared directory, and reading it must never run code. Columns also keep the cost per
@@ -22,7 +23,8 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -91,6 +93,77 @@ def read_json(payload: memoryview) -> Any:
         return json.loads(bytes(payload))
     except (ValueError, UnicodeDecodeError):
         raise Damaged("not JSON") from None
+
+
+@dataclass
+class LoadReport:
+    """What loading found: outcomes kept, frames lost to damage, a cut-off end."""
+
+    outcomes: int = 0
+    damaged: int = 0  # frames skipped because their checksum or content did not hold
+    torn: int = 0  # bytes cut off the end (the last frame, cut short by a crash)
+    notes: list[Any] = field(default_factory=list)
+
+    def warning(self, path: str) -> str | None:
+        """One line for stderr when anything was lost, else None."""
+        parts = []
+        if self.damaged:
+            parts.append(f"{self.damaged} damaged record{'s' if self.damaged != 1 else ''} "
+                         f"skipped")
+        if self.torn:
+            parts.append("its last record was cut short and is dropped")
+        if not parts:
+            return None
+        return f"warning: journal {path}: {' and '.join(parts)}; those probes are made again"
+
+
+def read_frames(read: Callable[[], bytes], offset: int,
+                report: LoadReport) -> Iterator[tuple[bytes, memoryview, int]]:
+    """(kind, payload, end offset) of each good frame of a file, in order: ``read`` gives
+    its next bytes (b"" at the end) from ``offset`` on. A stretch that is no good frame is
+    skipped up to the next good one and counted in ``report.damaged``; at the end of the
+    file it is the last frame, cut short by a crash: ``report.torn`` (its bytes)."""
+    buf = bytearray()
+    pos = 0
+    eof = False
+    damage: int | None = None  # where the stretch being skipped began
+    while True:
+        end, kind, payload = parse_frame(buf, pos)
+        if end > 0:
+            assert payload is not None
+            data = bytes(payload)
+            payload.release()
+            if damage is not None:
+                report.damaged += 1
+                damage = None
+            pos = end
+            yield kind, memoryview(data), offset + end
+            continue
+        if end == NEED_MORE and not eof:
+            del buf[:pos]
+            offset += pos
+            pos = 0
+            chunk = read()
+            eof = not chunk
+            buf += chunk
+            continue
+        if pos >= len(buf):  # the end: clean, or inside damage
+            if damage is not None:
+                report.torn = offset + len(buf) - damage
+            return
+        # no good frame here (or one that would run past the end): look further on
+        if damage is None:
+            damage = offset + pos
+        found = buf.find(MAGIC, pos + 1)
+        pos = found if found >= 0 else len(buf)
+        if found < 0 and not eof:
+            pos = max(pos - 1, 0)  # a magic split by the chunk's end
+            del buf[:pos]
+            offset += pos
+            pos = 0
+            chunk = read()
+            eof = not chunk
+            buf += chunk
 
 
 # ---- outcome batches ----------------------------------------------------------------------

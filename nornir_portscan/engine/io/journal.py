@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import atexit
 import errno
+import functools
 import os
 import stat
 import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
@@ -47,11 +48,13 @@ from ..core.records import (
     SECTION,
     Batch,
     Damaged,
+    LoadReport,
     decode_batch,
     encode_batch,
     frame,
     json_payload,
     parse_frame,
+    read_frames,
     read_json,
 )
 from ..core.resume import needs_spec
@@ -99,28 +102,6 @@ class Section:
     decided: DecidedPairs
     done: bool = False  # every outcome of the plan was recorded (a run's host finished)
     replayed: list[ProbeOutcome] | None = None  # kept when loading asked for it
-
-
-@dataclass
-class LoadReport:
-    """What loading found: outcomes kept, frames lost to damage, a cut-off end."""
-
-    outcomes: int = 0
-    damaged: int = 0  # frames skipped because their checksum or content did not hold
-    torn: int = 0  # bytes cut off the end (the last frame, cut short by a crash)
-    notes: list[Any] = field(default_factory=list)
-
-    def warning(self, path: str) -> str | None:
-        """One line for stderr when anything was lost, else None."""
-        parts = []
-        if self.damaged:
-            parts.append(f"{self.damaged} damaged record{'s' if self.damaged != 1 else ''} "
-                         f"skipped")
-        if self.torn:
-            parts.append("its last record was cut short and is dropped")
-        if not parts:
-            return None
-        return f"warning: journal {path}: {' and '.join(parts)}; those probes are made again"
 
 
 def _sync_dir(path: str) -> None:
@@ -285,7 +266,9 @@ class Journal:
         by_id = {s.id: s for s in self.sections.values() if s.id >= 0}
         known = {item["id"] for item in self.recorded.values()}
         good_end = self._data_start
-        for kind, payload, end in self._frames(report):
+        os.lseek(self.fd, self._data_start, os.SEEK_SET)
+        read = functools.partial(os.read, self.fd, _CHUNK)
+        for kind, payload, end in read_frames(read, self._data_start, report):
             good_end = end
             try:
                 if kind == OUTCOMES:
@@ -344,55 +327,6 @@ class Journal:
             for run in new_runs:
                 section.replayed.extend(run.outcomes())
         return new, new_runs
-
-    def _frames(self, report: LoadReport) -> Iterator[tuple[bytes, memoryview, int]]:
-        """(kind, payload, end offset) of each good frame in order. A stretch that is no
-        good frame is skipped up to the next one, and counted in ``report.damaged``; at
-        the end of the file it is the last frame cut short: ``report.torn`` (bytes)."""
-        fd = self.fd
-        offset = self._data_start  # the file offset of buf[0]
-        os.lseek(fd, offset, os.SEEK_SET)
-        buf = bytearray()
-        pos = 0
-        eof = False
-        damage: int | None = None  # where the stretch being skipped began
-        while True:
-            end, kind, payload = parse_frame(buf, pos)
-            if end > 0:
-                assert payload is not None
-                data = bytes(payload)
-                payload.release()
-                if damage is not None:
-                    report.damaged += 1
-                    damage = None
-                pos = end
-                yield kind, memoryview(data), offset + end
-                continue
-            if end == NEED_MORE and not eof:
-                del buf[:pos]
-                offset += pos
-                pos = 0
-                chunk = os.read(fd, _CHUNK)
-                eof = not chunk
-                buf += chunk
-                continue
-            if pos >= len(buf):  # the end: clean, or inside damage
-                if damage is not None:
-                    report.torn = offset + len(buf) - damage
-                return
-            # no good frame here (or one that would run past the end): look further on
-            if damage is None:
-                damage = offset + pos
-            found = buf.find(MAGIC, pos + 1)
-            pos = found if found >= 0 else len(buf)
-            if found < 0 and not eof:
-                pos = max(pos - 1, 0)  # a magic split by the chunk's end
-                del buf[:pos]
-                offset += pos
-                pos = 0
-                chunk = os.read(fd, _CHUNK)
-                eof = not chunk
-                buf += chunk
 
     # ---- sections -----------------------------------------------------------------------
 
