@@ -7,6 +7,7 @@ target raises ``SpecError`` at call time rather than half-way through a scan.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 from .core.outcome import OutcomeBatch, ProbeOutcome
 from .core.plan import (
@@ -18,8 +19,10 @@ from .core.plan import (
 )
 from .core.stats import ScanStats
 from .dist.shard import run_sharded, shard_count
-from .io.journal import Journal
 from .io.local import resume_point, scan_here
+
+if TYPE_CHECKING:  # the journal's modules load only when a scan keeps one
+    from .io.journal import Journal
 
 __all__ = ["DEFAULT_REMOTE_RATE", "ScanPlan", "ScanStats", "ascan", "astream", "open_journal",
            "plan_scan", "replay", "run_plan", "run_plan_batches", "scan", "scan_here",
@@ -78,6 +81,8 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
 def open_journal(path: str, plan: ScanPlan) -> Journal:
     """A scan's journal at ``path``: created, or opened to resume (``JournalMismatch`` when
     it was written for another scan). ``replay`` it next."""
+    from .io.journal import Journal
+
     return Journal.open(path, "scan", {SCAN: plan})
 
 

@@ -19,18 +19,20 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from time import monotonic
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...inputs.targets import TargetSource
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
 from ..core.plan import ScanPlan
-from ..core.resume import ResumePoint
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
 from ..io.limits import concurrency_budget
 from ..io.local import scan_here
+
+if TYPE_CHECKING:
+    from ..core.resume import ResumePoint
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ..core.decided import DecidedPairs
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome
 from ..core.plan import ScanPlan
-from ..core.resume import ResumePoint, resume_work
 from ..core.scheduler import Scheduler
 from ..core.stats import ScanStats
 from ..core.timing import RttEstimator
@@ -21,6 +20,10 @@ from ..core.work import IcmpEvidence, Job
 from .limits import concurrency_budget
 from .loop import ReadinessLoop
 from .resolve import resolve
+
+if TYPE_CHECKING:  # a resumed scan's modules load only when one resumes
+    from ..core.decided import DecidedPairs
+    from ..core.resume import ResumePoint
 
 
 def port_order_key() -> int:
@@ -39,6 +42,8 @@ def jobs_for(plan: ScanPlan, resume: ResumePoint | None,
     plan decides without a probe."""
     if resume is None:
         return [job_for(plan, tag)], []
+    from ..core.resume import resume_work
+
     jobs, early = resume_work(plan, resume, port_order_key())
     for job in jobs:
         job.tag = tag
@@ -48,6 +53,8 @@ def jobs_for(plan: ScanPlan, resume: ResumePoint | None,
 def resume_point(decided: DecidedPairs, timeout: float = 30.0) -> ResumePoint:
     """A resumed plan's starting point: its decided pairs, and a fresh lookup of each name
     decided in part (made once, here, so every shard sees the same addresses)."""
+    from ..core.resume import ResumePoint
+
     point = ResumePoint(decided)
     pending = [(pos, resolve(name)) for pos, name in point.names_to_look_up()]
     for pos, future in pending:

@@ -12,11 +12,11 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
-from ..core.resume import ResumePoint
 from ..core.scheduler import Scheduler
 from ..core.timing import RateLimiter
 from ..core.work import Job
@@ -24,6 +24,9 @@ from .limits import concurrency_budget
 from .local import jobs_for
 from .loop import ReadinessLoop
 from .resolve import resolve
+
+if TYPE_CHECKING:
+    from ..core.resume import ResumePoint
 
 _DONE = object()
 

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
 
 from ...engine.core.outcome import ProbeOutcome
-from ...engine.io.journal import Journal, shared_journal
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, allowed_networks, max_addresses, resolve_options
 from .runs import Pending, acquire, observers, open_journal, submit
+
+if TYPE_CHECKING:
+    from ...engine.io.journal import Journal
 
 PortsArg = str | int | list[str | int] | None
 TargetsArg = str | list[str] | None
@@ -156,6 +158,8 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
         if options.cluster is not None:
             raise PortscanError("resume does not work with a cluster yet")
         plans[name] = options.plan or options.make_plan()
+    from ...engine.io.journal import shared_journal  # only a run that keeps a journal
+
     return shared_journal(path, "run", plans, exact=True)
 
 

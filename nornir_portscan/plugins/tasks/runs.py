@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.dist.cluster import ClusterJob
-from ...engine.io.journal import Journal, shared_journal
 from ...engine.io.local import resume_point
 from ...engine.io.service import JobHandle, Resumed, shared_engine
 from ...errors import PortscanError
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
     from nornir.core import Nornir
     from nornir.core.inventory import Host
     from nornir.core.task import Task
+
+    from ...engine.io.journal import Journal
 
 
 @runtime_checkable
@@ -99,6 +100,8 @@ def open_journal(path: str, plans: dict[str, ScanOptions], new_run: bool = False
     ``plans``; ``JournalMismatch`` names a host whose scan differs from its section's.
     ``new_run``: a run's first batch, which reads the file again (an earlier run of this
     process may have recorded more since it was read)."""
+    from ...engine.io.journal import shared_journal  # only a run that keeps a journal
+
     return shared_journal(path, "run", {name: options.plan or options.make_plan()
                                         for name, options in plans.items()},
                           reopen=new_run)
