@@ -711,38 +711,81 @@ def test_nornir_task_resume_takes_a_finished_host_from_the_journal(
     assert all("different scan" in results[n] and "ports" in results[n] for n in ("a", "b"))
 
 
-# ---- the report's file, where the file system or /proc cannot help -------------------------
+# ---- the report's file, where unnamed files cannot be made or named -------------------------
 
 
-def test_the_report_still_appears_whole_without_o_tmpfile_or_proc(
+def test_the_report_appears_whole_where_unnamed_files_cannot_be_named(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where ``O_TMPFILE`` is missing a hidden temporary file is renamed into place; where
-    the unnamed file cannot be linked through /proc it is copied: the report appears
-    whole either way, with a new file's mode, and nothing else is left."""
-    from nornir_portscan.cli.common import output_stream
+    """Where an unnamed file could not be named, a hidden file is written and renamed (the
+    report is never written twice); where naming fails only at the end, it is copied. The
+    report appears whole either way, with a new file's mode, and nothing else is left."""
+    from nornir_portscan.cli import outfile
 
     umask = os.umask(0o022)
     try:
+        monkeypatch.setattr(outfile, "_nameable", {})
+        monkeypatch.setattr(outfile, "_name", lambda fd, directory: None)
         out = tmp_path / "a.txt"
-        real_link = os.link
-
-        def no_proc(src: str, dst: str, **kwargs: Any) -> None:
-            if str(src).startswith("/proc/self/fd/"):
-                raise FileNotFoundError(2, "No such file or directory", src)
-            real_link(src, dst, **kwargs)
-
-        monkeypatch.setattr(os, "link", no_proc)
-        with output_stream(str(out), durable=True) as stream:
-            stream.write("whole\n" * 1000)
-            assert list(tmp_path.iterdir()) == []  # unnamed while written
-        assert out.read_text() == "whole\n" * 1000 and oct(out.stat().st_mode & 0o777) == "0o644"
-        monkeypatch.delattr(os, "O_TMPFILE")
-        other = tmp_path / "b.txt"
-        with output_stream(str(other)) as stream:
-            stream.write("named\n")
-            assert [p.name[:10] for p in tmp_path.iterdir() if p.name != "a.txt"] == [
-                ".portscan-"]
-        assert other.read_text() == "named\n" and oct(other.stat().st_mode & 0o777) == "0o644"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+        with outfile.output_stream(str(out), durable=True) as stream:
+            stream.write("hidden\n" * 1000)
+            hidden = list(tmp_path.iterdir())
+            assert [p.name[:16] for p in hidden] == [".portscan-a.txt-"]
+            os.utime(hidden[0], (time.time() - 60, time.time() - 60))
+            outfile._remove_leftovers(str(tmp_path), ".portscan-a.txt-")
+            assert hidden[0].exists()  # its writer (this process) holds its lock
+        assert out.read_text() == "hidden\n" * 1000
+        assert oct(out.stat().st_mode & 0o777) == "0o644"
+        device = os.stat(tmp_path).st_dev
+        monkeypatch.setattr(outfile, "_nameable", {device: True})  # it worked when tried
+        with outfile.output_stream(str(out)) as stream:
+            stream.write("copied\n" * 1000)
+            assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # unnamed, then copied
+        assert out.read_text() == "copied\n" * 1000
+        assert oct(out.stat().st_mode & 0o777) == "0o644"
+        assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
     finally:
         os.umask(umask)
+
+
+NO_TMPFILE_SCAN = """
+import os, sys
+del os.O_TMPFILE  # a file system without unnamed files
+from nornir_portscan.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_writers_hidden_file_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """Without unnamed files a SIGKILL leaves the hidden file behind; its lock died with
+    its writer, so the next report written to the same path removes it (a fresh one, or
+    one whose writer lives, is left alone)."""
+    out = tmp_path / "scan.jsonl"
+    proc = subprocess.Popen([PYTHON, "-c", NO_TMPFILE_SCAN, "scan", "127.0.0.1", "-p", "all",
+                             "--rate", "20000", "--format", "jsonl", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert kill_within(proc, 1.5)
+    left = [p for p in tmp_path.iterdir()]
+    assert [p.name[:21] for p in left] == [".portscan-scan.jsonl-"] and left[0].stat().st_size
+    live = tmp_path / ".portscan-scan.jsonl-live"
+    live.write_text("a writer that is still at work")
+    fresh = tmp_path / ".portscan-scan.jsonl-fresh"
+    fresh.write_text("a writer that has not locked its file yet")
+    old = time.time() - 60
+    for path in (left[0], live):
+        os.utime(path, (old, old))
+    holder = subprocess.Popen([PYTHON, "-c", "import fcntl, sys, time\n"
+                               "f = open(sys.argv[1])\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "print('locked', flush=True)\ntime.sleep(60)\n", str(live)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        done = subprocess.run([PYTHON, "-c", NO_TMPFILE_SCAN, "scan", "127.0.0.1", "-p",
+                               "1-10", "--format", "jsonl", "-o", str(out)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["scan.jsonl", live.name, fresh.name])
+    assert len(out.read_text().splitlines()) == 10

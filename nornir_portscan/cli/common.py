@@ -1,5 +1,6 @@
 """What the command line's subcommands share: exit statuses, one-line errors, option
-types, the engine options and the output file that appears only complete."""
+types, the engine options and options of the report's file (which ``outfile.py``
+writes)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import argparse
 import difflib
 import os
 import sys
-import tempfile
 import textwrap
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import IO, Any, NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 HELP_WIDTH = 78  # --help's own text (description, epilog), as argparse wraps an 80-column terminal
@@ -108,99 +107,6 @@ def add_subcommand(sub: Any, name: str, *, summary: str, description: str,
         name, help=summary, description=textwrap.fill(description, HELP_WIDTH),
         epilog="\n".join(lines))
     return parser
-
-
-@contextmanager
-def output_stream(path: str | None, durable: bool = False) -> Iterator[IO[str]]:
-    """stdout, or a file beside ``path`` that appears there only when complete.
-
-    The file has no name while it is written (``O_TMPFILE``): a crash, even SIGKILL,
-    leaves nothing behind, and a complete file is linked into place at the end, after
-    partial results too, so an interrupted scan never leaves a half-written file, only a
-    complete file with fewer rows. Where the file system has no ``O_TMPFILE``, a hidden
-    ``.portscan-*`` file is renamed into place instead (which a SIGKILL leaves behind).
-    ``durable`` syncs the file and its directory before returning (a resumed scan deletes
-    its journal next: the report must be on disk first).
-    """
-    if path is None or path == "-":
-        yield sys.stdout
-        return
-    if os.path.exists(path) and not os.path.isfile(path):
-        # a device or FIFO (/dev/null, a pipe): never rename over it
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _unnamed_file(directory, path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-            stream.flush()
-            if durable:
-                os.fsync(stream.fileno())
-            if tmp is None:
-                tmp = _link_into(stream.fileno(), directory)
-        os.replace(tmp, path)
-        if durable:
-            _sync_directory(directory)
-    except BaseException:
-        # a crash before the writer finished: keep nothing rather than a torn file
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _unnamed_file(directory: str, path: str) -> tuple[int, str | None]:
-    """An open file to write the report into: unnamed (``O_TMPFILE``, name None), or a
-    hidden temporary file where the file system cannot make unnamed ones."""
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = 0o666 & ~umask  # a report gets the mode any new file would
-    flags = getattr(os, "O_TMPFILE", 0)
-    if flags:
-        try:
-            return os.open(directory, flags | os.O_RDWR | os.O_CLOEXEC, mode), None
-        except OSError:
-            pass  # not on this file system (or kernel): a named temporary file instead
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
-        os.fchmod(fd, mode)  # mkstemp makes 0600
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror}")
-    return fd, tmp
-
-
-def _link_into(fd: int, directory: str) -> str:
-    """Give an unnamed file a temporary name in ``directory`` (to be renamed over the
-    report: a link cannot replace a file). Through /proc when it is there, else by copy."""
-    for _ in range(100):
-        tmp = os.path.join(directory, f".portscan-{os.urandom(6).hex()}")
-        try:
-            os.link(f"/proc/self/fd/{fd}", tmp, follow_symlinks=True)
-            return tmp
-        except FileExistsError:
-            continue
-        except OSError:
-            break
-    out, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
-    try:
-        os.fchmod(out, os.fstat(fd).st_mode & 0o777)
-        size = os.lseek(fd, 0, os.SEEK_END)
-        sent = 0
-        while sent < size:
-            sent += os.copy_file_range(fd, out, size - sent, sent, sent)
-        os.fsync(out)
-    finally:
-        os.close(out)
-    return tmp
-
-
-def _sync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _positive_float(text: str) -> float:

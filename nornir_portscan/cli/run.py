@@ -30,8 +30,8 @@ from .common import (
     add_subcommand,
     fail,
     journal_path,
-    output_stream,
 )
+from .outfile import output_stream
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
 DEFAULT_CONFIG = Path("inventory") / "config.yaml"

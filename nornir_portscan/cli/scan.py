@@ -24,8 +24,8 @@ from .common import (
     add_subcommand,
     fail,
     journal_path,
-    output_stream,
 )
+from .outfile import output_stream
 
 if TYPE_CHECKING:
     from ..engine.core.plan import ScanPlan
