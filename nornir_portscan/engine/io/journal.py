@@ -146,6 +146,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None
         self.wrote = False  # recorded anything since it was read
+        self._new = False  # created by this process, its directory not synced yet
         self.closed = False
 
     # ---- opening ------------------------------------------------------------------------
@@ -205,12 +206,11 @@ class Journal:
         journal.in_file = set(journal.recorded)
         try:
             _write_all(fd, frame(HEADER, json_payload(header)))
-            os.fsync(fd)
         except OSError as exc:
             os.close(fd)
             raise JournalUnusable(f"cannot write the journal {path}: {exc.strerror}") from None
-        _sync_dir(path)
         journal._data_start = os.lseek(fd, 0, os.SEEK_END)
+        journal._new = True  # its first sync (off the scan's path) syncs its directory too
         return journal
 
     def _declare(self, item: Mapping[str, Any], in_file: bool = False) -> None:
@@ -406,11 +406,17 @@ class Journal:
             try:
                 dirty = self._write_queued() or dirty
                 if dirty and monotonic() - synced >= SYNC_INTERVAL:
-                    os.fdatasync(self.fd)
+                    self._sync()
                     synced, dirty = monotonic(), False
             except OSError as exc:
                 self._error = exc
                 return
+
+    def _sync(self) -> None:
+        os.fdatasync(self.fd)
+        if self._new:  # a new file's name is durable once its directory is synced
+            _sync_dir(self.path)
+            self._new = False
 
     def _write_queued(self) -> bool:
         with self._lock:
@@ -426,7 +432,7 @@ class Journal:
         try:
             self._write_queued()
             if sync:
-                os.fdatasync(self.fd)
+                self._sync()
         except OSError as exc:
             raise JournalError(f"cannot write the journal {self.path}: {exc.strerror}"
                                ) from None
