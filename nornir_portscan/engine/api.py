@@ -65,16 +65,17 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
         return
     point = None if journal is None else resume_point(journal.section(SCAN).decided)
     count = shard_count(plan.spec, len(plan.ports), plan.shards)
-    if count > 1:
-        batches = run_sharded(plan, count, stats, runs, point)
-    else:
-        batches = scan_here(plan, stats, runs, resume=point)
+    if count > 1:  # the workers encode the journal's records, the parent only queues them
+        record = None if journal is None else (journal.section(SCAN).id,
+                                               journal.record_encoded)
+        yield from run_sharded(plan, count, stats, runs, point, record)
+        return
+    batches = scan_here(plan, stats, runs, resume=point)
     if journal is None:
         yield from batches
         return
-    record = journal.record
     for batch in batches:
-        record(SCAN, batch.outcomes, batch.runs)
+        journal.record(SCAN, batch.outcomes, batch.runs)
         yield batch
 
 

@@ -180,9 +180,10 @@ def _unpacked(kind: str, data: memoryview, count: int) -> tuple[Any, ...]:
     return fmt.unpack(data)
 
 
-def encode_batch(section: int, outcomes: Sequence[ProbeOutcome],
+def encode_batch(section: int, outcomes: Sequence[tuple[Any, ...]],
                  runs: Sequence[PortRun] = ()) -> bytes:
-    """An outcomes frame's payload: one section's outcomes and port runs."""
+    """An outcomes frame's payload: one section's outcomes (``ProbeOutcome``s, or their
+    fields as plain tuples, as a shard worker holds them) and port runs."""
     n = len(outcomes)
     hosts = "\n".join(map(_host, outcomes)).encode()
     reasons = "\n".join(map(_reason, outcomes)).encode()

@@ -360,6 +360,11 @@ class Journal:
             return
         self._put(frame(OUTCOMES, encode_batch(self.sections[key].id, outcomes, list(runs))))
 
+    def record_encoded(self, payload: bytes) -> None:
+        """Queue a batch another process encoded (``encode_batch`` with the section's id):
+        a shard worker makes its records in parallel, the scan's parent only queues them."""
+        self._put(frame(OUTCOMES, payload))
+
     def recorder(self, key: str) -> Recorder:
         """Where outcomes decided one at a time go (``Recorder``)."""
         recorder = Recorder(self.sections[key].id)
