@@ -140,6 +140,10 @@ class Journal:
         self._aside: dict[int, list[Batch]] = {}  # outcomes of sections not claimed yet
         self._done_ids: set[int] = set()
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._fd_lock = threading.Lock()  # who closes the file: close(), or a sync under way
+        self._syncing = False
+        self._fd_closed = False
         self._queue: list[bytes] = []
         self._recorders: list[Recorder] = []
         self._stop = threading.Event()
@@ -410,7 +414,7 @@ class Journal:
         while not self._stop.wait(FLUSH_INTERVAL):
             try:
                 dirty = self._write_queued() or dirty
-                if dirty and monotonic() - synced >= SYNC_INTERVAL:
+                if dirty and monotonic() - synced >= SYNC_INTERVAL and not self.closed:
                     self._sync()
                     synced, dirty = monotonic(), False
             except OSError as exc:
@@ -418,18 +422,31 @@ class Journal:
                 return
 
     def _sync(self) -> None:
-        os.fdatasync(self.fd)
-        if self._new:  # a new file's name is durable once its directory is synced
-            _sync_dir(self.path)
-            self._new = False
+        """fdatasync (and a new journal's directory). The writer thread's sync may outlive
+        a ``close(sync=False)``: the file is then closed here, when the sync is done."""
+        with self._fd_lock:
+            if self._fd_closed:
+                return
+            self._syncing = True
+        try:
+            os.fdatasync(self.fd)
+            if self._new:  # a new file's name is durable once its directory is synced
+                _sync_dir(self.path)
+                self._new = False
+        finally:
+            with self._fd_lock:
+                self._syncing = False
+                if self._fd_closed:
+                    os.close(self.fd)
 
     def _write_queued(self) -> bool:
-        with self._lock:
-            for recorder in self._recorders:
-                self._queue.extend(recorder.frames())
-            queued, self._queue = self._queue, []
-        if queued:
-            _write_all(self.fd, b"".join(queued))
+        with self._writing:  # one writer at a time: frames land whole, in queue order
+            with self._lock:
+                for recorder in self._recorders:
+                    self._queue.extend(recorder.frames())
+                queued, self._queue = self._queue, []
+            if queued:
+                _write_all(self.fd, b"".join(queued))
         return bool(queued)
 
     def flush(self, sync: bool = True) -> None:
@@ -450,13 +467,16 @@ class Journal:
             return
         self.closed = True
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is not None and sync:
+            self._thread.join()  # (without sync: never wait for a sync under way)
         try:
             if self._error is None:
                 self.flush(sync)
         finally:
-            os.close(self.fd)
+            with self._fd_lock:
+                self._fd_closed = True
+                if not self._syncing:
+                    os.close(self.fd)
             _forget(self)
 
     def remove(self) -> None:
