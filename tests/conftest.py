@@ -7,9 +7,11 @@ addresses inside a namespace a test built itself (see ``netns.py``).
 from __future__ import annotations
 
 import select
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from netns import NetNS, NetNSUnavailable, build_lab
@@ -131,3 +133,24 @@ def make_netns() -> Iterator[Callable[[], NetNS]]:
     for ns in made:
         ns.destroy()
 
+
+@pytest.fixture
+def dns_netns(make_netns: Callable[[], NetNS]) -> Iterator[NetNS]:
+    """A namespace whose /etc/hosts (``ip netns exec`` bind-mounts /etc/netns/NAME/hosts)
+    names two loopback addresses ``multi.test`` and ::1 only ``six.test``."""
+    ns = make_netns()
+    base = Path("/etc/netns")
+    made_base = not base.exists()
+    conf = base / ns.name
+    conf.mkdir(parents=True)
+    try:
+        (conf / "hosts").write_text("127.0.0.2 multi.test\n127.0.0.3 multi.test\n"
+                                    "::1 six.test\n", encoding="ascii")
+        yield ns
+    finally:
+        shutil.rmtree(conf, ignore_errors=True)
+        if made_base:
+            try:
+                base.rmdir()
+            except OSError:
+                pass  # something else put a namespace's files there meanwhile

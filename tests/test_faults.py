@@ -13,7 +13,6 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -417,28 +416,6 @@ def test_broken_host_fails_alone(tmp_path: Path) -> None:
 
 
 # ---- names: unresolved, several addresses, IPv6 only ------------------------------------------
-
-
-@pytest.fixture
-def dns_netns(make_netns: Callable[[], NetNS]) -> Iterator[NetNS]:
-    """A namespace whose /etc/hosts (``ip netns exec`` bind-mounts /etc/netns/NAME/hosts)
-    names two loopback addresses ``multi.test`` and ::1 only ``six.test``."""
-    ns = make_netns()
-    base = Path("/etc/netns")
-    made_base = not base.exists()
-    conf = base / ns.name
-    conf.mkdir(parents=True)
-    try:
-        (conf / "hosts").write_text("127.0.0.2 multi.test\n127.0.0.3 multi.test\n"
-                                    "::1 six.test\n", encoding="ascii")
-        yield ns
-    finally:
-        shutil.rmtree(conf, ignore_errors=True)
-        if made_base:
-            try:
-                base.rmdir()
-            except OSError:
-                pass  # something else put a namespace's files there meanwhile
 
 
 NS_COUNTERS = """

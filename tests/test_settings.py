@@ -211,8 +211,10 @@ def test_every_per_scan_setting_changes_the_reuse_key(s: Setting) -> None:
                                    settings={s.name: s.default}).key
     plan = other.make_plan()
     assert plan.settings[s.name] == parsed(s)
-    assert scan_identity(plan.settings)[s.name] != scan_identity(base.make_plan().settings)[
-        s.name]
+    # a setting that can change an outcome makes another scan for a resume; one that only
+    # paces, places or guards it does not (a journal resumed at a gentler rate continues)
+    assert (scan_identity(plan.settings) != scan_identity(base.make_plan().settings)) \
+        == s.decides
 
 
 def test_targets_ports_and_excludes_change_the_reuse_key_too() -> None:
@@ -223,14 +225,16 @@ def test_targets_ports_and_excludes_change_the_reuse_key_too() -> None:
         assert other.key != base.key
 
 
-def test_the_scans_identity_is_a_plain_dict_of_every_per_scan_setting() -> None:
+def test_the_scans_identity_is_a_plain_dict_of_every_deciding_setting() -> None:
     plan = plan_scan("127.0.0.1", "22", **{s.name: s.example for s in SETTINGS})
     identity = scan_identity(plan.settings)
-    assert list(identity) == [s.name for s in PER_SCAN]
+    assert list(identity) == [s.name for s in PER_SCAN if s.decides]
+    assert {"timeout", "retries", "discovery", "recheck"} <= set(identity)
+    assert not {"worker_rate", "cluster", "max_addresses"} & set(identity)
     assert json.loads(json.dumps(identity)) == identity  # JSON types only
     assert identity == scan_identity(settle({s.name: s.example for s in PER_SCAN}))
     assert scan_identity({}) == {s.name: list(s.default) if isinstance(s.default, tuple)
-                                 else s.default for s in PER_SCAN}
+                                 else s.default for s in PER_SCAN if s.decides}
 
 
 # ---- a host's settings reach its plan from inventory data and task arguments ------------------

@@ -1,6 +1,6 @@
 """What the command line's subcommands share: exit statuses, one-line errors, the flags
-of the scan settings (derived from inputs/settings.py) and the output file that appears
-only complete."""
+of the scan settings (derived from inputs/settings.py) and the options of the report's
+file (which ``outfile.py`` writes)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import argparse
 import difflib
 import os
 import sys
-import tempfile
 import textwrap
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import IO, Any, NoReturn
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from ..errors import PortscanError, SpecError
 from ..inputs.settings import SETTINGS, Setting
@@ -112,41 +110,6 @@ def add_subcommand(sub: Any, name: str, *, summary: str, description: str,
         name, help=summary, description=textwrap.fill(description, HELP_WIDTH),
         epilog="\n".join(lines))
     return parser
-
-
-@contextmanager
-def output_stream(path: str | None) -> Iterator[IO[str]]:
-    """stdout, or a temporary file beside ``path`` renamed into place when done.
-
-    The rename happens after partial results too, so an interrupted scan never
-    leaves a half-written file, only a complete file with fewer rows.
-    """
-    if path is None or path == "-":
-        yield sys.stdout
-        return
-    if os.path.exists(path) and not os.path.isfile(path):
-        # a device or FIFO (/dev/null, a pipe): never rename over it
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".portscan-", dir=directory)
-        # mkstemp makes 0600; a report gets the mode any new file would (0666 less umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror}")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-        os.replace(tmp, path)
-    except BaseException:
-        # a crash before the writer finished: keep nothing rather than a torn file
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _positive_float(text: str) -> float:
@@ -281,6 +244,23 @@ def add_output_options(p: argparse.ArgumentParser, formats: Sequence[str]) -> No
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE, complete or not at all (default: stdout); "
                         "the summary line then goes to stderr")
+    p.add_argument("--resume", action="store_true",
+                   help="keep a journal beside FILE (FILE.journal) as the scan goes: if it "
+                        "is killed, the same command again probes only what is left, and "
+                        "FILE ends up as a whole scan's; needs -o FILE")
+
+
+def journal_path(args: argparse.Namespace) -> str | None:
+    """With --resume, where the journal is kept: beside -o FILE, named after it."""
+    if not args.resume:
+        return None
+    output = args.output
+    if output in (None, "-") or (os.path.exists(output) and not os.path.isfile(output)):
+        fail("--resume needs -o FILE: the journal that lets a scan continue is kept beside "
+             "the report")
+    from ..engine.io.journal import journal_beside
+
+    return journal_beside(output)
 
 
 def add_progress_options(p: argparse.ArgumentParser, what: str) -> None:

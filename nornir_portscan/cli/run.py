@@ -28,13 +28,15 @@ from .common import (
     add_setting_options,
     add_subcommand,
     configure_engine,
+    fail,
     given_settings,
     host_settings,
-    output_stream,
+    journal_path,
     run_settings_into,
     settings_record,
 )
 from .inventory import DEFAULT_CONFIG, problem_lines
+from .outfile import output_stream
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
 
@@ -58,7 +60,9 @@ def add_run_parser(sub: Any) -> None:
                   ("nornir-portscan run --format junit -o report.xml", "for a CI test view"),
                   ("nornir-portscan run --save audit.json", "keep this run ..."),
                   ("nornir-portscan run --baseline audit.json --fail-on-change",
-                   "... and gate on what moved")),
+                   "... and gate on what moved"),
+                  ("nornir-portscan run --format json -o audit.json --resume",
+                   "a long audit that a crash does not lose: the same command continues it")),
         exits=RUN_EXITS)
     add_inventory_options(r, "run")
     r.add_argument("-p", "--ports",
@@ -225,8 +229,8 @@ def _host_entry(name: str, r: Any) -> dict[str, Any]:
     return {"failed": True, "error": _error_line(name, r), "result": None}
 
 
-def _write(path: str | None, render: Any) -> None:
-    with output_stream(path) as stream:
+def _write(path: str | None, render: Any, durable: bool = False) -> None:
+    with output_stream(path, durable=durable) as stream:
         render(stream)
 
 
@@ -253,6 +257,32 @@ def _stop_progress(processor: Any) -> None:
             pass
 
 
+def _scan_failed(r: Any) -> bool:
+    """A failed host whose scan could not run (not one whose input was invalid)."""
+    return not (isinstance(r.exception, PortscanError) or r.exception is None)
+
+
+def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) -> Any:
+    """With --resume, the run's journal beside -o FILE, checked against every host before
+    anything runs: another run's journal is refused (exit 2) and left as it is."""
+    path = journal_path(args)
+    if path is None:
+        return None
+    if args.cluster is not None:
+        fail("--resume does not work with --cluster yet: a cluster run cannot continue")
+    from ..plugins.tasks.portscan import open_run_journal
+
+    journal = open_run_journal(nr, path, **task_args)
+    lost = journal.loaded.warning(journal.path)
+    if lost:
+        print(lost, file=sys.stderr)
+    if journal.loaded.outcomes:
+        done = sum(s.done for s in journal.sections.values())
+        print(f"resuming from {journal.path}: {journal.loaded.outcomes} probes were decided "
+              f"before ({done} of {len(journal.sections)} hosts finished)", file=sys.stderr)
+    return journal
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import logging  # here: `scan` builds this module's parser and should not pay for these
 
@@ -277,6 +307,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     task_args: dict[str, Any] = {**host_settings(settings), "baseline": baseline}
     if args.ports is not None:
         task_args["ports"] = args.ports
+    journal = _open_journal(args, nr, task_args)
+    if journal is not None:
+        task_args["resume"] = journal.path
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
                "ports": args.ports, **settings_record(settings, given_only=True),
                "baseline": args.baseline}
@@ -326,17 +359,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             render_document(args.format, doc, stream)
 
-    _write(args.output, report)
+    _write(args.output, report, durable=journal is not None)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
     if args.save:
-        _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"))
+        _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"),
+               durable=journal is not None)
+    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
+    if journal is not None:
+        if not interrupted and not any(_scan_failed(r) for r in broken.values()):
+            journal.remove()  # the report is complete and in place: nothing to continue
+        else:
+            journal.close()  # everything recorded is on disk before anything exits
     if interrupted:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
-    broken = {name: (doc["hosts"][name]["error"], r.exception) for name, r in results.items()
-              if not isinstance(r.result, dict)}
-    lines, bad_input = problem_lines(nr, broken)
+    lines, bad_input = problem_lines(
+        nr, {name: (doc["hosts"][name]["error"], r.exception) for name, r in broken.items()})
     for line in lines:
         print(f"nornir-portscan: error: {line}", file=sys.stderr)
     if bad_input:

@@ -22,12 +22,14 @@ from .common import (
     add_subcommand,
     fail,
     given_settings,
-    output_stream,
+    journal_path,
     settings_record,
 )
+from .outfile import output_stream
 
 if TYPE_CHECKING:
     from ..engine.core.plan import ScanPlan
+    from ..engine.io.journal import Journal
 
 SCAN_FORMATS = ("table", "jsonl", "json", "csv")
 DEFAULT_PORTS = "top100"
@@ -50,7 +52,10 @@ def add_scan_parser(sub: Any) -> None:
                   ("nornir-portscan scan localhost -p all --banners",
                    "every port, and what services say first"),
                   ("nornir-portscan scan 127.0.0.1-20 --format jsonl -o scan.jsonl",
-                   "one JSON line per probe")),
+                   "one JSON line per probe"),
+                  ("nornir-portscan scan 127.0.0.0/24 -p all -o audit.jsonl --format jsonl "
+                   "--resume", "a long scan that a crash does not lose: the same command "
+                               "again continues it")),
         exits=SCAN_EXITS)
     s.add_argument("targets", nargs="+", metavar="TARGET",
                    help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), "
@@ -77,6 +82,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         plan = plan_scan(args.targets, args.ports, exclude=exclude, **given_settings(args))
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
+    journal = open_journal(args, plan)
     if plan.cluster is not None:
         from .cluster import close_clients, cluster_client, with_progress
 
@@ -87,12 +93,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 sys.stderr.isatty() if args.progress is None else args.progress))
         finally:
             close_clients()
-    return _scan(args, plan, lambda batches: batches)
+    return _scan(args, plan, lambda batches: batches, journal)
+
+
+def open_journal(args: argparse.Namespace, plan: ScanPlan) -> Journal | None:
+    """With --resume, the scan's journal beside -o FILE: created, or opened to continue
+    (another scan's journal is refused, exit 2, and left as it is)."""
+    path = journal_path(args)
+    if path is None:
+        return None
+    if plan.cluster is not None:
+        fail("--resume does not work with --cluster yet: a cluster scan cannot continue")
+    from ..engine.api import open_journal as open_scan_journal
+
+    return open_scan_journal(path, plan)
 
 
 def _scan(args: argparse.Namespace, plan: ScanPlan,
-          wrap: Callable[[Iterator[Any]], Iterable[Any]]) -> int:
-    from ..engine.api import ScanStats, stream_plan
+          wrap: Callable[[Iterator[Any]], Iterable[Any]],
+          journal: Journal | None = None) -> int:
+    from ..engine.api import ScanStats, replay, stream_plan
     from ..engine.core.errors import EngineError
     from ..report import ScanSummary, writer_for
 
@@ -104,11 +124,16 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     status = EXIT_OK
     started = time.monotonic()
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    with output_stream(args.output) as stream:
+    with output_stream(args.output, durable=journal is not None) as stream:
         writer = writer_for(args.format, stream, color=color)
         stats = ScanStats()
         try:
-            for outcomes, runs in wrap(stream_plan(plan, stats, runs=True)):
+            if journal is not None:
+                for outcomes, runs in replay(journal, runs=True):
+                    summary.add(outcomes, runs)
+                    writer.write(outcomes, runs)
+                _resuming(journal, summary.total, len(plan.ports) * plan.spec.count())
+            for outcomes, runs in wrap(stream_plan(plan, stats, runs=True, journal=journal)):
                 summary.add(outcomes, runs)
                 writer.write(outcomes, runs)
         except (KeyboardInterrupt, Interrupted):
@@ -122,12 +147,28 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
         summary.elapsed = time.monotonic() - started
         summary.connects = stats.connects
         writer.finish(summary)
+        if journal is not None:
+            # all it holds is written before the report is; synced unless the report,
+            # complete, is made durable instead (and the journal then goes)
+            journal.close(sync=status != EXIT_OK)
+    if journal is not None and status == EXIT_OK:
+        journal.remove()  # the report is complete and in place: nothing to continue
     warning = summary.warning()
     if warning:
         print(warning, file=sys.stderr)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary.line(), file=sys.stderr)
     return status
+
+
+def _resuming(journal: Journal, decided: int, planned: int) -> None:
+    """One line on stderr: what a resumed scan found (and anything its journal lost)."""
+    lost = journal.loaded.warning(journal.path)
+    if lost:
+        print(lost, file=sys.stderr)
+    if decided:
+        print(f"resuming from {journal.path}: {decided} of at most {planned} probes were "
+              f"decided before", file=sys.stderr)
 
 
 def ports_label(spec: str, count: int) -> str:

@@ -13,8 +13,9 @@ pre-submitted scan forgot fields). So each setting is one ``Setting`` here, and:
 - ``plugins/tasks/options`` accepts the ``host`` settings as inventory keys and task
   arguments, and the ``config`` ones as keys of ``user_defined.portscan``;
 - ``engine/core/plan.plan_scan`` takes every setting as a keyword and validates it;
-- ``ScanOptions.key`` (when a pre-submitted scan may be reused) and ``scan_identity``
-  (what makes two scans the same scan) are the ``per="scan"`` settings' values;
+- ``ScanOptions.key`` (when a pre-submitted scan may be reused) is the ``per="scan"``
+  settings' values, and ``scan_identity`` (what a resumed scan must match) those of them
+  that can change an outcome (``decides``);
 - the reports' ``options`` record names every setting given.
 
 Each entry has ONE parser: it takes a value from any source (a command-line string, a
@@ -84,6 +85,11 @@ class Setting(NamedTuple):
     host: bool = False
     #: Its key in the nornir config's ``user_defined.portscan`` (run-wide), if any.
     config: str | None = None
+    #: It can change an outcome, so a resumed scan must have the journal's value
+    #: (``scan_identity``). False for what only paces, places or guards a scan (a rate per
+    #: worker, where the shards run, the size guard): a scan resumed at a gentler rate or
+    #: on a cluster is the same scan.
+    decides: bool = True
 
 
 # ---- the parsers: each raises SpecError(problem), never naming the value --------------------
@@ -183,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_addresses", "refuse a scan whose targets cover over N addresses",
             positive_count, 256, default=DEFAULT_MAX_ADDRESSES,
             default_text=str(DEFAULT_MAX_ADDRESSES), flags=("--max-hosts",), metavar="N",
-            config="max_addresses"),
+            config="max_addresses", decides=False),
     Setting("timeout", "fixed per-try timeout in seconds", seconds, 2.0,
             default_text="adapts to measured RTT", flags=("--timeout",), metavar="S",
             host=True),
@@ -200,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
             "--cluster worker's shards together (the cluster's total is N x workers, still "
             "capped by --rate if given), or this process on a local scan; 0 for no cap",
             rate, 500.0, default_text="none", flags=("--worker-rate",), metavar="N",
-            host=True),
+            host=True, decides=False),
     Setting("discovery", "probe every port of every host, even hosts that answer nothing",
             switch, False, default=True, default_text="discovery on",
             flags=("--no-discovery",), flag_value=False, host=True),
@@ -216,7 +222,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cluster", "run the scan's shards on a Dask cluster: tcp://HOST:8786, or "
             "local:N for N worker processes here (needs 'nornir-portscan[dask]')",
             cluster_address, "local:2", default_text="this machine", flags=("--cluster",),
-            metavar="ADDR", host=True),
+            metavar="ADDR", host=True, decides=False),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
@@ -226,6 +232,8 @@ PER_SCAN: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.per == "scan")
 PER_HOST: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.host)
 #: What the nornir config's ``user_defined.portscan`` may set, run-wide.
 PER_RUN: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.config)
+#: The per-scan settings that can change an outcome: a resumed scan must match them.
+IDENTITY: tuple[Setting, ...] = tuple(s for s in PER_SCAN if s.decides)
 
 
 def settle(given: Mapping[str, Any], settings: Iterable[Setting] = SETTINGS
@@ -255,8 +263,9 @@ def scan_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def scan_identity(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The per-scan settings' values as a plain, JSON-ready dict (lists for tuples), in
-    table order, defaults for those not in ``values``: what a saved scan must match to be
-    taken as the same scan (a resume, say). ``ScanPlan.settings`` holds the values."""
+    """The values of the settings that can change an outcome (``IDENTITY``) as a plain,
+    JSON-ready dict (lists for tuples), in table order, defaults for those not in
+    ``values``: what a journal's scan must match for a resume to continue it.
+    ``ScanPlan.settings`` holds the values."""
     return {s.name: list(v) if isinstance(v := values.get(s.name, s.default), tuple) else v
-            for s in PER_SCAN}
+            for s in IDENTITY}

@@ -109,6 +109,15 @@ class TargetItem:
             value |= octets[i] << shift
         return value
 
+    def index(self, value: int) -> int:
+        """``nth``'s inverse: which ``k`` gives ``value`` (which this entry must contain)."""
+        if self.kind != "octets":
+            return value - self.start
+        k = 0
+        for shift, octets in zip((24, 16, 8, 0), self.octets, strict=True):
+            k = k * len(octets) + bisect.bisect_left(octets, (value >> shift) & 0xFF)
+        return k
+
 
 def _parse_octet_part(part: str, whole: str) -> tuple[int, ...]:
     if part == "*":
@@ -292,6 +301,36 @@ class TargetSpec:
         if item.kind != "address" and _never_a_host(addr):
             return None
         return Target(str(addr), None, item.version)
+
+    def position_of(self, address: str) -> int | None:
+        """``at``'s inverse for an address: the position iterating yields it at (its first
+        entry's), or None when this list never yields it. A resumed scan keys what is
+        decided by position, so a /8 is a bitmap of positions, not a set of strings."""
+        try:
+            addr = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        version, value = addr.version, int(addr)
+        if self.is_excluded(version, value):
+            return None
+        start = 0
+        for item in self.items:
+            if item.kind != "name" and item.contains(version, value):
+                return start + item.index(value)
+            start += item.count()
+        return None
+
+    def name_position(self, name: str) -> int | None:
+        """The position of a name entry (its first, as iterating yields it), or None."""
+        lower = name.strip().rstrip(".").lower()
+        if lower in self._ex_names:
+            return None
+        start = 0
+        for item in self.items:
+            if item.kind == "name" and item.text.strip().rstrip(".").lower() == lower:
+                return start
+            start += item.count()
+        return None
 
     def __iter__(self) -> Iterator[Target]:
         """Each address once, even when entries overlap (an address and its network)."""

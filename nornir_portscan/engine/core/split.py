@@ -171,3 +171,9 @@ class HostSlice:
         """Places in the slice (an upper bound of its targets; ``skip`` not subtracted)."""
         n, slices, s = self.n, self.slices, self.slice
         return -(-(s + 1) * n // slices) - self.first
+
+    def holds(self, position: int) -> bool:
+        """Whether the target at ``position`` of the whole list is this slice's (a resumed
+        shard takes its own hosts decided in part, and no other shard's)."""
+        n = self.n
+        return (self.offset + position * self.stride) % n * self.slices // n == self.slice

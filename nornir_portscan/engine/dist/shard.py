@@ -9,6 +9,7 @@ of completion; small scans stay in one process, where a fork would dominate.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import pickle
@@ -16,10 +17,10 @@ import selectors
 import signal
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from time import monotonic
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...inputs.targets import TargetSource
 from ..core.errors import EngineError
@@ -30,6 +31,9 @@ from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
 from ..io.limits import concurrency_budget
 from ..io.local import scan_here
+
+if TYPE_CHECKING:
+    from ..core.resume import ResumePoint
 
 #: Below this many probes a single process wins: forking costs more than it saves.
 SHARD_MIN_PROBES = 8192
@@ -82,7 +86,8 @@ def shard_count(spec: TargetSource, ports: int, requested: int | None = None) ->
 
 
 def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: int,
-            evidence: SharedIcmpEvidence) -> None:
+            evidence: SharedIcmpEvidence, resume: ResumePoint | None,
+            journal_section: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     share = layout.share(plan, index)
@@ -93,6 +98,18 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
     sent = waiting = 0  # outcomes (runs expanded) sent and not yet sent: the parent checks
     last = monotonic()
 
+    encode = None
+    if journal_section is not None:  # the journal's records are made here, in parallel
+        from ..core.records import encode_batch
+
+        encode = functools.partial(encode_batch, journal_section)
+
+    def send(tuples: list[tuple[Any, ...]], port_runs: list[PortRun]) -> None:
+        if encode is None:
+            flush((tuples, port_runs))
+        else:
+            flush((tuples, port_runs, encode(tuples, port_runs)))
+
     def flush(obj: object) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(_HEADER.pack(len(data)) + data)
@@ -102,7 +119,8 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
 
     stats = ScanStats()
     try:
-        for decided in scan_here(share, stats, runs=True, icmp_evidence=evidence):
+        for decided in scan_here(share, stats, runs=True, icmp_evidence=evidence,
+                                 resume=resume):
             # plain tuples pickle in C; their PortState is pickled once per batch (memo)
             batch.extend(map(tuple, decided.outcomes))
             waiting += len(decided.outcomes)
@@ -112,15 +130,15 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
             now = monotonic()
             # a message holds about as many outcomes as the parent should expand at once
             if waiting >= 2048 or now - last > 0.05:
-                flush((batch, runs))
+                send(batch, runs)
                 sent += waiting
                 batch, runs, waiting = [], [], 0
                 last = now
-        flush((batch, runs))
+        send(batch, runs)
         flush(_Done(sent + waiting, stats.connects))
     except BaseException as exc:
         try:
-            flush((batch, runs))
+            send(batch, runs)
             flush(EngineError(f"scan worker {index} failed: {exc!r}"))
         except OSError:
             pass
@@ -128,12 +146,18 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
     os._exit(0)
 
 
-def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
-                runs: bool = False) -> Iterator[OutcomeBatch]:
+def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False,
+                resume: ResumePoint | None = None,
+                record: tuple[int, Callable[[bytes], None]] | None = None,
+                ) -> Iterator[OutcomeBatch]:
     """Fork ``count`` workers and yield their outcomes, a batch at a time, as they arrive.
 
     ``stats`` gets the workers' counts as each one finishes.
-    Down hosts' port runs are passed on whole with ``runs``, else expanded here."""
+    Down hosts' port runs are passed on whole with ``runs``, else expanded here. A resumed
+    plan's workers inherit ``resume`` (what is decided) with the fork, and each takes its
+    own share of it. With ``record`` (a journal section's id, and where its records go)
+    each worker encodes its outcomes as journal records itself, in parallel, and each is
+    handed to ``record`` before its outcomes are yielded."""
     layout = ShardLayout.for_processes(plan, count, int.from_bytes(os.urandom(6), "big"))
     budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
@@ -147,7 +171,8 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 os.close(rfd)
-                _worker(plan, layout, i, budget, wfd, evidence)
+                _worker(plan, layout, i, budget, wfd, evidence, resume,
+                        None if record is None else record[0])
             os.close(wfd)
             children[rfd] = pid
             buffers[rfd] = bytearray()
@@ -183,7 +208,9 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats,
                     elif isinstance(obj, BaseException):
                         error = obj
                     else:
-                        tuples, port_runs = obj
+                        tuples, port_runs = obj[0], obj[1]
+                        if record is not None:
+                            record[1](obj[2])
                         decided = OutcomeBatch(list(map(outcome_from_fields, tuples)), port_runs)
                         if not runs:
                             decided = OutcomeBatch(decided.expanded(), [])

@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
@@ -20,28 +21,65 @@ from ..core.scheduler import Scheduler
 from ..core.timing import RateLimiter
 from ..core.work import Job
 from .limits import concurrency_budget
-from .local import job_for
+from .local import jobs_for
 from .loop import ReadinessLoop
 from .resolve import resolve
 
+if TYPE_CHECKING:
+    from ..core.resume import ResumePoint
+
 _DONE = object()
+
+
+class Resumed:
+    """How a handle's scan continues a journal: what it decided before (handed out first),
+    where it stands (None: nothing is left to probe), where new outcomes are recorded
+    and what to call once every outcome is (the journal marks the section done)."""
+
+    def __init__(self, replayed: list[ProbeOutcome], point: ResumePoint | None,
+                 record: Callable[[ProbeOutcome], None],
+                 finished: Callable[[], None]) -> None:
+        self.replayed, self.point = replayed, point
+        self.record, self.finished = record, finished
 
 
 class JobHandle:
     """A submitted scan: iterate it for outcomes as they are decided (thread-safe)."""
 
     def __init__(self, plan: ScanPlan,
-                 on_outcome: Callable[[ProbeOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[ProbeOutcome], None] | None = None,
+                 resumed: Resumed | None = None) -> None:
         self.plan = plan
         self.on_outcome = on_outcome
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.job: Job | None = None
+        self.jobs: list[Job] = []
         self.cancelled = False
+        self.resumed = resumed
+        self._left = 0  # jobs not ended yet
+        self._record: Callable[[ProbeOutcome], None] | None = None
+        if resumed is not None:
+            self._record = resumed.record
+            for outcome in resumed.replayed:
+                self._hand_out(outcome)
+
+    def _start(self, jobs: list[Job]) -> None:
+        """The engine took the handle's jobs (one, or a resumed scan's several)."""
+        self.jobs = jobs
+        self._left = len(jobs)
 
     def _put(self, outcome: ProbeOutcome | None) -> None:
         if outcome is None:
-            self._queue.put(_DONE)
+            self._left -= 1
+            if self._left <= 0:
+                if self.resumed is not None:
+                    self.resumed.finished()
+                self._queue.put(_DONE)
             return
+        if self._record is not None:
+            self._record(outcome)
+        self._hand_out(outcome)
+
+    def _hand_out(self, outcome: ProbeOutcome) -> None:
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -56,10 +94,10 @@ class JobHandle:
         while True:
             item = self._queue.get()
             if item is _DONE:
-                job = self.job
-                if job is not None and job.emitted != job.addresses * len(job.ports):
-                    raise EngineError(f"accounting error: {job.emitted} outcomes for "
-                                      f"{job.addresses} hosts x {len(job.ports)} ports")
+                for job in self.jobs:
+                    if job.emitted != job.addresses * len(job.ports):
+                        raise EngineError(f"accounting error: {job.emitted} outcomes for "
+                                          f"{job.addresses} hosts x {len(job.ports)} ports")
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -90,8 +128,14 @@ class Engine:
         self.rate = rate
 
     def submit(self, plan: ScanPlan,
-               on_outcome: Callable[[ProbeOutcome], None] | None = None) -> JobHandle:
-        handle = JobHandle(plan, on_outcome)
+               on_outcome: Callable[[ProbeOutcome], None] | None = None,
+               resumed: Resumed | None = None) -> JobHandle:
+        """Queue a plan's scan; with ``resumed``, only what its journal has not decided
+        (and nothing at all, no engine, when nothing is left)."""
+        handle = JobHandle(plan, on_outcome, resumed)
+        if resumed is not None and resumed.point is None:
+            handle._put(None)
+            return handle
         with self._lock:
             self._inbox.append(handle)
             if self._thread is None or not self._thread.is_alive():
@@ -106,8 +150,15 @@ class Engine:
             handles, self._inbox = self._inbox, []
         assert self.sched is not None
         for handle in handles:
-            plan = handle.plan
-            handle.job = self.sched.add_job(job_for(plan, tag=handle))
+            resumed = handle.resumed
+            jobs, early = jobs_for(handle.plan, None if resumed is None else resumed.point,
+                                   tag=handle)
+            handle._start(jobs)
+            for run in early:
+                for outcome in run.outcomes():
+                    handle._put(outcome)
+            for job in jobs:
+                self.sched.add_job(job)
         self._apply_rate()
 
     def _apply_rate(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nornir.core.inventory import Host
 from nornir.core.task import Result, Task
@@ -22,7 +22,10 @@ from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
-from .runs import Pending, acquire, observers, submit
+from .runs import Pending, acquire, observers, open_journal, submit
+
+if TYPE_CHECKING:
+    from ...engine.io.journal import Journal
 
 PortsArg = str | int | list[str | int] | None
 TargetsArg = str | list[str] | None
@@ -85,7 +88,8 @@ def make_result(host: Host, options: ScanOptions,
 
 def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
              exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
-             baseline: Any = None, **settings: Any) -> ScanResult:
+             baseline: Any = None, resume: str | None = None,
+             **settings: Any) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
     ``settings`` are the scan settings a host may set, by name (``timeout``, ``retries``,
@@ -94,7 +98,10 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
     from inventory data under ``portscan``; see the Results documentation for the dict in
     ``Result.result``. ``failed`` means an expectation was violated, the input is invalid
     or the scan failed: closed ports alone never fail a host, since nornir would skip it
-    in later runs.
+    in later runs. ``resume`` (a path) keeps the run's journal there: the same run after
+    a crash takes each host's decided (address, port) outcomes from it and probes only
+    the rest. The journal stays until the caller deletes it (once the results are safe
+    elsewhere): it is not a scan setting, since where outcomes are kept changes none.
     """
     args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
             "baseline": baseline, **settings}
@@ -108,11 +115,38 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
         return resolve_options(host, args, with_baseline=False, run=run)
 
     try:
-        pending = acquire(task, options, resolve_other)
+        pending = acquire(task, options, resolve_other, None if resume is None else str(resume))
+    except PortscanError as exc:  # the journal belongs to another run, say
+        return _invalid(task.host, exc)
+    except Exception as exc:
+        return _scan_failed(task.host, exc)
+    try:
         outcomes = pending.handle.result()
     except Exception as exc:  # a failed scan is this host's Result, not a crash
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes)
+
+
+def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
+    """A whole run's journal, checked before anything runs: the same hosts, each with the
+    same scan (``JournalMismatch`` otherwise; the file is left as it is). ``arguments``
+    are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
+    share the journal opened here."""
+    args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume")}
+    run = run_settings(nr.config)
+    plans: dict[str, Any] = {}
+    for name, host in nr.inventory.hosts.items():
+        try:
+            options = resolve_options(host, args, with_baseline=False, run=run)
+        except PortscanError:
+            continue  # its own task fails with the message
+        plan = options.plan or options.make_plan()
+        if plan.cluster is not None:
+            raise PortscanError("resume does not work with a cluster yet")
+        plans[name] = plan
+    from ...engine.io.journal import shared_journal  # only a run that keeps a journal
+
+    return shared_journal(path, "run", plans, exact=True)
 
 
 async def _gather(pending: Pending) -> list[ProbeOutcome]:
@@ -146,7 +180,8 @@ async def _gather(pending: Pending) -> list[ProbeOutcome]:
 
 async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
                     exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
-                    baseline: Any = None, **settings: Any) -> ScanResult:
+                    baseline: Any = None, resume: str | None = None,
+                    **settings: Any) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
     args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
             "baseline": baseline, **settings}
@@ -155,7 +190,14 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
     except PortscanError as exc:
         return _invalid(task.host, exc)
     try:
-        pending = submit(task.host.name, options, observers(task))
+        journal = None if resume is None else open_journal(str(resume),
+                                                            {task.host.name: options})
+        pending = submit(task.host.name, options, observers(task), journal)
+    except PortscanError as exc:  # the journal belongs to another run, say
+        return _invalid(task.host, exc)
+    except Exception as exc:
+        return _scan_failed(task.host, exc)
+    try:
         outcomes = await _gather(pending)
     except Exception as exc:  # a failed scan is this host's Result
         return _scan_failed(task.host, exc)

@@ -16,6 +16,11 @@ asks again (it collected its scan in an earlier run). A host the batch left out
 Subtasks (``task.run(portscan)`` inside a grouped task) are not pre-submitted:
 their results must describe the moment the subtask runs, not the moment the
 first host started the group.
+
+With ``resume`` (a journal's path) a run survives a crash: the journal has a section per
+nornir host, holding the (address, port) pairs decided so far, so the same run again hands
+each host's decided outcomes out first and probes only the rest. All of a batch's hosts
+are known when its first task opens the journal, so one look at the file serves them all.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.dist.cluster import ClusterJob
-from ...engine.io.service import JobHandle, shared_engine
+from ...engine.io.local import resume_point
+from ...engine.io.service import JobHandle, Resumed, shared_engine
 from ...errors import PortscanError
 from .options import ScanKey, ScanOptions
 
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
     from nornir.core import Nornir
     from nornir.core.inventory import Host
     from nornir.core.task import Task
+
+    from ...engine.io.journal import Journal
 
 
 @runtime_checkable
@@ -87,8 +95,33 @@ def observers(task: Task) -> list[ScanObserver]:
     return [p for p in task.processors if isinstance(p, ScanObserver)]
 
 
-def submit(host: str, options: ScanOptions, watchers: list[ScanObserver]) -> Pending:
-    """Hand one host's scan to the process's engine; watchers hear every outcome."""
+def open_journal(path: str, plans: dict[str, ScanOptions], new_run: bool = False) -> Journal:
+    """The run's journal (one per path and process), holding a section per host of
+    ``plans``; ``JournalMismatch`` names a host whose scan differs from its section's.
+    ``new_run``: a run's first batch, which reads the file again (an earlier run of this
+    process may have recorded more since it was read)."""
+    from ...engine.io.journal import shared_journal  # only a run that keeps a journal
+
+    return shared_journal(path, "run", {name: options.plan or options.make_plan()
+                                        for name, options in plans.items()},
+                          reopen=new_run)
+
+
+def _resumed(journal: Journal, host: str) -> Resumed:
+    """Where a host's scan stands in the run's journal."""
+    section = journal.section(host)
+    replayed = list(section.replayed or [])
+    if section.done:  # every outcome is in the journal: nothing to probe
+        return Resumed(replayed, None, lambda outcome: None, lambda: None)
+    recorder = journal.recorder(host)
+    return Resumed(replayed, resume_point(section.decided), recorder.add,
+                   lambda: journal.mark_done(host, recorder))
+
+
+def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
+           journal: Journal | None = None) -> Pending:
+    """Hand one host's scan to the process's engine; watchers hear every outcome. With a
+    ``journal``, what it decided before comes first and only the rest is probed."""
     plan = options.plan or options.make_plan()
     planned = plan.spec.count() * len(plan.ports)
     callback: Callable[[ProbeOutcome], None] | None = None
@@ -99,8 +132,12 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver]) -> Pen
         for w in watchers:
             w.scan_submitted(host, planned)
     if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
+        if journal is not None:
+            raise PortscanError(f"host {host!r}: resume does not work with a cluster yet")
         return Pending(ClusterJob(plan, on_outcome=callback), options.key, planned)
-    return Pending(shared_engine().submit(plan, on_outcome=callback), options.key, planned)
+    resumed = None if journal is None else _resumed(journal, host)
+    return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
+                   options.key, planned)
 
 
 def _run_hosts(task: Task) -> list[Host]:
@@ -115,12 +152,12 @@ def _run_hosts(task: Task) -> list[Host]:
 
 
 def acquire(task: Task, options: ScanOptions,
-            resolve: Callable[[Host], ScanOptions]) -> Pending:
+            resolve: Callable[[Host], ScanOptions], resume: str | None = None) -> Pending:
     """This host's scan: pre-submitted by the run's first task, or submitted now."""
     watchers = observers(task)
     name = task.host.name
     if task.parent_task is not None:
-        return submit(name, options, watchers)
+        return _alone(name, options, watchers, resume)
     with _states_lock:
         state = _states.setdefault(task.nornir, _RunState())
     with state.lock:
@@ -131,26 +168,34 @@ def acquire(task: Task, options: ScanOptions,
             if pending is not None and pending.key == options.key:
                 return pending
             if name not in batch.members:
-                return submit(name, options, watchers)
-        return _new_batch(task, state, options, resolve, watchers)
+                return _alone(name, options, watchers, resume)
+        return _new_batch(task, state, options, resolve, watchers, resume)
+
+
+def _alone(name: str, options: ScanOptions, watchers: list[ScanObserver],
+           resume: str | None) -> Pending:
+    journal = None if resume is None else open_journal(resume, {name: options})
+    return submit(name, options, watchers, journal)
 
 
 def _new_batch(task: Task, state: _RunState, options: ScanOptions,
                resolve: Callable[[Host], ScanOptions],
-               watchers: list[ScanObserver]) -> Pending:
+               watchers: list[ScanObserver], resume: str | None) -> Pending:
     """Submit every host of the run; hosts whose data is invalid fail in their own task."""
     name = task.host.name
     state.pending.clear()  # leftovers of an earlier run would be stale results
-    own = submit(name, options, watchers)
-    members = {name}
+    batch = {name: options}
     for host in _run_hosts(task):
         if host.name == name:
             continue
         try:
-            other = resolve(host)
+            batch[host.name] = resolve(host)
         except PortscanError:
             continue
-        state.pending[host.name] = submit(host.name, other, watchers)
-        members.add(host.name)
-    state.batch = _Batch(members)
+    journal = None if resume is None else open_journal(resume, batch, new_run=True)
+    own = submit(name, options, watchers, journal)
+    for other, other_options in batch.items():
+        if other != name:
+            state.pending[other] = submit(other, other_options, watchers, journal)
+    state.batch = _Batch(set(batch))
     return own
