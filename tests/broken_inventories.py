@@ -189,6 +189,7 @@ PORTSCAN_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "ports": _none_or(_port_spec), "targets": _targets(False), "exclude": _targets(True),
     "timeout": _none_or(lambda v: _seconds(v) and v > 0),  # seconds: a number, finite
     "recheck": _none_or(_seconds),  # seconds, 0 (none) or more
+    "worker_rate": _none_or(_seconds),  # probes per second, 0 (no cap) or more, finite
     "retries": _none_or(lambda v: _int(v) and v >= 0),
     "discovery": _none_or(lambda v: isinstance(v, bool)),
     "banners": _none_or(lambda v: isinstance(v, bool)),
@@ -303,6 +304,7 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
                  "exclude": ("300.1.1.1",), "ports": (0, "22-", [22, 70000], {"22": 1}),
                  "timeout": (0, float("inf"), float("nan")), "cluster": ("local:0", "tcp://"),
                  "recheck": (-1, float("inf"), float("nan")),
+                 "worker_rate": (-1, float("inf"), float("nan")),
                  "baseline": ("baseline-missing.json", "baseline-not-json.json",
                               "baseline-wrong-shape.json", {"hosts": 5})}.get(key, ())
         for label_, value, marker in _wrong(key, PORTSCAN_ACCEPTS[key], extra):
