@@ -194,6 +194,13 @@ def test_a_frame_cut_short_or_damaged_is_found() -> None:
         damaged = bytearray(data)
         damaged[at] ^= 0x10
         assert parse_frame(damaged, 0)[0] in (BAD, NEED_MORE), at
+    # the cluster worker (vantage point) of each outcome and port run comes back too
+    placed = [outcomes[0]._replace(worker="site-a"), outcomes[1],
+              outcomes[1]._replace(port=24, worker="site-b")]
+    placed_runs = [runs[0]._replace(worker="site-b")]
+    _, _, payload = parse_frame(frame(OUTCOMES, encode_batch(7, placed, placed_runs)), 0)
+    assert payload is not None
+    assert decode_batch(payload) == (7, placed, placed_runs)
     # a checksum that holds over columns that do not agree: damaged, not believed
     body = bytearray(encode_batch(7, outcomes))
     body[3] += 1  # one outcome more than the columns hold
@@ -631,9 +638,7 @@ import json, sys
 from nornir import InitNornir
 from nornir_portscan.plugins.tasks import portscan
 nr = InitNornir(inventory={"plugin": "PortscanInventory",
-                           "options": {"host_file": sys.argv[1],
-                                       "defaults_file": sys.argv[1] + ".none",
-                                       "group_file": sys.argv[1] + ".none"}},
+                           "options": {"host_file": sys.argv[1]}},
                 logging={"enabled": False})
 result = nr.run(task=portscan, ports="2000-2049", resume=sys.argv[2])
 print(json.dumps({name: (r[0].result if isinstance(r[0].result, dict) else r[0].result)

@@ -45,9 +45,10 @@ _STATE_CODE: dict[PortState, int] = {state: i for i, state in enumerate(STATES)}
 _STATE_OF: dict[str, PortState] = {state.value: state for state in STATES}
 #: section, outcomes, runs, flags, and the lengths of hosts, reasons, names, extras, states
 _BATCH = struct.Struct("<HIIBIIIII")
-_HAS_NAMES, _HAS_BANNERS = 1, 2
+_HAS_NAMES, _HAS_BANNERS, _HAS_WORKERS = 1, 2, 4
 _host, _port, _state, _reason = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 _rtt, _attempts, _name, _banner = itemgetter(4), itemgetter(5), itemgetter(6), itemgetter(7)
+_worker = itemgetter(8)
 _NAN = math.nan
 
 
@@ -197,10 +198,19 @@ def encode_batch(section: int, outcomes: Sequence[tuple[Any, ...]],
         flags |= _HAS_BANNERS
         extras["banners"] = [[i, b] for i, b in enumerate(map(_banner, outcomes))
                              if b is not None]
+    if any(map(_worker, outcomes)):
+        # the cluster worker that probed each (a vantage point): a batch comes from one
+        # worker or a few, so the column is kept as spans, [first index, name] each
+        flags |= _HAS_WORKERS
+        spans: list[list[Any]] = []
+        for i, worker in enumerate(map(_worker, outcomes)):
+            if not spans or spans[-1][1] != worker:
+                spans.append([i, worker])
+        extras["workers"] = spans
     run_ports: list[int] = []
     if runs:
         extras["runs"] = [[r.host, r.name, _STATE_CODE[r.state], r.reason, len(r.ports)]
-                          for r in runs]
+                          + ([r.worker] if r.worker is not None else []) for r in runs]
         for run in runs:
             run_ports.extend(run.ports)
     extra = json_payload(extras) if extras else b""
@@ -273,13 +283,31 @@ def decode_batch(payload: memoryview) -> Batch:
             if not (isinstance(i, int) and 0 <= i < n and isinstance(text, str)):
                 raise Damaged("a banner out of place")
             banners[i] = text
+    workers: list[str | None] | Any = repeat(None, n)
+    if flags & _HAS_WORKERS:
+        workers = _workers(extra.get("workers"), n)
     seen: dict[str, str] = {}
     intern = seen.setdefault
     outcomes = list(map(outcome_from_fields, zip(
         [intern(h, h) for h in hosts], ports, states, [intern(r, r) for r in reasons],
-        rtts, attempts, names, banners, strict=False)))
+        rtts, attempts, names, banners, workers, strict=False)))
     runs = _decode_runs(extra.get("runs", []), n_runs, payload[at:])
     return Batch(section, outcomes, runs)
+
+
+def _workers(spans: Any, n: int) -> list[str | None]:
+    """The workers column from its spans (``[first index, name]``, in order)."""
+    if not isinstance(spans, list) or not spans:
+        raise Damaged("workers that make no sense")
+    column: list[str | None] = []
+    for k, span in enumerate(spans):
+        end = spans[k + 1][0] if k + 1 < len(spans) and isinstance(spans[k + 1], list) else n
+        if not (isinstance(span, list) and len(span) == 2 and isinstance(span[0], int)
+                and span[0] == len(column) and isinstance(end, int) and span[0] < end <= n
+                and (span[1] is None or isinstance(span[1], str))):
+            raise Damaged("workers that make no sense")
+        column.extend([span[1]] * (end - span[0]))
+    return column
 
 
 def _decode_runs(meta: Any, count: int, rest: memoryview) -> list[PortRun]:
@@ -287,16 +315,18 @@ def _decode_runs(meta: Any, count: int, rest: memoryview) -> list[PortRun]:
         raise Damaged("port runs do not match")
     total = 0
     for item in meta:
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)
+        if not (isinstance(item, list) and len(item) in (5, 6) and isinstance(item[0], str)
                 and (item[1] is None or isinstance(item[1], str))
                 and isinstance(item[2], int) and 0 <= item[2] < len(STATES)
-                and isinstance(item[3], str) and isinstance(item[4], int) and item[4] >= 0):
+                and isinstance(item[3], str) and isinstance(item[4], int) and item[4] >= 0
+                and (len(item) == 5 or isinstance(item[5], str))):
             raise Damaged("a port run that makes no sense")
         total += item[4]
     ports = _unpacked("H", rest, total)
     runs: list[PortRun] = []
     at = 0
-    for host, name, code, reason, size in meta:
-        runs.append(PortRun(host, name, ports[at:at + size], STATES[code], reason))
+    for host, name, code, reason, size, *worker in meta:
+        runs.append(PortRun(host, name, ports[at:at + size], STATES[code], reason,
+                            worker[0] if worker else None))
         at += size
     return runs
