@@ -48,6 +48,8 @@ _BATCH = struct.Struct("<HIIBIIIII")
 _HAS_NAMES, _HAS_BANNERS = 1, 2
 _host, _port, _state, _reason = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 _rtt, _attempts, _name, _banner = itemgetter(4), itemgetter(5), itemgetter(6), itemgetter(7)
+
+_worker = itemgetter(8)  # the cluster worker that probed it; None in a local scan
 _NAN = math.nan
 
 
@@ -197,10 +199,17 @@ def encode_batch(section: int, outcomes: Sequence[tuple[Any, ...]],
         flags |= _HAS_BANNERS
         extras["banners"] = [[i, b] for i, b in enumerate(map(_banner, outcomes))
                              if b is not None]
+    workers = set(map(_worker, outcomes))
+    if workers - {None}:  # a cluster scan's: which vantage point probed each
+        if len(workers) == 1:
+            extras["worker"] = workers.pop()
+        else:
+            extras["workers"] = [[i, w] for i, w in enumerate(map(_worker, outcomes))
+                                 if w is not None]
     run_ports: list[int] = []
     if runs:
         extras["runs"] = [[r.host, r.name, _STATE_CODE[r.state], r.reason, len(r.ports)]
-                          for r in runs]
+                          + ([r.worker] if r.worker is not None else []) for r in runs]
         for run in runs:
             run_ports.extend(run.ports)
     extra = json_payload(extras) if extras else b""
@@ -273,11 +282,20 @@ def decode_batch(payload: memoryview) -> Batch:
             if not (isinstance(i, int) and 0 <= i < n and isinstance(text, str)):
                 raise Damaged("a banner out of place")
             banners[i] = text
+    workers: list[str | None] | Any = repeat(extra.get("worker"), n)
+    if not isinstance(extra.get("worker"), (str, type(None))):
+        raise Damaged("a worker that is not a name")
+    if "workers" in extra:
+        workers = [None] * n
+        for i, text in extra["workers"]:
+            if not (isinstance(i, int) and 0 <= i < n and isinstance(text, str)):
+                raise Damaged("a worker out of place")
+            workers[i] = text
     seen: dict[str, str] = {}
     intern = seen.setdefault
     outcomes = list(map(outcome_from_fields, zip(
         [intern(h, h) for h in hosts], ports, states, [intern(r, r) for r in reasons],
-        rtts, attempts, names, banners, strict=False)))
+        rtts, attempts, names, banners, workers, strict=False)))
     runs = _decode_runs(extra.get("runs", []), n_runs, payload[at:])
     return Batch(section, outcomes, runs)
 
@@ -287,8 +305,9 @@ def _decode_runs(meta: Any, count: int, rest: memoryview) -> list[PortRun]:
         raise Damaged("port runs do not match")
     total = 0
     for item in meta:
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)
+        if not (isinstance(item, list) and len(item) in (5, 6) and isinstance(item[0], str)
                 and (item[1] is None or isinstance(item[1], str))
+                and (len(item) == 5 or isinstance(item[5], str))
                 and isinstance(item[2], int) and 0 <= item[2] < len(STATES)
                 and isinstance(item[3], str) and isinstance(item[4], int) and item[4] >= 0):
             raise Damaged("a port run that makes no sense")
@@ -296,7 +315,8 @@ def _decode_runs(meta: Any, count: int, rest: memoryview) -> list[PortRun]:
     ports = _unpacked("H", rest, total)
     runs: list[PortRun] = []
     at = 0
-    for host, name, code, reason, size in meta:
-        runs.append(PortRun(host, name, ports[at:at + size], STATES[code], reason))
+    for host, name, code, reason, size, *worker in meta:
+        runs.append(PortRun(host, name, ports[at:at + size], STATES[code], reason,
+                            worker[0] if worker else None))
         at += size
     return runs
