@@ -33,9 +33,11 @@ from typing import Any
 
 from ...errors import PortscanError
 from ...inputs.targets import TargetSpec
+from ..core.decided import DecidedPairs
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.shard_skips import Repeats, decided_places
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from . import watch
@@ -156,9 +158,13 @@ def _rules() -> Rules:
                  watch.STALL_AFTER)
 
 
-def run_on_cluster(plan: ScanPlan, stats: ScanStats,
-                   runs: bool = False) -> Iterator[OutcomeBatch]:
-    """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish."""
+def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
+                   decided: DecidedPairs | None = None) -> Iterator[OutcomeBatch]:
+    """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish.
+
+    With ``decided`` (a resumed scan's journal), every shard leaves out from its first run
+    the hosts whose ports of its class are decided (a shard with nothing left is not run),
+    and pairs decided before that a host probed again whole brings are dropped."""
     assert plan.cluster is not None
     check_scope(plan)
     try:
@@ -180,11 +186,20 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
                                    name="portscan-count", daemon=True)
         counter.start()
     scan = ClusterScan(client, plan, layout, _rules())
+    repeats = None
+    if decided is not None and decided.count:
+        now = monotonic()
+        for index, before in enumerate(decided_places(layout, decided)):
+            if before.count:
+                scan.ledger.taken_before(index, bytes(before.skip), before.count, now)
+        repeats = Repeats(decided) or None
     for outcomes, port_runs in scan.run(stats):
         for start in range(0, max(1, len(outcomes)), _BATCH):
             batch = OutcomeBatch(list(map(outcome_from_fields, outcomes[start:start + _BATCH])),
                                  port_runs)
             port_runs = []
+            if repeats is not None:
+                batch = OutcomeBatch(*repeats.new(batch.outcomes, batch.runs))
             if not runs:
                 batch = OutcomeBatch(batch.expanded(), [])
             if batch.outcomes or batch.runs:
@@ -259,7 +274,8 @@ class ClusterScan:
         """(outcome tuples, port runs) of hosts as they finish, each once, until every
         shard is finished."""
         for index in range(self.layout.count):
-            self.submit(index)
+            if self.ledger.shards[index].finished is None:  # (a resume may finish some)
+                self.submit(index)
         try:
             while self.ledger.unfinished:
                 for message in self.receive():
