@@ -320,3 +320,64 @@ def test_a_local_runs_journal_continues_on_the_cluster(cluster: DaskProcesses, t
     assert len(rows) == 512
     assert {(str(r["host"]), int(r["port"])): r["state"] for r in rows} == truth()
     assert [p.name for p in tmp_path.iterdir()] == ["scan.jsonl"]
+
+
+# ---- a nornir run on the cluster, its client killed --------------------------------------------
+
+#: Two nornir hosts of 128 targets each: each host's scan runs on the cluster, its two
+#: shards at once (one on each worker), about 6 s at this rate per worker (a run's --rate
+#: paces this machine's engine, not the cluster's).
+RUN_INVENTORY = {f"part{i}": {"hostname": f"{PREFIX}.{i}.1", "data": {
+    "portscan": {"targets": [f"{PREFIX}.{i}.1-128"]}}} for i in range(2)}
+
+
+def run_argv(procs: DaskProcesses, inventory: Path, out: Path) -> list[str]:
+    return [PYTHON, "-m", "nornir_portscan", "run", "-i", str(inventory), "-p", "1,2",
+            "--timeout", "0.5", "--retries", "0", "--worker-rate", "20", "--cluster",
+            procs.address, "--no-progress", "--format", "jsonl", "-o", str(out)]
+
+
+def test_a_killed_run_resumes_on_the_cluster(cluster: DaskProcesses, tmp_path: Path) -> None:
+    """``run --cluster ... --resume`` killed (SIGKILL) after targets of its first nornir
+    host came home, then run again: the report is an uninterrupted run's, each pair once, exact, nothing left
+    beside it, and no target the journal held gets a SYN."""
+    ns = cluster.ns
+    inventory = tmp_path / "inv"
+    inventory.mkdir()
+    (inventory / "hosts.yaml").write_text(json.dumps(RUN_INVENTORY), encoding="utf-8")
+    (inventory / "defaults.yaml").write_text("{}", encoding="utf-8")
+    whole = tmp_path / "whole.jsonl"
+    done = ns.run(*run_argv(cluster, inventory, whole), timeout=180)
+    assert done.returncode == 0, done.stderr
+    expected = compared(jsonl(whole.read_text()))
+    assert sum(expected.values()) == 512
+
+    out = tmp_path / "out" / "run.jsonl"
+    out.parent.mkdir()
+    journal = Path(f"{out}.journal")
+    argv = [*run_argv(cluster, inventory, out), "--resume"]
+    proc = ns.popen(*argv)
+    deadline = time.monotonic() + 90
+    while sum(journal_hosts(journal).values()) < 40 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(random.Random(3).uniform(0.0, 1.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    held = journal_hosts(journal)
+    whole_hosts = {h for h, n in held.items() if n == 2}
+    # a nornir host killed half-way: its scan resumes (a finished one is only replayed)
+    assert any(0 < len({h for h in whole_hosts if h.startswith(f"{PREFIX}.{i}.")}) < 128
+               for i in range(2)), "killed at a moment that proves nothing"
+    before = settled_syns(ns)
+
+    resumed = ns.run(*argv, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {journal}: {sum(held.values())} probes were decided" in resumed.stderr
+    sent = syns(ns) - before
+    assert not {h for h in whole_hosts if sent[h]}, "hosts the journal held were probed again"
+    rows = jsonl(out.read_text())
+    assert compared(rows) == expected
+    assert {(str(r["host"]), int(r["port"])): r["state"] for r in rows} == truth()
+    assert len(rows) == 512
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run.jsonl"]

@@ -29,7 +29,7 @@ import pickle
 import threading
 from collections.abc import Callable, Iterator
 from time import monotonic, sleep
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import PortscanError
 from ...inputs.targets import TargetSpec
@@ -44,6 +44,9 @@ from . import watch
 from .ledger import Ledger
 from .remote import HOSTS, START, RunEnd, check_scope, run_shard
 from .watch import Rules, hung_workers, stalled, to_run_again
+
+if TYPE_CHECKING:
+    from ..io.service import Resumed
 
 _log = logging.getLogger(__name__)
 #: What a call to the scheduler raises when it did not answer in time (asyncio's is its own
@@ -450,15 +453,19 @@ _pool: Any = None
 class ClusterJob:
     """A plan running on the cluster from a client thread (a nornir host's scan):
     ``result()`` waits for its outcomes, ``on_outcome`` hears each one as shards finish.
+    With ``resumed`` (a run's journal, ``io/service.Resumed``), what the journal holds comes
+    first, the shards leave it out, and each new outcome is recorded.
 
     The threads come from one bounded pool per process; Dask queues the shards."""
 
     THREADS = 32
 
     def __init__(self, plan: ScanPlan,
-                 on_outcome: Callable[[ProbeOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[ProbeOutcome], None] | None = None,
+                 resumed: Resumed | None = None) -> None:
         global _pool
         self.plan, self.on_outcome, self.stats = plan, on_outcome, ScanStats()
+        self.resumed = resumed
         with _lock:
             if _pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -467,13 +474,27 @@ class ClusterJob:
             self._future = _pool.submit(self._run)
 
     def _run(self) -> list[ProbeOutcome]:
+        resumed = self.resumed
         out: list[ProbeOutcome] = []
-        for batch in run_on_cluster(self.plan, self.stats):
-            if self.on_outcome is not None:
+        if resumed is not None:
+            self._hand_out(resumed.replayed, out)
+            if resumed.point is None:  # the journal holds every outcome of this scan
+                return out
+        decided = None if resumed is None or resumed.point is None else resumed.point.decided
+        for batch in run_on_cluster(self.plan, self.stats, decided=decided):
+            if resumed is not None:
                 for outcome in batch.outcomes:
-                    self.on_outcome(outcome)
-            out.extend(batch.outcomes)
+                    resumed.record(outcome)
+            self._hand_out(batch.outcomes, out)
+        if resumed is not None:
+            resumed.finished()
         return out
+
+    def _hand_out(self, outcomes: list[ProbeOutcome], out: list[ProbeOutcome]) -> None:
+        if self.on_outcome is not None:
+            for outcome in outcomes:
+                self.on_outcome(outcome)
+        out.extend(outcomes)
 
     def result(self) -> list[ProbeOutcome]:
         result: list[ProbeOutcome] = self._future.result()
