@@ -338,9 +338,10 @@ def run_argv(procs: DaskProcesses, inventory: Path, out: Path) -> list[str]:
 
 
 def test_a_killed_run_resumes_on_the_cluster(cluster: DaskProcesses, tmp_path: Path) -> None:
-    """``run --cluster ... --resume`` killed (SIGKILL) after targets of its first nornir
-    host came home, then run again: the report is an uninterrupted run's, each pair once, exact, nothing left
-    beside it, and no target the journal held gets a SYN."""
+    """``run --cluster ... --resume`` killed (SIGKILL) when a nornir host's scan had
+    targets home but was not finished, then run again: the report is an uninterrupted
+    run's, each pair once, exact, nothing left beside it, and no target the journal held
+    gets a SYN."""
     ns = cluster.ns
     inventory = tmp_path / "inv"
     inventory.mkdir()
