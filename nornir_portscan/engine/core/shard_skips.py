@@ -73,15 +73,25 @@ def decided_places(layout: ShardLayout, decided: DecidedPairs) -> list[ShardSkip
         s = p * slices // n
         return s, p - firsts[s]
 
-    complete = decided.complete
-    for byte_index, byte in enumerate(complete):
+    # every class of a slice leaves out its complete hosts: marked once in the slice's
+    # first class's bitmap (the loop runs once per decided host: kept plain), then copied
+    maps = [skips[s * classes].skip for s in range(slices)]
+    for byte_index, byte in enumerate(decided.complete):
         if not byte:
             continue
+        base = byte_index * 8
         for bit in range(8):
             if byte >> bit & 1:
-                s, place = where(byte_index * 8 + bit)
-                for c in range(classes):
-                    skips[s * classes + c].add(place)
+                p = (offset + (base + bit) * stride) % n
+                s = p * slices // n
+                place = p - firsts[s]
+                maps[s][place >> 3] |= 1 << (place & 7)
+    for s in range(slices):
+        first = skips[s * classes]
+        first.count = int.from_bytes(first.skip, "little").bit_count()
+        for c in range(1, classes):
+            skips[s * classes + c].skip[:] = first.skip
+            skips[s * classes + c].count = first.count
     if classes > 1:  # a host decided in part may be decided for some classes' ports
         for j, row in decided.partial_positions():
             s, place = where(j)
