@@ -177,9 +177,9 @@ def cluster(make_netns: Callable[[], NetNS]) -> Iterator[DaskProcesses]:
         procs.close()
 
 
-def syns(ns: NetNS) -> Counter[str]:
+def syns(ns: NetNS, table: str = "cresume") -> Counter[str]:
     """SYNs sent to each target so far (the nftables set's counters)."""
-    doc = json.loads(ns.check("nft", "-j", "list", "set", "inet", "cresume", "syns"))
+    doc = json.loads(ns.check("nft", "-j", "list", "set", "inet", table, "syns"))
     out: Counter[str] = Counter()
     for item in doc["nftables"]:
         for element in item.get("set", {}).get("elem", []):
@@ -286,8 +286,8 @@ LOCAL_JOURNAL = """
 import json, sys
 from nornir_portscan.engine.api import open_journal, plan_scan, replay, run_plan
 keep = json.loads(sys.argv[2])
-plan = plan_scan([sys.argv[3]], "1,2", timeout=0.5, retries=0, rate=86)
-chosen = [o for o in run_plan(plan) if o.port < 1 + keep.get(o.host, 0)]
+plan = plan_scan(sys.argv[3].split(), sys.argv[4], timeout=0.5, retries=0, rate=86)
+chosen = [o for o in run_plan(plan) if o.port < plan.ports[0] + keep.get(o.host, 0)]
 journal = open_journal(sys.argv[1], plan)
 list(replay(journal))
 for i in range(0, len(chosen), 50):
@@ -308,7 +308,7 @@ def test_a_local_runs_journal_continues_on_the_cluster(cluster: DaskProcesses, t
     keep = ({h: 2 for h in HOSTS} if kept == "all"
             else {**{h: 2 for h in HOSTS[10:110]}, **{h: 1 for h in HOSTS[110:130]}})
     made = ns.run(PYTHON, "-c", LOCAL_JOURNAL, f"{out}.journal", json.dumps(keep), TARGETS,
-                  timeout=120)
+                  "1,2", timeout=120)
     assert made.returncode == 0, made.stderr
     before = syns(ns)
     resumed = ns.run(*scan_argv(cluster, out), "--resume", timeout=120)
@@ -319,6 +319,52 @@ def test_a_local_runs_journal_continues_on_the_cluster(cluster: DaskProcesses, t
     rows = jsonl(out.read_text())
     assert len(rows) == 512
     assert {(str(r["host"]), int(r["port"])): r["state"] for r in rows} == truth()
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.jsonl"]
+
+
+def test_a_name_decided_in_part_is_probed_again_and_reported_once(
+        dns_netns: NetNS, tmp_path: Path) -> None:
+    """A name with two addresses (``multi.test``: 127.0.0.2 and .3), one decided whole and
+    one in part, beside an address decided whole: on the cluster the name is looked up
+    and probed again by its shard, the journal's pairs are dropped as they come home, and
+    the report has each pair once; the address decided whole gets no SYN."""
+    pytest.importorskip("distributed")
+    ns = dns_netns
+    ns.nft("table inet cresname {\n set syns { type ipv4_addr; flags dynamic; counter; }\n"
+           " chain output {\n  type filter hook output priority 0; policy accept;\n"
+           "  ip daddr 127.0.0.2-127.0.0.4 tcp flags & (syn | ack) == syn add @syns "
+           "{ ip daddr }\n }\n}\n")
+    ns.listen([("127.0.0.3", 2007, None)])
+    procs = DaskProcesses(ns)
+    try:
+        procs.add_worker("w1")
+        procs.add_worker("w2")
+        procs.wait_for_workers(2)
+        out = tmp_path / "scan.jsonl"
+        targets, ports = "multi.test 127.0.0.4", "2000-2009"
+        keep = {"127.0.0.2": 10, "127.0.0.3": 5, "127.0.0.4": 10}
+        made = ns.run(PYTHON, "-c", LOCAL_JOURNAL, f"{out}.journal", json.dumps(keep),
+                      targets, ports, timeout=120)
+        assert made.returncode == 0, made.stderr
+        before = syns(ns, "cresname")
+        resumed = ns.run(PYTHON, "-m", "nornir_portscan", "scan", *targets.split(), "-p",
+                         ports, "--timeout", "0.5", "--retries", "0", "--rate", "86",
+                         "--cluster", procs.address, "--format", "jsonl", "-o", str(out),
+                         "--resume", timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert ": 25 of at most" in resumed.stderr
+        sent = syns(ns, "cresname") - before
+    finally:
+        procs.close()
+    assert sent["127.0.0.4"] == 0 and sent["127.0.0.3"] > 0
+    rows = jsonl(out.read_text())
+    keys = Counter((str(r["host"]), int(r["port"])) for r in rows)
+    assert set(keys) == {(h, p) for h in ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+                         for p in range(2000, 2010)}
+    assert max(keys.values()) == 1
+    assert {(r["host"], r["port"]) for r in rows if r["state"] == "open"} == {
+        ("127.0.0.3", 2007)}
+    assert all(r.get("name") == "multi.test" for r in rows if r["host"] != "127.0.0.4")
     assert [p.name for p in tmp_path.iterdir()] == ["scan.jsonl"]
 
 
