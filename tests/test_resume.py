@@ -630,10 +630,12 @@ NORNIR_SCRIPT = """
 import json, sys
 from nornir import InitNornir
 from nornir_portscan.plugins.tasks import portscan
+with open(sys.argv[1] + ".empty", "w") as f:  # a file named in the options must exist
+    f.write("{}")
 nr = InitNornir(inventory={"plugin": "PortscanInventory",
                            "options": {"host_file": sys.argv[1],
-                                       "defaults_file": sys.argv[1] + ".none",
-                                       "group_file": sys.argv[1] + ".none"}},
+                                       "defaults_file": sys.argv[1] + ".empty",
+                                       "group_file": sys.argv[1] + ".empty"}},
                 logging={"enabled": False})
 result = nr.run(task=portscan, ports="2000-2049", resume=sys.argv[2])
 print(json.dumps({name: (r[0].result if isinstance(r[0].result, dict) else r[0].result)
