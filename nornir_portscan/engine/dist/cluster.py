@@ -13,7 +13,9 @@ So a lost worker costs only its hosts in flight: its shard runs again, leaving o
 arrived. A worker that stops answering, or a shard far slower than its peers, gets its
 shard run again elsewhere, and a cluster on which nothing moves for a minute ends the
 scan with an error (the ``watch`` rules). The client checks every shard's count and the
-total (H x P outcomes, each once) as the local engine does.
+total (H x P outcomes, each once) as the local engine does. A resumed scan's client counts
+the hosts its journal holds as arrived, and every shard's first run leaves them out
+(``core/shard_skips.py``).
 
 This is the only module that talks to Dask (``distributed``), and only inside functions:
 Dask is an optional extra.
