@@ -229,16 +229,13 @@ def scan_argv(procs: DaskProcesses, out: Path) -> list[str]:
             "-o", str(out)]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
 def test_a_killed_client_resumes_without_probing_what_arrived(cluster: DaskProcesses,
-                                                              tmp_path: Path,
-                                                              seed: int) -> None:
+                                                              tmp_path: Path) -> None:
     """SIGKILL the client at a random moment after hosts came home, run the same command:
     the report is an uninterrupted run's (rows as a multiset, timing and worker aside),
     exact against the lab, each pair once, nothing left beside it; the hosts the journal
     held get no SYN from the resumed scan, and the others do."""
     ns = cluster.ns
-    rnd = random.Random(seed)
     whole = tmp_path / "whole.jsonl"
     done = ns.run(*scan_argv(cluster, whole), timeout=120)
     assert done.returncode == 0, done.stderr
@@ -253,13 +250,14 @@ def test_a_killed_client_resumes_without_probing_what_arrived(cluster: DaskProce
     while sum(journal_hosts(journal).values()) < 40 and time.monotonic() < deadline:
         assert proc.poll() is None, "the scan ended before it could be killed"
         time.sleep(0.05)
-    time.sleep(rnd.uniform(0.0, 2.0))
+    delay = random.uniform(0.0, 2.0)  # a random moment (the machine's timing moves it too)
+    time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert not out.exists()
     held = journal_hosts(journal)
     whole_hosts = {h for h, n in held.items() if n == 2}
-    assert 0 < len(whole_hosts) < len(HOSTS), "killed too late to prove anything"
+    assert 0 < len(whole_hosts) < len(HOSTS), f"killed too late ({delay:.2f} s) to prove anything"
     assert all(n == 2 for n in held.values())  # a cluster sends whole hosts home
     before = settled_syns(ns)
 
