@@ -320,6 +320,47 @@ def test_a_local_runs_journal_continues_on_the_cluster(cluster: DaskProcesses, t
     assert [p.name for p in tmp_path.iterdir()] == ["scan.jsonl"]
 
 
+#: A journal holding one port class of the scan (``sys.argv[4]`` of ``sys.argv[5]``: the
+#: plan's ports at index c mod n), as a cluster scan cut by ports leaves it.
+CLASS_JOURNAL = """
+import sys
+from nornir_portscan.engine.api import open_journal, plan_scan, replay, run_plan
+plan = plan_scan([sys.argv[2]], sys.argv[3], timeout=0.5, retries=0, rate=86)
+c, n = int(sys.argv[4]), int(sys.argv[5])
+kept = set(plan.ports[c::n])
+journal = open_journal(sys.argv[1], plan)
+list(replay(journal))
+journal.record("", [o for o in run_plan(plan) if o.port in kept])
+journal.close()
+"""
+
+
+def test_a_port_class_decided_is_not_run_again(cluster: DaskProcesses, tmp_path: Path) -> None:
+    """One host x 400 ports on two workers is cut by ports (two classes of 200). With one
+    class's ports in the journal that class's shard leaves the host out: the resumed scan
+    sends the other class's 200 SYNs (and a few for discovery), not 400, and the report
+    has each of the 400 pairs once."""
+    ns = cluster.ns
+    host = HOSTS[0]
+    out = tmp_path / "scan.jsonl"
+    made = ns.run(PYTHON, "-c", CLASS_JOURNAL, f"{out}.journal", host, "1-400", "0", "2",
+                  timeout=120)
+    assert made.returncode == 0, made.stderr
+    before = syns(ns)
+    resumed = ns.run(PYTHON, "-m", "nornir_portscan", "scan", host, "-p", "1-400",
+                     "--timeout", "0.5", "--retries", "0", "--rate", "86", "--cluster",
+                     cluster.address, "--format", "jsonl", "-o", str(out), "--resume",
+                     timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ": 200 of at most 400 probes were decided" in resumed.stderr
+    sent = (syns(ns) - before)[host]
+    assert 200 <= sent < 220, sent
+    rows = jsonl(out.read_text())
+    assert sorted(int(r["port"]) for r in rows) == list(range(1, 401))
+    assert {int(r["port"]) for r in rows if r["state"] == "open"} == {2}
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.jsonl"]
+
+
 def test_a_name_decided_in_part_is_probed_again_and_reported_once(
         dns_netns: NetNS, tmp_path: Path) -> None:
     """A name with two addresses (``multi.test``: 127.0.0.2 and .3), one decided whole and
