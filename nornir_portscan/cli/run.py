@@ -28,7 +28,6 @@ from .common import (
     add_setting_options,
     add_subcommand,
     configure_engine,
-    fail,
     given_settings,
     host_settings,
     journal_path,
@@ -268,8 +267,6 @@ def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) 
     path = journal_path(args)
     if path is None:
         return None
-    if args.cluster is not None:
-        fail("--resume does not work with --cluster yet: a cluster run cannot continue")
     from ..plugins.tasks.portscan import open_run_journal
 
     journal = open_run_journal(nr, path, **task_args)

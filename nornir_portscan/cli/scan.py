@@ -82,18 +82,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
         plan = plan_scan(args.targets, args.ports, exclude=exclude, **given_settings(args))
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
-    journal = open_journal(args, plan)
     if plan.cluster is not None:
         from .cluster import close_clients, cluster_client, with_progress
 
-        cluster_client(plan.cluster)  # before any output: exit 2 without Dask, 3 unanswered
+        # before any output (and before a journal is made): exit 2 without Dask, 3 unanswered
+        cluster_client(plan.cluster)
+        journal = open_journal(args, plan)
         try:
+            # the bar counts what is left: a resumed scan's journal is replayed first
             return _scan(args, plan, lambda batches: with_progress(
-                batches, plan.spec.count() * len(plan.ports),
-                sys.stderr.isatty() if args.progress is None else args.progress))
+                batches, plan.spec.count() * len(plan.ports) - _decided(journal),
+                sys.stderr.isatty() if args.progress is None else args.progress), journal)
         finally:
             close_clients()
-    return _scan(args, plan, lambda batches: batches, journal)
+    return _scan(args, plan, lambda batches: batches, open_journal(args, plan))
 
 
 def open_journal(args: argparse.Namespace, plan: ScanPlan) -> Journal | None:
@@ -102,11 +104,17 @@ def open_journal(args: argparse.Namespace, plan: ScanPlan) -> Journal | None:
     path = journal_path(args)
     if path is None:
         return None
-    if plan.cluster is not None:
-        fail("--resume does not work with --cluster yet: a cluster scan cannot continue")
     from ..engine.api import open_journal as open_scan_journal
 
     return open_scan_journal(path, plan)
+
+
+def _decided(journal: Journal | None) -> int:
+    if journal is None:
+        return 0
+    from ..engine.api import SCAN
+
+    return journal.section(SCAN).decided.count
 
 
 def _scan(args: argparse.Namespace, plan: ScanPlan,

@@ -58,11 +58,15 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
     """
     stats = stats if stats is not None else ScanStats()
     if plan.cluster is not None:
-        if journal is not None:
-            raise ValueError("a cluster scan cannot keep a journal yet")
         from .dist.cluster import run_on_cluster  # only here: Dask is an optional extra
 
-        yield from run_on_cluster(plan, stats, runs)
+        if journal is None:
+            yield from run_on_cluster(plan, stats, runs)
+            return
+        # the client records what it hands out; the shards leave out what was decided
+        for batch in run_on_cluster(plan, stats, runs, journal.section(SCAN).decided):
+            journal.record(SCAN, batch.outcomes, batch.runs)
+            yield batch
         return
     worker_rate = plan.settings.get("worker_rate")
     if worker_rate:  # here, this process is the one vantage point

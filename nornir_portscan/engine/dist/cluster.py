@@ -13,7 +13,9 @@ So a lost worker costs only its hosts in flight: its shard runs again, leaving o
 arrived. A worker that stops answering, or a shard far slower than its peers, gets its
 shard run again elsewhere, and a cluster on which nothing moves for a minute ends the
 scan with an error (the ``watch`` rules). The client checks every shard's count and the
-total (H x P outcomes, each once) as the local engine does.
+total (H x P outcomes, each once) as the local engine does. A resumed scan's client counts
+the hosts its journal holds as arrived, and every shard's first run leaves them out
+(``core/shard_skips.py``).
 
 This is the only module that talks to Dask (``distributed``), and only inside functions:
 Dask is an optional extra.
@@ -29,19 +31,24 @@ import pickle
 import threading
 from collections.abc import Callable, Iterator
 from time import monotonic, sleep
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import PortscanError
 from ...inputs.targets import TargetSpec
+from ..core.decided import DecidedPairs
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.shard_skips import Repeats, decided_places
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from . import watch
 from .ledger import Ledger
 from .remote import HOSTS, START, RunEnd, check_scope, run_shard
 from .watch import Rules, hung_workers, stalled, to_run_again
+
+if TYPE_CHECKING:
+    from ..io.service import Resumed
 
 _log = logging.getLogger(__name__)
 #: What a call to the scheduler raises when it did not answer in time (asyncio's is its own
@@ -156,9 +163,13 @@ def _rules() -> Rules:
                  watch.STALL_AFTER)
 
 
-def run_on_cluster(plan: ScanPlan, stats: ScanStats,
-                   runs: bool = False) -> Iterator[OutcomeBatch]:
-    """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish."""
+def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
+                   decided: DecidedPairs | None = None) -> Iterator[OutcomeBatch]:
+    """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish.
+
+    With ``decided`` (a resumed scan's journal), every shard leaves out from its first run
+    the hosts whose ports of its class are decided (a shard with nothing left is not run),
+    and pairs decided before that a host probed again whole brings are dropped."""
     assert plan.cluster is not None
     check_scope(plan)
     try:
@@ -180,11 +191,20 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats,
                                    name="portscan-count", daemon=True)
         counter.start()
     scan = ClusterScan(client, plan, layout, _rules())
+    repeats = None
+    if decided is not None and decided.count:
+        now = monotonic()
+        for index, before in enumerate(decided_places(layout, decided)):
+            if before.count:
+                scan.ledger.taken_before(index, bytes(before.skip), before.count, now)
+        repeats = Repeats(decided) or None
     for outcomes, port_runs in scan.run(stats):
         for start in range(0, max(1, len(outcomes)), _BATCH):
             batch = OutcomeBatch(list(map(outcome_from_fields, outcomes[start:start + _BATCH])),
                                  port_runs)
             port_runs = []
+            if repeats is not None:
+                batch = OutcomeBatch(*repeats.new(batch.outcomes, batch.runs))
             if not runs:
                 batch = OutcomeBatch(batch.expanded(), [])
             if batch.outcomes or batch.runs:
@@ -259,7 +279,8 @@ class ClusterScan:
         """(outcome tuples, port runs) of hosts as they finish, each once, until every
         shard is finished."""
         for index in range(self.layout.count):
-            self.submit(index)
+            if self.ledger.shards[index].finished is None:  # (a resume may finish some)
+                self.submit(index)
         try:
             while self.ledger.unfinished:
                 for message in self.receive():
@@ -434,15 +455,19 @@ _pool: Any = None
 class ClusterJob:
     """A plan running on the cluster from a client thread (a nornir host's scan):
     ``result()`` waits for its outcomes, ``on_outcome`` hears each one as shards finish.
+    With ``resumed`` (a run's journal, ``io/service.Resumed``), what the journal holds comes
+    first, the shards leave it out, and each new outcome is recorded.
 
     The threads come from one bounded pool per process; Dask queues the shards."""
 
     THREADS = 32
 
     def __init__(self, plan: ScanPlan,
-                 on_outcome: Callable[[ProbeOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[ProbeOutcome], None] | None = None,
+                 resumed: Resumed | None = None) -> None:
         global _pool
         self.plan, self.on_outcome, self.stats = plan, on_outcome, ScanStats()
+        self.resumed = resumed
         with _lock:
             if _pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -451,13 +476,27 @@ class ClusterJob:
             self._future = _pool.submit(self._run)
 
     def _run(self) -> list[ProbeOutcome]:
+        resumed = self.resumed
         out: list[ProbeOutcome] = []
-        for batch in run_on_cluster(self.plan, self.stats):
-            if self.on_outcome is not None:
+        if resumed is not None:
+            self._hand_out(resumed.replayed, out)
+            if resumed.point is None:  # the journal holds every outcome of this scan
+                return out
+        decided = None if resumed is None or resumed.point is None else resumed.point.decided
+        for batch in run_on_cluster(self.plan, self.stats, decided=decided):
+            if resumed is not None:
                 for outcome in batch.outcomes:
-                    self.on_outcome(outcome)
-            out.extend(batch.outcomes)
+                    resumed.record(outcome)
+            self._hand_out(batch.outcomes, out)
+        if resumed is not None:
+            resumed.finished()
         return out
+
+    def _hand_out(self, outcomes: list[ProbeOutcome], out: list[ProbeOutcome]) -> None:
+        if self.on_outcome is not None:
+            for outcome in outcomes:
+                self.on_outcome(outcome)
+        out.extend(outcomes)
 
     def result(self) -> list[ProbeOutcome]:
         result: list[ProbeOutcome] = self._future.result()

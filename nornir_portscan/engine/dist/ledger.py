@@ -89,6 +89,22 @@ class Ledger:
         self.progress = now  # the last time a message came or a shard finished
         self.unfinished = layout.count
 
+    def taken_before(self, index: int, skip: bytes, count: int, now: float) -> bool:
+        """A resumed scan's journal holds ``count`` hosts of shard ``index`` (the places
+        ``skip`` marks): they count as arrived, and every run of the shard leaves them out.
+        True when that is all of its places: the shard is finished without a run."""
+        shard = self.shards[index]
+        if shard.hosts or shard.submissions:
+            raise EngineError(f"accounting error: shard {index} was under way before its "
+                              "decided places were known")
+        shard.done[:] = skip
+        shard.hosts = count
+        if count < shard.places:
+            return False
+        shard.finished = now
+        self.unfinished -= 1
+        return True
+
     # ---- submissions -----------------------------------------------------------------------
 
     def skip_for(self, index: int) -> bytes | None:

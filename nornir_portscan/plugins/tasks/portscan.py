@@ -140,10 +140,7 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
             options = resolve_options(host, args, with_baseline=False, run=run)
         except PortscanError:
             continue  # its own task fails with the message
-        plan = options.plan or options.make_plan()
-        if plan.cluster is not None:
-            raise PortscanError("resume does not work with a cluster yet")
-        plans[name] = plan
+        plans[name] = options.plan or options.make_plan()
     from ...engine.io.journal import shared_journal  # only a run that keeps a journal
 
     return shared_journal(path, "run", plans, exact=True)

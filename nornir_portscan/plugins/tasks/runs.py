@@ -131,11 +131,10 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
                 w.probe_done(outcome)
         for w in watchers:
             w.scan_submitted(host, planned)
-    if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
-        if journal is not None:
-            raise PortscanError(f"host {host!r}: resume does not work with a cluster yet")
-        return Pending(ClusterJob(plan, on_outcome=callback), options.key, planned)
     resumed = None if journal is None else _resumed(journal, host)
+    if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
+        return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed), options.key,
+                       planned)
     return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
                    options.key, planned)
 
