@@ -183,3 +183,21 @@ def test_a_local_run_is_capped_by_its_worker_rate_and_records_it() -> None:
     assert doc["options"]["worker_rate"] == 500
     assert doc["summary"]["probes"] >= 7 * 150
     assert 1.8 <= doc["elapsed_s"] < 30
+
+
+def test_a_cluster_run_stays_under_the_runs_rate() -> None:
+    """On a cluster a host's scan bypasses the run's engine, and with it ``run --rate``:
+    the hosts submitted together share the cap instead, so the run's total stays under it.
+    7 hosts x 150 closed loopback ports answer at once; only the cap makes them last."""
+    pytest.importorskip("distributed")
+    done = subprocess.run([PYTHON, "-m", "nornir_portscan", "run", "-p", "1-150",
+                           "--cluster", "local:2", "--rate", "300", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["options"]["rate"] == 300
+    connects = doc["summary"]["probes"]
+    assert connects >= 7 * 150
+    # at most 300/s in all: 1,050 probes take 3.5 s (a fifth off for the start of each
+    # host's token bucket); with each host at 300/s they took under a second
+    assert doc["elapsed_s"] >= 0.8 * connects / 300, doc["elapsed_s"]

@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import threading
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
@@ -164,8 +165,14 @@ def _rules() -> Rules:
 
 
 def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
-                   decided: DecidedPairs | None = None) -> Iterator[OutcomeBatch]:
+                   decided: DecidedPairs | None = None,
+                   shared_rate: float | None = None) -> Iterator[OutcomeBatch]:
     """Submit the plan's shards to ``plan.cluster``; yield outcomes as hosts finish.
+
+    ``shared_rate`` is a cap this scan shares with others on the same cluster (a nornir
+    run's ``--rate``, over all its hosts' scans): each shard then runs at most at
+    ``shared_rate`` / the cluster's threads, and a thread runs one shard at a time, so all
+    the scans together stay under it, however many there are.
 
     With ``decided`` (a resumed scan's journal), every shard leaves out from its first run
     the hosts whose ports of its class are decided (a shard with nothing left is not run),
@@ -178,8 +185,11 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
         raise EngineError(f"this scan's targets cannot be sent to cluster workers: {exc}"
                           ) from None
     client = connect(plan.cluster)
-    layout = ShardLayout.for_plan(plan, _total_threads(client),
-                                  int.from_bytes(os.urandom(6), "big"))
+    threads = _total_threads(client)
+    layout = ShardLayout.for_plan(plan, threads, int.from_bytes(os.urandom(6), "big"))
+    if shared_rate:
+        cap = shared_rate / max(1, threads)
+        layout = replace(layout, rate=cap if layout.rate is None else min(layout.rate, cap))
     # while the workers scan: how many hosts the whole scan has, counted independently of
     # the shards (names may resolve to several addresses: only an address-only scan has a
     # total known in advance). A thread: a /8's list takes the client a minute or two.
@@ -464,10 +474,10 @@ class ClusterJob:
 
     def __init__(self, plan: ScanPlan,
                  on_outcome: Callable[[ProbeOutcome], None] | None = None,
-                 resumed: Resumed | None = None) -> None:
+                 resumed: Resumed | None = None, shared_rate: float | None = None) -> None:
         global _pool
         self.plan, self.on_outcome, self.stats = plan, on_outcome, ScanStats()
-        self.resumed = resumed
+        self.resumed, self.shared_rate = resumed, shared_rate
         with _lock:
             if _pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -483,7 +493,8 @@ class ClusterJob:
             if resumed.point is None:  # the journal holds every outcome of this scan
                 return out
         decided = None if resumed is None or resumed.point is None else resumed.point.decided
-        for batch in run_on_cluster(self.plan, self.stats, decided=decided):
+        for batch in run_on_cluster(self.plan, self.stats, decided=decided,
+                                    shared_rate=self.shared_rate):
             if resumed is not None:
                 for outcome in batch.outcomes:
                     resumed.record(outcome)

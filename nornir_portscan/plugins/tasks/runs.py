@@ -121,7 +121,9 @@ def _resumed(journal: Journal, host: str) -> Resumed:
 def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
            journal: Journal | None = None) -> Pending:
     """Hand one host's scan to the process's engine; watchers hear every outcome. With a
-    ``journal``, what it decided before comes first and only the rest is probed."""
+    ``journal``, what it decided before comes first and only the rest is probed. A scan on
+    a Dask cluster bypasses the engine, and with it the run's rate cap (``run --rate``):
+    it shares that cap with the run's other cluster scans instead."""
     plan = options.plan or options.make_plan()
     planned = plan.spec.count() * len(plan.ports)
     callback: Callable[[ProbeOutcome], None] | None = None
@@ -133,8 +135,8 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
             w.scan_submitted(host, planned)
     resumed = None if journal is None else _resumed(journal, host)
     if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
-        return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed), options.key,
-                       planned)
+        return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed,
+                                  shared_rate=shared_engine().rate), options.key, planned)
     return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
                    options.key, planned)
 
