@@ -35,8 +35,9 @@ from ..io.local import scan_here
 if TYPE_CHECKING:
     from ..core.resume import ResumePoint
 
-#: Below this many probes a single process wins: forking costs more than it saves.
-SHARD_MIN_PROBES = 8192
+#: Below this many probes a single process wins: forking costs more than it saves. (A
+#: cluster shard's own minimum is core/split.SHARD_MIN_PROBES.)
+FORK_MIN_PROBES = 8192
 _HEADER = struct.Struct("!I")
 
 
@@ -80,7 +81,7 @@ def shard_count(spec: TargetSource, ports: int, requested: int | None = None) ->
     if requested is not None:
         return max(1, requested)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not cpus or cpus < 2 or spec.count() * ports < SHARD_MIN_PROBES:
+    if not cpus or cpus < 2 or spec.count() * ports < FORK_MIN_PROBES:
         return 1
     return min(cpus, 8)
 
