@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from netns import PYTHON, NetNS
 
 SCHEDULER_PORT = 8786
@@ -82,3 +86,25 @@ class DaskProcesses:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+@contextmanager
+def dask_lab(ns: NetNS, rules: str, listening: Iterable[tuple[str, int]],
+             workers: Sequence[str] = ()) -> Iterator[DaskProcesses]:
+    """A cluster test's lab in ``ns``: its nftables ``rules``, listeners on ``listening``
+    (address, port), a scheduler, and ``workers`` started and joined (none: the test
+    starts its own, to signal them). Everything stops at the end."""
+    pytest.importorskip("distributed")
+    if sys.platform != "linux":  # pragma: no cover
+        pytest.skip("Linux only")
+    ns.nft(rules)
+    ns.listen([(address, port, None) for address, port in listening])
+    procs = DaskProcesses(ns)
+    try:
+        for name in workers:
+            procs.add_worker(name)
+        if workers:
+            procs.wait_for_workers(len(workers))
+        yield procs
+    finally:
+        procs.close()

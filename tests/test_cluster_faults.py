@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dask_procs import DaskProcesses
+from dask_procs import DaskProcesses, dask_lab
 from netns import PYTHON, NetNS, by_key, jsonl
 
 TARGETS = "127.82.0-1.1-128"
@@ -57,17 +56,8 @@ def expected() -> dict[tuple[str, int], str]:
 
 @pytest.fixture
 def cluster(make_netns: Callable[[], NetNS]) -> Iterator[DaskProcesses]:
-    pytest.importorskip("distributed")
-    if sys.platform != "linux":  # pragma: no cover
-        pytest.skip("Linux only")
-    ns = make_netns()
-    ns.nft(RULES)
-    ns.listen([(h, 2, None) for h in sorted(OPEN_HOSTS)])
-    procs = DaskProcesses(ns)
-    try:
+    with dask_lab(make_netns(), RULES, [(h, 2) for h in sorted(OPEN_HOSTS)]) as procs:
         yield procs
-    finally:
-        procs.close()
 
 
 def start_scan(procs: DaskProcesses, out: Path, rate: int, *extra: str,

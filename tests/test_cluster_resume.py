@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dask_procs import DaskProcesses
+from dask_procs import DaskProcesses, dask_lab
 from netns import PYTHON, NetNS, jsonl
 
 from nornir_portscan.engine.core.decided import DecidedPairs
@@ -161,20 +160,9 @@ def truth() -> dict[tuple[str, int], str]:
 
 @pytest.fixture
 def cluster(make_netns: Callable[[], NetNS]) -> Iterator[DaskProcesses]:
-    pytest.importorskip("distributed")
-    if sys.platform != "linux":  # pragma: no cover
-        pytest.skip("Linux only")
-    ns = make_netns()
-    ns.nft(RULES)
-    ns.listen([(h, 2, None) for h in sorted(OPEN_HOSTS)])
-    procs = DaskProcesses(ns)
-    procs.add_worker("w1")
-    procs.add_worker("w2")
-    try:
-        procs.wait_for_workers(2)
+    with dask_lab(make_netns(), RULES, [(h, 2) for h in sorted(OPEN_HOSTS)],
+                  ("w1", "w2")) as procs:
         yield procs
-    finally:
-        procs.close()
 
 
 def syns(ns: NetNS, table: str = "cresume") -> Counter[str]:
