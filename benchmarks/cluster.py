@@ -57,7 +57,7 @@ from dask_procs import DaskProcesses  # noqa: E402
 from sites import Sites, build_sites  # noqa: E402
 
 DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
-SUMMARY = re.compile(r"(\d+) probes on (\d+) hosts in ([0-9.]+) s \((\d+) connects\)")
+SUMMARY = re.compile(r"(\d+) probes? on (\d+) hosts? in ([0-9.]+) s \((\d+) connects\)")
 
 
 def run_once(ns: str, args: list[str], out: Path) -> dict[str, float]:

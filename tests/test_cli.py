@@ -30,7 +30,7 @@ from netns import (
     jsonl,
 )
 
-SUMMARY = re.compile(r"^(\d+) probes on (\d+) hosts in [\d.]+ s(?: \((\d+) connects\))?: .+$")
+SUMMARY = re.compile(r"^(\d+) probes? on (\d+) hosts? in [\d.]+ s(?: \((\d+) connects\))?: .+$")
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -310,7 +310,7 @@ edge:
     assert lines[4:7] == [f"  {LAB_REJECT}  unreachable: host-unreach, all 2 ports",
                           "  nohost.invalid  name did not resolve, 2 ports not probed",
                           f"  no answer (1): {LAB_DEAD}"]
-    assert lines[7].startswith("1 hosts, 8 probes in ")
+    assert lines[7].startswith("1 host, 8 probes in ")
     assert lines[7].endswith(": 1 open, 1 closed, 2 filtered, 2 unreachable, 2 error; "
                              "no violations, 1 host(s) failed")
 

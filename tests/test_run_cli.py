@@ -38,7 +38,7 @@ def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
 
 
 #: The run's summary line: the table's last line, and stderr's when the report is a file
-RUN_SUMMARY = re.compile(r"^\d+ hosts, \d+ probes in [\d.]+ s: .+; (no violations|.*violation)")
+RUN_SUMMARY = re.compile(r"^\d+ hosts?, \d+ probes? in [\d.]+ s: .+; (no violations|.*violation)")
 
 
 def error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -28,7 +28,7 @@ from nornir_portscan.inputs import parse_targets
 from nornir_portscan.inputs.scope import DEFAULT_MAX_ADDRESSES
 
 REPO = Path(__file__).resolve().parent.parent
-SUMMARY = re.compile(r"^(\d+) probes on (\d+) hosts in ([\d.]+) s")
+SUMMARY = re.compile(r"^(\d+) probes? on (\d+) hosts? in ([\d.]+) s")
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from typing import IO, Any, Protocol
 
 from ..engine.core.outcome import STATE_ORDER, STATE_TEXT, PortRun, PortState, ProbeOutcome
 from ..inputs.targets import address_order
-from .human import Trouble, host_label, ports_text, shortlist, trouble_text
+from .human import Trouble, counted, host_label, ports_text, shortlist, trouble_text
 
 _HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
 #: States that say the port could not be looked at: never hidden behind "no open port".
@@ -68,7 +68,8 @@ class ScanSummary:
         parts = [f"{self.counts.get(s, 0)} {s}" for s in STATE_ORDER if self.counts.get(s)]
         status = " (interrupted: partial results)" if self.interrupted else ""
         sent = f" ({self.connects} connects)" if self.connects else ""
-        return (f"{self.total} probes on {len(self.hosts)} hosts in {self.elapsed:.2f} s{sent}: "
+        return (f"{counted(self.total, 'probe')} on {counted(len(self.hosts), 'host')} in "
+                f"{self.elapsed:.2f} s{sent}: "
                 f"{', '.join(parts) or 'nothing scanned'}{status}")
 
     def warning(self) -> str | None:

@@ -93,6 +93,11 @@ def ports_text(count: int, sample: Sequence[int], total: int) -> str:
     return f"{count} ports, e.g. {port_ranges(sample[:8])}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 host``, ``2 hosts``: a summary line read by people (a parser takes ``hosts?``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def host_label(address: str, name: str | None) -> str:
     """``name (address)`` when the target was a name; an unresolved name is its own label."""
     return f"{name} ({address})" if name and name != address else address

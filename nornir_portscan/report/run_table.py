@@ -21,6 +21,7 @@ from .human import (
     Trouble,
     address_key,
     address_lines,
+    counted,
     host_label,
     host_list,
     label_order,
@@ -145,7 +146,7 @@ def summary_line(doc: Mapping[str, Any], paint: Paint | None = None) -> str:
         change = f", no change since {_since(doc)}"
     else:
         change = ""
-    return (f"{s.get('hosts', 0)} hosts, {s.get('probes', 0)} probes in "
+    return (f"{counted(s.get('hosts', 0), 'host')}, {counted(s.get('probes', 0), 'probe')} in "
             f"{doc.get('elapsed_s', 0):.2f} s: {parts or 'nothing scanned'}; "
             + (paint(f"{viol} violation(s)", "1;31") if viol else "no violations")
             + (f", {s.get('failed')} host(s) failed" if s.get("failed") else "")
