@@ -79,7 +79,7 @@ class Outcome:
 
 
 #: run -o FILE's own summary on stderr (as scan -o prints one): a report, not a problem.
-SUMMARY = re.compile(r"^\d+ hosts?, \d+ probes in .*\n?", flags=re.M)
+SUMMARY = re.compile(r"^\d+ hosts?, \d+ probes? in .*\n?", flags=re.M)
 
 
 def problems(stderr: str) -> str:
