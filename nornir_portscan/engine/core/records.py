@@ -128,6 +128,17 @@ def read_frames(read: Callable[[], bytes], offset: int,
     pos = 0
     eof = False
     damage: int | None = None  # where the stretch being skipped began
+
+    def refill() -> None:
+        """Drop what is done with (before ``pos``) and append the file's next bytes."""
+        nonlocal pos, offset, eof
+        del buf[:pos]
+        offset += pos
+        pos = 0
+        chunk = read()
+        eof = not chunk
+        buf.extend(chunk)
+
     while True:
         end, kind, payload = parse_frame(buf, pos)
         if end > 0:
@@ -141,12 +152,7 @@ def read_frames(read: Callable[[], bytes], offset: int,
             yield kind, memoryview(data), offset + end
             continue
         if end == NEED_MORE and not eof:
-            del buf[:pos]
-            offset += pos
-            pos = 0
-            chunk = read()
-            eof = not chunk
-            buf += chunk
+            refill()
             continue
         if pos >= len(buf):  # the end: clean, or inside damage
             if damage is not None:
@@ -159,12 +165,7 @@ def read_frames(read: Callable[[], bytes], offset: int,
         pos = found if found >= 0 else len(buf)
         if found < 0 and not eof:
             pos = max(pos - 1, 0)  # a magic split by the chunk's end
-            del buf[:pos]
-            offset += pos
-            pos = 0
-            chunk = read()
-            eof = not chunk
-            buf += chunk
+            refill()
 
 
 # ---- outcome batches ----------------------------------------------------------------------
