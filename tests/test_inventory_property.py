@@ -20,6 +20,7 @@ from _nornir_support import init_nornir, write_yaml_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nornir.core import Nornir
+from ruamel.yaml import YAML
 
 from nornir_portscan.errors import InventoryError, PortscanError
 
@@ -157,7 +158,8 @@ def check(directory: Path) -> None:
     # every host a subnet entry expanded is a real address (hosts.yaml may name a host with
     # a "/" itself, with any hostname: that one is the user's)
     written = directory / "hosts.yaml"
-    doc = yaml.safe_load(written.read_text(encoding="utf-8")) if written.exists() else None
+    # read as the plugin reads it (ruamel's safe loader takes texts PyYAML refuses: ":")
+    doc = YAML(typ="safe").load(written.read_text(encoding="utf-8")) if written.exists() else None
     named = {str(k) for k in doc} if isinstance(doc, dict) else set()
     for host in outcome.inventory.hosts.values():
         if "/" in host.name and host.name not in named and host.hostname is not None:
