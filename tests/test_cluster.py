@@ -35,7 +35,7 @@ from netns import (
 
 from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.core.split import ShardLayout
-from nornir_portscan.engine.dist.cluster import run_shard
+from nornir_portscan.engine.shards.cluster import run_shard
 from nornir_portscan.errors import ScopeError, SpecError
 from nornir_portscan.inputs.settings import cluster_address
 from nornir_portscan.inputs.targets import Target, parse_targets
@@ -160,7 +160,7 @@ def test_local_cluster_gives_the_local_engines_outcomes(lab: NetNS) -> None:
 KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     from nornir_portscan.engine.api import ScanStats, plan_scan, stream_plan
-    from nornir_portscan.engine.dist.cluster import close_all, connect
+    from nornir_portscan.engine.shards.cluster import close_all, connect
 
     def main():
         client = connect("local:2")

@@ -41,7 +41,7 @@ def driver(**rules: float) -> str:
     that waits for one rule turns the others off, or shortens a minute."""
     return textwrap.dedent(f"""
         import sys
-        from nornir_portscan.engine.dist import watch
+        from nornir_portscan.engine.shards import watch
         for name, value in {rules!r}.items():
             setattr(watch, name, value)
         from nornir_portscan.cli import main

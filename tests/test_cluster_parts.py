@@ -10,9 +10,9 @@ from nornir_portscan.engine.core.errors import EngineError
 from nornir_portscan.engine.core.outcome import OutcomeBatch, PortRun, PortState, ProbeOutcome
 from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.core.split import HostSlice, ShardLayout
-from nornir_portscan.engine.dist.ledger import MAX_SUBMISSIONS, Ledger
-from nornir_portscan.engine.dist.remote import FinishedHosts, RunEnd
-from nornir_portscan.engine.dist.watch import Rules, hung_workers, stalled, to_run_again
+from nornir_portscan.engine.shards.ledger import MAX_SUBMISSIONS, Ledger
+from nornir_portscan.engine.shards.remote import FinishedHosts, RunEnd
+from nornir_portscan.engine.shards.watch import Rules, hung_workers, stalled, to_run_again
 from nornir_portscan.inputs.targets import Target
 
 CLOSED = PortState.CLOSED

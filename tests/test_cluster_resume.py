@@ -29,7 +29,7 @@ from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.core.records import OUTCOMES, decode_batch, parse_frame
 from nornir_portscan.engine.core.shard_skips import Repeats, decided_places
 from nornir_portscan.engine.core.split import HostSlice, ShardLayout
-from nornir_portscan.engine.dist.ledger import Ledger
+from nornir_portscan.engine.shards.ledger import Ledger
 from nornir_portscan.inputs.targets import TargetSpec
 
 CLOSED = PortState.CLOSED

@@ -2,7 +2,7 @@
 one that imports it back (late imports inside functions count too: they hide a cycle,
 they do not remove it). Inside the engine, the sans-I/O line: decisions (engine/core)
 touch no socket, clock, descriptor limit, thread or randomness, and know nothing of the
-I/O that carries them out (engine/io) or of shards (engine/dist)."""
+I/O that carries them out (engine/io) or of shards (engine/shards)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_the_graph_sees_the_package() -> None:
     assert "nornir_portscan.cli.common" in graph["nornir_portscan.cli.run"]
     assert f"{ENGINE}.core.verdicts" in graph[f"{ENGINE}.core.scheduler"]
     assert f"{ENGINE}.io.limits" in graph[f"{ENGINE}.io.local"]
-    assert f"{ENGINE}.core.split" in graph[f"{ENGINE}.dist.shard"]
+    assert f"{ENGINE}.core.split" in graph[f"{ENGINE}.shards.shard"]
     assert "os" in _top_imports(PACKAGE / "engine" / "io" / "local.py")
 
 
@@ -152,12 +152,12 @@ def _imports_into(package: str, *forbidden: str) -> list[str]:
 
 
 def test_decision_code_knows_nothing_of_io_or_shards() -> None:
-    wrong = _imports_into(f"{ENGINE}.core", f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    wrong = _imports_into(f"{ENGINE}.core", f"{ENGINE}.io", f"{ENGINE}.shards", f"{ENGINE}.api")
     assert not wrong, wrong
 
 
 def test_the_loop_knows_nothing_of_shards() -> None:
-    wrong = _imports_into(f"{ENGINE}.io", f"{ENGINE}.dist", f"{ENGINE}.api")
+    wrong = _imports_into(f"{ENGINE}.io", f"{ENGINE}.shards", f"{ENGINE}.api")
     assert not wrong, wrong
 
 
@@ -176,8 +176,8 @@ def test_no_class_of_the_scheduler_inherits_another() -> None:
 
 def test_every_directory_of_code_is_a_package_git_keeps() -> None:
     """setuptools packages only directories with an ``__init__.py``, and a checkout holds only
-    what git keeps: a bare ``dist/`` in .gitignore once kept engine/dist/__init__.py out
-    (Python still imported it, as a namespace package; a wheel would have left it out)."""
+    what git keeps: a bare ``dist/`` in .gitignore once kept the old engine/dist/__init__.py
+    out (Python still imported it, as a namespace package; a wheel would have left it out)."""
     dirs = sorted({p.parent for p in PACKAGE.rglob("*.py")})
     missing = [str(d.relative_to(PACKAGE)) for d in dirs if not (d / "__init__.py").exists()]
     assert not missing, f"directories without __init__.py: {missing}"
@@ -189,3 +189,20 @@ def test_every_directory_of_code_is_a_package_git_keeps() -> None:
                           capture_output=True, text=True, timeout=30)
     assert done.returncode in (0, 1), done.stderr
     assert not done.stdout.strip(), f"package files git ignores: {done.stdout.split()}"
+
+
+def test_the_linter_reads_every_package_file() -> None:
+    """ruff skips folders it takes for build output (``dist``, ``build``, ``.venv``, ...) even
+    when named on the command line: a package folder with such a name is never linted. The
+    files ruff would check must be every ``.py`` file of the package and the tests."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    root = PACKAGE.parent
+    done = subprocess.run([ruff, "check", "--show-files", "nornir_portscan", "tests", "benchmarks"],
+                          cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    linted = {Path(line.strip()).resolve() for line in done.stdout.splitlines() if line.strip()}
+    wanted = {p.resolve() for d in ("nornir_portscan", "tests", "benchmarks")
+              for p in (root / d).rglob("*.py") if "__pycache__" not in p.parts}
+    assert wanted - linted == set(), sorted(str(p.relative_to(root)) for p in wanted - linted)

@@ -23,7 +23,7 @@ from netns import PYTHON, NetNSUnavailable
 from sites import Sites, build_sites
 
 from nornir_portscan.engine.core.plan import DEFAULT_REMOTE_RATE, plan_scan
-from nornir_portscan.engine.dist.remote import shard_rate
+from nornir_portscan.engine.shards.remote import shard_rate
 from nornir_portscan.errors import SpecError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ def cluster_client(address: str) -> None:
     """Connect to a Dask cluster before any output: without Dask, a one-line usage error
     (exit 2); a scheduler that does not answer, a one-line error and exit 3."""
     from ..engine.core.errors import EngineError
-    from ..engine.dist.cluster import DaskMissing, connect
+    from ..engine.shards.cluster import DaskMissing, connect
 
     try:
         connect(address)
@@ -26,8 +26,8 @@ def cluster_client(address: str) -> None:
 
 def close_clients() -> None:
     """Close this process's cluster clients (and a local cluster) while threads still run."""
-    if "nornir_portscan.engine.dist.cluster" in sys.modules:
-        from ..engine.dist.cluster import close_all
+    if "nornir_portscan.engine.shards.cluster" in sys.modules:
+        from ..engine.shards.cluster import close_all
 
         close_all()
 

@@ -1,7 +1,7 @@
 """The asynchronous connect engine: outcome types, the sans-I/O scheduler, the readiness loop.
 
 This package knows nothing of nornir; the nornir plugins build on it. ``core/`` decides
-(no socket, clock or randomness), ``io/`` does one process's I/O, ``dist/`` spreads a
+(no socket, clock or randomness), ``io/`` does one process's I/O, ``shards/`` spreads a
 scan over processes or a Dask cluster; ``api.py`` runs a scan any of those ways.
 """
 

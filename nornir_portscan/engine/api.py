@@ -19,8 +19,8 @@ from .core.plan import (
     plan_scan,
 )
 from .core.stats import ScanStats
-from .dist.shard import run_sharded, shard_count
 from .io.local import resume_point, scan_here
+from .shards.shard import run_sharded, shard_count
 
 if TYPE_CHECKING:  # the journal's modules load only when a scan keeps one
     from .io.journal import Journal
@@ -58,7 +58,7 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
     """
     stats = stats if stats is not None else ScanStats()
     if plan.cluster is not None:
-        from .dist.cluster import run_on_cluster  # only here: Dask is an optional extra
+        from .shards.cluster import run_on_cluster  # only here: Dask is an optional extra
 
         if journal is None:
             yield from run_on_cluster(plan, stats, runs)

@@ -14,7 +14,7 @@ A shard is "index i of n" of a keyed partition of the address x port space:
 
 A shard follows from the plan, the layout and its index alone, so a worker (a forked
 process, a Dask worker on another machine) computes its own share. The key is drawn by
-the caller (``dist/``): nothing here draws randomness. How many shards, and which cut,
+the caller (``shards/``): nothing here draws randomness. How many shards, and which cut,
 differs: forked processes run all at once, one per core (``ShardLayout.for_processes``);
 a cluster's shards queue on its worker threads (``ShardLayout.for_plan``).
 """

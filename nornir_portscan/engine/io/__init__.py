@@ -2,5 +2,5 @@
 sockets), descriptor limits, name lookups, one process's scan and the shared engine thread.
 
 It carries out what ``engine.core`` decides; it knows nothing of shards or clusters
-(``engine.dist``).
+(``engine.shards``).
 """

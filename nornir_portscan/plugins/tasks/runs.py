@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ...engine.core.outcome import ProbeOutcome
-from ...engine.dist.cluster import ClusterJob
 from ...engine.io.local import resume_point
 from ...engine.io.service import JobHandle, Resumed, shared_engine
+from ...engine.shards.cluster import ClusterJob
 from ...errors import PortscanError
 from .options import ScanKey, ScanOptions
 

@@ -29,8 +29,8 @@ import logging
 import os
 import pickle
 import threading
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from time import monotonic, sleep
 from typing import TYPE_CHECKING, Any
 
