@@ -77,7 +77,8 @@ def full_files(d: Path, port: int, closed: int) -> dict[str, Any]:
                    "only_open": [port]}}}  # (filtered: no port is, on loopback)
     docs["groups"]["core"].update({**attrs, "connection_options": connection})
     docs["defaults"].update({**attrs, "connection_options": connection})
-    docs["subnets"]["lab"].update({"exclude": ["127.0.0.3"], "max_hosts": 4,
+    docs["subnets"]["lab"].update({"subnet": "127.0.0.1/30",  # host bits: the same /30
+                                   "exclude": ["127.0.0.3"], "max_hosts": 4,
                                    "name_format": "{entry}/{address}", **attrs,
                                    "connection_options": connection})
     return docs
@@ -180,7 +181,9 @@ ELEMENT_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "data": _data, "connection_options": _connection_options, "groups": GROUP_LIST}
 SUBNET_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     **ELEMENT_ACCEPTS,
-    "subnet": lambda v: v == "127.0.0.0/30",  # required; generated strings are no CIDR
+    # required; generated strings are no CIDR. An address with host bits set names the
+    # network it sits in (docs/inventory.md), so 127.0.0.1/30 is this /30 too.
+    "subnet": lambda v: v in ("127.0.0.0/30", "127.0.0.1/30", "127.0.0.2/30", "127.0.0.3/30"),
     "exclude": _none_or(lambda v: v == [] or v == ["127.0.0.3"]),
     "max_hosts": _none_or(lambda v: _int(v) and v >= 2),  # the entry has 2 addresses
     "name_format": _none_or(lambda v: isinstance(v, str) and "{" not in v),
@@ -271,7 +274,8 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
     names = [re.escape(label)]
     for key, accepts in keys.items():
         extra: tuple[Any, ...] = {"groups": (["nope"], ["core", "core", 5]),
-                                  "subnet": ("127.0.0.1/28", "10.0.0.0/8", "127.0.0.0/33"),
+                                  "subnet": ("127.0.0.1/30", "10.0.0.0/8", "127.0.0.0/33",
+                                             "127.0.0.0/30/1", "300.0.0.0/30"),
                                   "exclude": ("127.0.0.300", ["::g"]),
                                   "name_format": ("{nope}", "{entry", "x-{index:d}-{address:d}"),
                                   "max_hosts": (0, 1)}.get(key, ())

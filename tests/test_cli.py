@@ -401,6 +401,18 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], named: str) -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize(("target", "why"), [
+    ("127.0.0.0/33", "the prefix length is 0-32 for IPv4, not 33"),
+    ("::1/129", "the prefix length is 0-128 for IPv6, not 129"),
+    ("127.0.0.0/x", "the prefix 'x' is not a length 0-32 or a netmask"),
+    ("127.0.0.300/24", "'127.0.0.300' is not an IPv4 address"),
+])
+def test_a_bad_network_is_named_once_with_what_is_wrong(target: str, why: str) -> None:
+    done = cli("scan", target, "-p", "22")
+    assert done.returncode == 2
+    assert done.stderr == f"nornir-portscan: error: {target!r} is not a valid network: {why}\n"
+
+
 @pytest.mark.parametrize("args", [["--timeout", "0"], ["--timeout", "abc"], ["--retries", "-1"],
                                   ["--format", "xml"], ["--concurrency", "many"]])
 def test_bad_options_exit_2_without_traceback(args: list[str]) -> None:
@@ -409,6 +421,25 @@ def test_bad_options_exit_2_without_traceback(args: list[str]) -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("nornir-portscan: error: ")
     assert args[1] in done.stderr
+
+
+@pytest.mark.parametrize("command", [["scan", "127.0.0.1", "-p", "1"], ["run"], ["monitor"]])
+def test_concurrency_0_is_refused_by_every_command(command: list[str]) -> None:
+    """0 probes in flight is no scan; it once meant "the default" silently, which reads as
+    "no limit". The setting's one parser refuses it, so every source does."""
+    done = cli(*command, "--concurrency", "0")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == ("nornir-portscan: error: argument --concurrency '0': must be a "
+                           "whole number, 1 or more\n")
+
+
+def test_concurrency_0_is_refused_from_python() -> None:
+    from nornir_portscan.engine import scan
+    from nornir_portscan.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"^concurrency=0: must be a whole number, 1 or more$"):
+        list(scan("127.0.0.1", "1", concurrency=0))
 
 
 def test_scan_needs_a_target() -> None:

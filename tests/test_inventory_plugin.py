@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -108,9 +109,9 @@ BAD_SUBNETS = [
     ("lab: {subnet: 127.0.0.0/28, colour: blue}", r"subnet entry 'lab': unknown key 'colour'"
                                                  r" \(value 'blue'\)"),
     ("lab: {subnet: 127.0.0.0/33}", r"subnet entry 'lab': subnet: '127.0.0.0/33' is not a "
-                                    r"valid CIDR"),
-    ("lab: {subnet: 127.0.0.1/28}", r"subnet entry 'lab': subnet: '127.0.0.1/28' is not a "
-                                    r"valid CIDR \(127.0.0.1/28 has host bits set\)"),
+                                    r"valid CIDR: the prefix length is 0-32 for IPv4, not 33$"),
+    ("lab: {subnet: '127.0.0.300/28'}", r"subnet entry 'lab': subnet: '127.0.0.300/28' is not"
+                                        r" a valid CIDR: '127.0.0.300' is not an IPv4 address$"),
     ("lab: {subnet: 127.0.0.0/16}", r"subnet entry 'lab': subnet '127.0.0.0/16' expands to "
                                     r"65534 addresses, over the limit of 4096; set max_hosts"),
     ("lab: {exclude: [127.0.0.1]}", r"subnet entry 'lab': subnet: required"),
@@ -229,3 +230,24 @@ def test_shipped_inventory_is_loopback_only(monkeypatch: pytest.MonkeyPatch) -> 
             host.name)
     assert "localhost-v4" in nr.inventory.hosts            # 127.0.0.1 stays the known host
     assert nr.inventory.hosts["localhost-v4"].hostname == "127.0.0.1"
+
+
+def test_host_bits_name_the_same_network_in_a_subnet_entry_and_a_scan(tmp_path: Path) -> None:
+    """One rule for a prefix written on an address (127.0.0.5/29, as ``ip addr`` shows an
+    interface): the network it sits in, 127.0.0.0/29, for ``scan`` and for a subnet entry
+    alike. Both are run as a user would, and scan the same six addresses."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "subnets.yaml").write_text(
+        f"lab: {{subnet: 127.0.0.5/29, data: {{portscan: {{ports: [{CLOSED}]}}}}}}\n",
+        encoding="utf-8")
+    cli = [sys.executable, "-m", "nornir_portscan"]
+    run = subprocess.run([*cli, "run", "-i", str(inv), "--format", "jsonl"],
+                         capture_output=True, text=True, timeout=120)
+    scan = subprocess.run([*cli, "scan", "127.0.0.5/29", "-p", str(CLOSED), "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert scan.returncode == 0, scan.stderr
+    want = [f"127.0.0.{i}" for i in range(1, 7)]
+    assert [json.loads(line)["host"] for line in scan.stdout.splitlines()] == want
+    assert sorted(json.loads(line)["host"] for line in run.stdout.splitlines()) == want

@@ -50,8 +50,14 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """One-line errors after the usage; abbreviated options refused (``--port`` for
-    ``--ports`` would be a guess, and a typo silently taken as another option is worse)."""
+    """One-line errors, ending with where the options are listed; abbreviated options
+    refused (``--port`` for ``--ports`` would be a guess, and a typo silently taken as
+    another option is worse).
+
+    argparse prints its whole usage block before a usage error: nine lines for ``run``,
+    the one that matters last. Every other mistake is one line (exit status 2), so a
+    usage error is too, and it names the ``--help`` that shows the usage.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
@@ -59,24 +65,29 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        fail(message)
+        fail(f"{message}; see {self.prog} --help")
+
+
+#: The options that take the port list; a second word after them is a port list split.
+PORT_FLAGS = ("-p", "--ports")
 
 
 class _SubcommandParser(_Parser):
     """A subcommand's parser that refuses what it does not know itself.
 
     argparse hands a subcommand's unknown options back to the top-level parser, whose
-    error then shows the top-level usage: the user typed ``scan --bogus`` and deserves
-    ``scan``'s usage.
+    error then names the top-level parser: the user typed ``scan --bogus`` and deserves
+    ``scan``'s help.
     """
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None,
                          ) -> tuple[argparse.Namespace, list[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
+        words = list(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(words, namespace)
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}{self._hint(extras)}")
+            hint = self._hint(extras) or _ports_hint(words, extras)
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return parsed, extras
 
     def _hint(self, extras: Sequence[str]) -> str:
@@ -91,6 +102,38 @@ class _SubcommandParser(_Parser):
             if near:
                 return f" (did you mean {near[0]}?)"
         return ""
+
+
+def _port_value(words: Sequence[str]) -> tuple[int, str] | None:
+    """(index, value) of the last ``-p``/``--ports`` value in ``words`` (in any of
+    argparse's spellings: ``-p 22``, ``-p22``, ``--ports=22``), None without one."""
+    found = None
+    for i, word in enumerate(words):
+        if word in PORT_FLAGS and i + 1 < len(words):
+            found = (i + 1, words[i + 1])
+        elif word.startswith("--ports="):
+            found = (i, word.partition("=")[2])
+        elif word.startswith("-p") and not word.startswith("--") and len(word) > 2:
+            found = (i, word[2:])
+    return found
+
+
+def _ports_hint(words: Sequence[str], extras: Sequence[str]) -> str:
+    """``-p 22 80``: argparse took 22 as the ports and has no place for 80. Ports are one
+    word, comma-separated; say so, with the list the user probably meant."""
+    given = _port_value(words)
+    if given is None:
+        return ""
+    index, value = given
+    after = []
+    for word in words[index + 1:]:  # the words right after the value that are left over
+        if word not in extras or word.startswith("-"):
+            break
+        after.append(word)
+    if not after:
+        return ""
+    joined = ",".join(part for part in (w.strip(",") for w in [value, *after]) if part)
+    return f" (ports are one comma-separated list: -p {joined})"
 
 
 def add_subcommand(sub: Any, name: str, *, summary: str, description: str,
@@ -202,8 +245,7 @@ def settings_record(values: Mapping[str, Any], given_only: bool) -> dict[str, An
 
 def configure_engine(values: Mapping[str, Any]) -> None:
     """Give the process's shared engine the per-engine settings given (``run``,
-    ``monitor``); 0 asks for the engine's own default (no rate cap, concurrency from the
-    open-file limit), as it does for one scan."""
+    ``monitor``); a rate of 0 lifts the cap, as it does for one scan."""
     engine = {s.name: values[s.name] or None for s in SETTINGS
               if s.per == "engine" and values.get(s.name) is not None}
     if engine:

@@ -81,7 +81,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             exclude.extend(read_target_file(path))
         plan = plan_scan(args.targets, args.ports, exclude=exclude, **given_settings(args))
     except (PortscanError, ValueError) as exc:
-        fail(str(exc))
+        fail(str(exc) + _port_as_target_hint(args.targets, args.ports))
     if plan.cluster is not None:
         from .cluster import close_clients, cluster_client, with_progress
 
@@ -177,6 +177,16 @@ def _resuming(journal: Journal, decided: int, planned: int) -> None:
     if decided:
         print(f"resuming from {journal.path}: {decided} of at most {planned} probes were "
               f"decided before", file=sys.stderr)
+
+
+def _port_as_target_hint(targets: list[str], ports: str) -> str:
+    """``scan -p 22 80 127.0.0.1``: argparse took 80 for a target. A bare number is never
+    one (an address has dots or colons), so it was meant as a port."""
+    strays = [t.strip(",") for t in targets if t.strip(",").isdigit()]
+    if not strays:
+        return ""
+    given = [] if ports == DEFAULT_PORTS else [ports.strip(",")]
+    return f" (ports are one comma-separated list: -p {','.join([*given, *strays])})"
 
 
 def ports_label(spec: str, count: int) -> str:

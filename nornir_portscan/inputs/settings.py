@@ -196,7 +196,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retries", "tries after the first for silent ports", count, 1,
             default_text="as deep as loss requires", flags=("--retries",), metavar="N",
             host=True),
-    Setting("concurrency", "probes in flight at most", count, 64,
+    # 1 or more: 0 was read as "the default" once, which a user took for "no limit"
+    Setting("concurrency", "probes in flight at most", positive_count, 64,
             default_text="from the open-file limit", flags=("--concurrency",), metavar="N",
             per="engine"),
     Setting("rate", "probes per second at most; 0 for no cap", rate, 500.0,

@@ -141,6 +141,25 @@ def _parse_address(text: str, whole: str) -> ipaddress.IPv4Address | ipaddress.I
         raise SpecError(f"{text!r} in {whole!r} is not a valid IP address") from None
 
 
+def network_problem(text: str) -> str:
+    """Why ``text`` (``ADDRESS/PREFIX``) is no network, in a few words that do not repeat
+    it (the caller names the value): ``ipaddress`` says only that it "does not appear to
+    be an IPv4 or IPv6 network", whichever half is wrong."""
+    address, _, prefix = text.strip().partition("/")
+    version = 6 if ":" in address else 4
+    bits = _IPV4_BITS if version == 4 else _IPV6_BITS
+    if "/" in prefix:
+        return "one '/' at most"
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IPv{version} address"
+    if prefix.isdigit() and int(prefix) > bits:
+        return f"the prefix length is 0-{bits} for IPv{version}, not {prefix}"
+    masks = " or a netmask" if version == 4 else ""
+    return f"the prefix {prefix!r} is not a length 0-{bits}{masks}"
+
+
 def _looks_numeric(text: str) -> bool:
     return bool(re.fullmatch(r"[0-9.*,\-]+", text))
 
@@ -160,8 +179,9 @@ def parse_target(text: str, whole_network: bool = False) -> TargetItem:
     if "/" in text:
         try:
             net = ipaddress.ip_network(text, strict=False)
-        except ValueError as exc:
-            raise SpecError(f"{raw!r} is not a valid network: {exc}") from None
+        except ValueError:
+            raise SpecError(f"{raw!r} is not a valid network: {network_problem(text)}"
+                            ) from None
         first, last = int(net.network_address), int(net.broadcast_address)
         bits = _IPV4_BITS if net.version == 4 else _IPV6_BITS
         if net.prefixlen < bits - 1 and not whole_network:

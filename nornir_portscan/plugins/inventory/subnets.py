@@ -311,9 +311,14 @@ class _SubnetEntry:
             raise _fail(path, where, f"subnet: required, a CIDR such as 10.1.0.0/28, "
                                      f"got {text!r:.60}")
         try:
-            self.net: IPNetwork = ipaddress.ip_network(text.strip())
-        except ValueError as exc:
-            raise _fail(path, where, f"subnet: {text!r} is not a valid CIDR ({exc})") from None
+            # host bits name the network they sit in, as for scan's targets (docs/inventory.md)
+            self.net: IPNetwork = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            # only here: loading an inventory imports no scanner code
+            from nornir_portscan.inputs.targets import network_problem
+
+            raise _fail(path, where, f"subnet: {text!r} is not a valid CIDR: "
+                                     f"{network_problem(text)}") from None
         limit = _typed(path, where, "max_hosts", entry.get("max_hosts"), int, "a whole number")
         if limit is not None and limit < 1:
             raise _fail(path, where, f"max_hosts: must be 1 or more, got {limit!r}")
