@@ -53,6 +53,7 @@ and no packet can leave it. Elsewhere the sessions run on this machine's own loo
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -61,6 +62,7 @@ from pathlib import Path
 
 import pytest
 from docblocks import (
+    REPO,
     Block,
     Session,
     all_blocks,
@@ -154,6 +156,28 @@ def test_first_run_lists_what_listens_here(tmp_path: Path) -> None:
         assert str(port) in words, f"port {port} listens but is not in the report:\n" + (
             done.stdout)
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# ---- what the pages say the install brings ----------------------------------------------------
+
+INSTALLS = re.compile(r"This installs the `nornir-portscan` command and the `nornir_portscan`"
+                      r"\s+package, with\s+(?P<names>[^.(]+)")
+
+
+def test_the_dependency_lists_are_pyprojects() -> None:
+    """Each page that says what ``pip install -e .`` brings names exactly the dependencies
+    of pyproject.toml (a fresh machine gets those, no more, no fewer)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package supports 3.10
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower().replace("-", "_")
+              for d in project["dependencies"]}
+    found: dict[str, set[str]] = {}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for match in INSTALLS.finditer(page.read_text(encoding="utf-8")):
+            names = re.split(r",\s*|\s+and\s+", " ".join(match["names"].split()))
+            found[page.name] = {n.strip().lower().replace("-", "_") for n in names if n.strip()}
+    assert set(found) >= {"index.md", "getting-started.md"}
+    assert {page: names for page, names in found.items() if names != wanted} == {}
 
 
 # ---- the runner itself fails when it should ---------------------------------------------------
