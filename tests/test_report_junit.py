@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from netns import LAB_CLOSED_PORT, LAB_FILTERED_PORT, LAB_UP, PYTHON, NetNS
 from report_docs import hand_document, scanned_document, write, xmllint
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, junit, render_document
@@ -149,3 +151,25 @@ def test_json_document_renderer_round_trips(scanned: tuple[dict[str, Any], int, 
     assert back["hosts"]["lo"]["result"]["summary"] == {
         "open": 1, "closed": 1, "filtered": 0, "unreachable": 0, "error": 0}
     assert back["started"] == "2024-05-06T07:08:09+00:00"
+
+
+def test_each_testcase_has_its_hosts_scan_time(tmp_path: Path, lab: NetNS) -> None:
+    """A real run in the lab: a host whose one port is dropped, at a fixed 1 s timeout,
+    cannot be decided in under 1 s; a host whose port refuses is decided at once.
+    Each testcase's time is its own host's scan (CI pages sort by it), not 0.000."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    hosts = {"fast": {"hostname": LAB_UP, "data": {"portscan": {"ports": [LAB_CLOSED_PORT]}}},
+             "slow": {"hostname": LAB_UP, "data": {"portscan": {
+                 "ports": [LAB_FILTERED_PORT], "timeout": 1.0, "retries": 0}}}}
+    (inv / "hosts.yaml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+    done = lab.run(PYTHON, "-m", "nornir_portscan", "run", "-i", str(inv), "--format", "junit",
+                   timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _validate(tmp_path, done.stdout)[0] == 0
+    times = {name: float(case.get("time", "")) for name, case in _cases(done.stdout).items()}
+    assert times["slow"] >= 0.95  # its timeout (a lower bound: no wall-clock limit)
+    assert times["fast"] < times["slow"]
+    suite = ET.fromstring(done.stdout).find("testsuite")
+    assert suite is not None
+    assert float(suite.get("time", "")) >= times["slow"]

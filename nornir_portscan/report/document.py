@@ -16,6 +16,7 @@ Shape::
                     "open": {address: [port, ...]},
                     "summary": {state: count},
                     "violations": [str, ...],
+                    "elapsed_s"?: float,
                     "diff"?: {...}}}},
      "summary": {"hosts": int, "failed": int, "probes": int, "counts": {state: count},
                  "violations": int},

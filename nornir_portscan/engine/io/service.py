@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,10 @@ class JobHandle:
         self.resumed = resumed
         self._left = 0  # jobs not ended yet
         self._record: Callable[[ProbeOutcome], None] | None = None
+        #: From submission to the last outcome, once the scan ended (a report's per-host
+        #: time: junit's testcase time); None before.
+        self.elapsed_s: float | None = None
+        self._submitted = time.monotonic()
         if resumed is not None:
             self._record = resumed.record
             for outcome in resumed.replayed:
@@ -71,6 +76,7 @@ class JobHandle:
         if outcome is None:
             self._left -= 1
             if self._left <= 0:
+                self.elapsed_s = time.monotonic() - self._submitted
                 if self.resumed is not None:
                     self.resumed.finished()
                 self._queue.put(_DONE)

@@ -478,6 +478,9 @@ class ClusterJob:
         global _pool
         self.plan, self.on_outcome, self.stats = plan, on_outcome, ScanStats()
         self.resumed, self.shared_rate = resumed, shared_rate
+        #: From submission to the last outcome, once the scan ended (as JobHandle's).
+        self.elapsed_s: float | None = None
+        self._submitted = monotonic()
         with _lock:
             if _pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -486,6 +489,12 @@ class ClusterJob:
             self._future = _pool.submit(self._run)
 
     def _run(self) -> list[ProbeOutcome]:
+        try:
+            return self._scan()
+        finally:
+            self.elapsed_s = monotonic() - self._submitted
+
+    def _scan(self) -> list[ProbeOutcome]:
         resumed = self.resumed
         out: list[ProbeOutcome] = []
         if resumed is not None:

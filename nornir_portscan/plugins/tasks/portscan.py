@@ -64,12 +64,14 @@ def _collected(task: Task, options: ScanOptions, pending: Pending,
     """Build the Result; tell progress watchers the real probe count (excludes shrink it)."""
     for watcher in observers(task):
         watcher.scan_collected(task.host.name, pending.planned, len(outcomes))
-    return make_result(task.host, options, outcomes)
+    return make_result(task.host, options, outcomes, pending.handle.elapsed_s)
 
 
-def make_result(host: Host, options: ScanOptions,
-                outcomes: list[ProbeOutcome]) -> ScanResult:
+def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome],
+                elapsed_s: float | None = None) -> ScanResult:
     doc = results.build(outcomes)
+    if elapsed_s is not None:  # submission to last outcome: the hosts' scans overlap
+        doc["elapsed_s"] = round(elapsed_s, 3)
     targets = doc["targets"]
     doc["violations"] = violations = results.check(targets, options.expect)
     errors = results.scan_errors(targets)
