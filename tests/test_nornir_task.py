@@ -64,7 +64,8 @@ def test_result_structure(nr: Nornir, ports: tuple[int, int]) -> None:
     r = one(nr.run(task=portscan), "web1")
     assert not r.failed and not r.changed
     doc = r.result
-    assert set(doc) == {"targets", "open", "summary", "violations", "elapsed_s"}
+    assert set(doc) == {"targets", "open", "summary", "violations", "expect", "elapsed_s"}
+    assert doc["expect"] == {"not_open": [closed]}  # what was checked (inventory data)
     assert isinstance(doc["elapsed_s"], float) and doc["elapsed_s"] >= 0
     target = doc["targets"]["127.0.0.1"]
     assert target["status"] == "up" and target["name"] is None

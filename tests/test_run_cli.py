@@ -176,7 +176,8 @@ def test_inventory_directory(lab: dict[str, Any], tmp_path: Path) -> None:
     done = run("-i", str(lab["dir"]), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert "web  ok" in lines and "ok, up, no open port (1): db" in lines
+    assert f"web  ok  checked: {lab['web']} open, 23 not open" in lines
+    assert f"ok, up, no open port, checked {lab['db_closed']} not open (1): db" in lines
     assert any(line.split()[:4] == [str(lab["web"]), "open", "-", "syn-ack"] for line in lines)
     assert lines[-1].startswith("2 hosts, 3 probes") and "no violations" in lines[-1]
 
@@ -513,6 +514,9 @@ web:
 bad:
   hostname: 127.0.0.3
   data: {{portscan: {{ports: [{shut}], expect: {{open: [{shut}]}}}}}}
+quiet:
+  hostname: 127.0.0.4
+  data: {{portscan: {{ports: [{shut}], expect: {{not_open: [{shut}, 23], only_open: [{shut}]}}}}}}
 """, subnets=f"""\
 lab:
   subnet: 127.0.2.0/29
@@ -521,15 +525,19 @@ lab:
     done = run("-i", "inv", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr  # bad's expectation
     lines = done.stdout.splitlines()
-    assert lines[:3] == ["bad  VIOLATED", "  up, no open port (1): 127.0.0.3",
+    assert lines[:3] == [f"bad  VIOLATED  checked: {shut} open",
+                         "  up, no open port (1): 127.0.0.3",
                          f"  ! 127.0.0.3:{shut} expected open, got closed (conn-refused)"]
-    assert lines[3:5] == ["web  ok", "  127.0.0.1  up: 1 open, 1 closed"]
+    # a host that passed says what it was checked for, quiet hosts too (grouped by it)
+    assert lines[3:5] == [f"web  ok  checked: {web} open", "  127.0.0.1  up: 1 open, 1 closed"]
     assert lines[5].split() == ["PORT", "STATE", "SERVICE", "REASON", "RTT", "BANNER"]
     assert lines[6].split()[:4] == [str(web), "open", "-", "syn-ack"]
     assert lines[7] == "ok, up, no open port (6): lab/127.0.2.1-6"
-    assert lines[8] == ("8 hosts, 9 probes in " + lines[8].split(" in ")[1].split(" s:")[0]
-                        + " s: 1 open, 8 closed; 1 violation(s), 1 host(s) failed")
-    assert len(lines) == 9
+    assert lines[8] == (f"ok, up, no open port, checked {min(shut, 23)},{max(shut, 23)} not "
+                        f"open, only {shut} open (1): quiet")
+    assert lines[9] == ("9 hosts, 11 probes in " + lines[9].split(" in ")[1].split(" s:")[0]
+                        + " s: 1 open, 10 closed; 1 violation(s), 1 host(s) failed")
+    assert len(lines) == 10
 
 
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "junit"])

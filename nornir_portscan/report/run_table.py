@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ._common import started_at
+from ._common import port_ranges, started_at
 from .document import STATES
 from .human import (
     OpenPort,
@@ -58,10 +58,29 @@ def _quiet_kind(counts: Counter[str], opened: list[OpenPort],
 
 QUIET_HEADS = {"up": "up, no open port", "silent": "no answer"}
 
+#: How the table says each expectation a host was checked for, in this order.
+_CHECKED = (("open", "{} open"), ("closed", "{} closed"), ("not_open", "{} not open"),
+            ("filtered", "{} filtered"), ("only_open", "only {} open"))
+
+
+def checked(result: Mapping[str, Any]) -> str:
+    """``22 open, 23 not open``: what the host's expectations asked for, so a host that
+    passed says what it passed; empty for a host with no expectations."""
+    expect = result.get("expect")
+    if not isinstance(expect, Mapping):
+        return ""
+    parts = []
+    for key, form in _CHECKED:
+        ports = expect.get(key)
+        if ports:
+            parts.append(form.format(port_ranges(int(p) for p in ports)))
+    return ", ".join(parts)
+
 
 def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
                 paint: Paint) -> tuple[list[str], str | None]:
-    """(lines, None) for a host with something to say, else ([], its quiet kind)."""
+    """(lines, None) for a host with something to say, else ([], its quiet kind). The
+    block's first line ends with what its expectations checked."""
     violations = [str(v) for v in result.get("violations") or []]
     errors = result.get("errors") or []
     diff = str(entry.get("diff") or "")
@@ -80,7 +99,8 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
         mark = paint("ERROR", "1;31")
     else:
         mark = paint("ok", "32")
-    lines = [f"{paint(name, '1')}  {mark}"]
+    asked = checked(result)
+    lines = [f"{paint(name, '1')}  {mark}" + (f"  checked: {asked}" if asked else "")]
     quiet: dict[str, list[str]] = {"up": [], "silent": []}
     for address, target, counts, opened, trouble, kind in addresses:
         label = host_label(address, target.get("name"))
@@ -99,7 +119,8 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
 def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
     paint = Paint(color)
     out = stream
-    quiet: dict[str, list[str]] = {"up": [], "silent": []}
+    # quiet hosts by kind, then by what they were checked for: one line each
+    quiet: dict[tuple[str, str], list[str]] = {}
     for name in sorted(doc["hosts"], key=label_order):
         entry = doc["hosts"][name]
         result = entry.get("result") if isinstance(entry.get("result"), dict) else None
@@ -112,12 +133,12 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
             continue
         lines, kind = _host_block(name, entry, result, paint)
         if kind is not None:
-            quiet[kind].append(name)
+            quiet.setdefault((kind, checked(result)), []).append(name)
         out.writelines(line + "\n" for line in lines)
-    for kind, names in quiet.items():
-        if names:
-            head = paint(f"ok, {QUIET_HEADS[kind]}", "2")
-            out.writelines(line + "\n" for line in host_list(head, names))
+    for (kind, asked), names in sorted(quiet.items(), key=lambda kv: (
+            list(QUIET_HEADS).index(kv[0][0]), kv[0][1])):
+        head = paint(f"ok, {QUIET_HEADS[kind]}", "2") + (f", checked {asked}" if asked else "")
+        out.writelines(line + "\n" for line in host_list(head, names))
     out.write(summary_line(doc, paint) + "\n")
     out.flush()
 

@@ -74,6 +74,8 @@ def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome],
         doc["elapsed_s"] = round(elapsed_s, 3)
     targets = doc["targets"]
     doc["violations"] = violations = results.check(targets, options.expect)
+    if options.expect:  # what was checked, so a report can say so of a host that passed
+        doc["expect"] = {key: list(ports) for key, ports in options.expect.items()}
     errors = results.scan_errors(targets)
     if errors:
         doc["errors"] = errors
