@@ -102,6 +102,13 @@ def test_an_unknown_option_before_the_subcommand_names_the_top_level_help() -> N
     assert done.stderr.count("\n") == 1
 
 
+def test_no_command_names_the_commands() -> None:
+    done = cli()
+    assert done.returncode == 2
+    assert done.stderr == ("nornir-portscan: error: a command is required: scan, run, monitor; "
+                           "see nornir-portscan --help\n")
+
+
 @pytest.mark.parametrize("args", [
     ["scan"],                                     # a required argument missing
     ["scan", "127.0.0.1", "--format", "xml"],     # a choice that is not one

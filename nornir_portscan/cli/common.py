@@ -65,6 +65,11 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        commands = next((a for a in self._actions
+                         if isinstance(a, argparse._SubParsersAction)), None)
+        if commands is not None and message.endswith(f"required: {commands.metavar}"):
+            # `nornir-portscan` alone: name the commands, not the metavar of the usage line
+            message = f"a command is required: {', '.join(commands.choices)}"
         fail(f"{message}; see {self.prog} --help")
 
 
