@@ -338,10 +338,40 @@ def test_output_file(ports: tuple[int, list[int]], tmp_path: Path, fmt: str) -> 
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left
 
 
+@pytest.mark.parametrize(("args", "name", "message"), [
+    (["scan", "127.0.0.1", "-p", "1"], "out.json", "the report would be a table, not what .json"
+     " says; add --format json (or --format table to keep the table)"),
+    (["scan", "127.0.0.1", "-p", "1"], "OUT.CSV", "the report would be a table, not what .csv"
+     " says; add --format csv (or --format table to keep the table)"),
+    (["scan", "127.0.0.1", "-p", "1"], "out.html", "scan writes no html report (--format "
+     "table, jsonl, json, csv); add --format table to write the table there"),
+    (["run", "-i", "nowhere"], "report.xml", "the report would be a table, not what .xml says;"
+     " add --format junit or --format nmap-xml (or --format table to keep the table)"),
+])
+def test_a_report_file_named_for_another_format_is_refused(tmp_path: Path, args: list[str],
+                                                           name: str, message: str) -> None:
+    """``-o audit.json`` without ``--format json`` wrote the table into audit.json. The
+    name is checked, not guessed from: refused before anything is read or sent."""
+    out = tmp_path / name
+    done = cli(*args, "-o", str(out))
+    assert done.returncode == 2
+    assert done.stderr == f"nornir-portscan: error: -o {out}: {message}\n"
+    assert not out.exists()
+
+
+def test_a_report_file_gets_the_table_when_its_name_or_the_format_says_so(
+        tmp_path: Path) -> None:
+    for name, fmt in (("out.txt", []), ("out.json", ["--format", "table"])):
+        done = cli("scan", "127.0.0.1", "-p", "1", *fmt, "-o", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        table = (tmp_path / name).read_text(encoding="utf-8").splitlines()
+        assert table[:2] == ["up, no open port (1): 127.0.0.1", "1 host: 1 up with no open port"]
+
+
 def test_output_into_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     """Regression: this was a FileNotFoundError traceback from tempfile.mkstemp, exit 1."""
     target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
-    done = cli("scan", "127.0.0.1", "-p", "1", "-o", str(target))
+    done = cli("scan", "127.0.0.1", "-p", "1", "--format", "jsonl", "-o", str(target))
     assert "Traceback" not in done.stderr
     assert done.returncode == 2
     assert str(target.parent) in done.stderr

@@ -460,7 +460,8 @@ def test_a_journal_that_is_not_this_scans_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "scan.jsonl"
     journal = Path(f"{out}.journal")
     journal.write_bytes(b"certainly not a journal, but some bytes a user cares about\n")
-    done = cli("scan", "127.0.0.1", "-p", "1-10", "-o", str(out), "--resume")
+    done = cli("scan", "127.0.0.1", "-p", "1-10", "--format", "jsonl", "-o", str(out),
+               "--resume")
     assert done.returncode == 2 and "is damaged at its start or is no journal" in done.stderr, \
         done.stderr
     assert journal.read_bytes().startswith(b"certainly not")
@@ -468,7 +469,8 @@ def test_a_journal_that_is_not_this_scans_is_refused(tmp_path: Path) -> None:
     made = subprocess.run([PYTHON, "-c", RUN_JOURNAL, str(journal)], capture_output=True,
                           text=True, timeout=60)  # a run's journal where a scan's belongs
     assert made.returncode == 0, made.stderr
-    done = cli("scan", "127.0.0.1", "-p", "1-50", "-o", str(out), "--resume")
+    done = cli("scan", "127.0.0.1", "-p", "1-50", "--format", "jsonl", "-o", str(out),
+               "--resume")
     assert done.returncode == 2, done.stderr
     assert "it is the journal of a run, not of a scan" in done.stderr
     assert journal.exists() and not out.exists()

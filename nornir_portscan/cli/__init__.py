@@ -24,6 +24,7 @@ from .common import (
     _Parser,
     _SubcommandParser,
     fail,
+    settle_format,
 )
 from .monitor import add_monitor_parser
 from .run import add_run_parser, cmd_run
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)  # a bad setting's value: PortscanError
     except PortscanError as exc:
         fail(str(exc))
+    settle_format(args)
     handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor}
     try:
         return handlers[args.command](args)

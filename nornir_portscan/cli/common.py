@@ -286,8 +286,10 @@ PORTS_FORMS = "22,80,443 | 1-1024 | all | ssh,https | top100 | top1000, mixed wi
 
 
 def add_output_options(p: argparse.ArgumentParser, formats: Sequence[str]) -> None:
-    p.add_argument("--format", choices=formats, default="table", metavar="FORMAT",
+    # default None: settle_format tells "not given" from "--format table"
+    p.add_argument("--format", choices=formats, default=None, metavar="FORMAT",
                    help=f"report format: {', '.join(formats)} (default: table)")
+    p.set_defaults(formats=tuple(formats))
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE, complete or not at all (default: stdout); "
                         "the summary line then goes to stderr")
@@ -295,6 +297,38 @@ def add_output_options(p: argparse.ArgumentParser, formats: Sequence[str]) -> No
                    help="keep a journal beside FILE (FILE.journal) as the scan goes: if it "
                         "is killed, the same command again probes only what is left, and "
                         "FILE ends up as a whole scan's; needs -o FILE")
+
+
+#: What a report file's name says it holds, when its format was not given.
+_SUFFIX_FORMATS = {".json": ("json",), ".jsonl": ("jsonl",), ".ndjson": ("jsonl",),
+                   ".csv": ("csv",), ".html": ("html",), ".htm": ("html",),
+                   ".xml": ("junit", "nmap-xml")}
+
+
+def settle_format(args: argparse.Namespace) -> None:
+    """``--format`` not given: the table, unless ``-o FILE``'s name says otherwise.
+
+    ``-o audit.json`` without ``--format json`` used to fill audit.json with the table, for
+    the next tool to choke on. Guessing the format from the name would be a guess (and
+    ``.xml`` is two formats), so the name is only checked: a name that promises another
+    format is refused, naming the option that makes it so.
+    """
+    if getattr(args, "format", "") is not None:
+        return
+    args.format = "table"
+    output = getattr(args, "output", None)
+    if not output or output == "-":
+        return
+    suffix = os.path.splitext(output)[1].lower()
+    if suffix not in _SUFFIX_FORMATS:
+        return
+    meant = [f for f in _SUFFIX_FORMATS[suffix] if f in args.formats]
+    if not meant:
+        fail(f"-o {output}: {args.command} writes no {suffix[1:]} report (--format "
+             f"{', '.join(args.formats)}); add --format table to write the table there")
+    options = " or ".join(f"--format {f}" for f in meant)
+    fail(f"-o {output}: the report would be a table, not what {suffix} says; add "
+         f"{options} (or --format table to keep the table)")
 
 
 def journal_path(args: argparse.Namespace) -> str | None:
