@@ -142,6 +142,20 @@ def test_ports_split_by_a_space_get_the_comma_separated_list(args: list[str],
     assert f"(ports are one comma-separated list: {meant})" in done.stderr
 
 
+@pytest.mark.parametrize(("args", "meant"), [
+    (["scan", "127.0.0.1", "-p", "22", "-p", "80"], "-p 22,80"),
+    (["run", "--ports=22", "-p80,443"], "-p 22,80,443"),
+    (["monitor", "-p", "22", "--ports", "830"], "-p 22,830"),
+])
+def test_ports_given_twice_are_refused_not_overridden(args: list[str], meant: str) -> None:
+    """argparse keeps the last -p: 22 would silently go unscanned. nmap refuses it too."""
+    done = cli(*args)
+    assert done.returncode == 2
+    assert done.stderr == ("nornir-portscan: error: -p given 2 "
+                           f"times (ports are one comma-separated list: {meant}); see "
+                           f"nornir-portscan {args[0]} --help\n")
+
+
 def test_a_word_left_over_elsewhere_gets_no_ports_hint() -> None:
     done = cli("scan", "127.0.0.1", "-p", "22", "--format", "csv", "extra")
     assert done.returncode == 2

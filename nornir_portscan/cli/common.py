@@ -89,6 +89,11 @@ class _SubcommandParser(_Parser):
                          namespace: argparse.Namespace | None = None,
                          ) -> tuple[argparse.Namespace, list[str]]:
         words = list(sys.argv[1:] if args is None else args)
+        given = _port_values(words)
+        if len(given) > 1:  # argparse keeps the last; nmap refuses it, and so do we
+            listed = ",".join(v.strip(",") for _, v in given)
+            self.error(f"-p given {len(given)} times (ports are one comma-separated list: "
+                       f"-p {listed})")
         parsed, extras = super().parse_known_args(words, namespace)
         if extras:
             hint = self._hint(extras) or _ports_hint(words, extras)
@@ -109,27 +114,29 @@ class _SubcommandParser(_Parser):
         return ""
 
 
-def _port_value(words: Sequence[str]) -> tuple[int, str] | None:
-    """(index, value) of the last ``-p``/``--ports`` value in ``words`` (in any of
-    argparse's spellings: ``-p 22``, ``-p22``, ``--ports=22``), None without one."""
-    found = None
+def _port_values(words: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, value) of each ``-p``/``--ports`` value in ``words``, in any of argparse's
+    spellings: ``-p 22``, ``-p22``, ``--ports=22``, ``--ports 22``."""
+    found = []
     for i, word in enumerate(words):
+        if word == "--":
+            break
         if word in PORT_FLAGS and i + 1 < len(words):
-            found = (i + 1, words[i + 1])
+            found.append((i + 1, words[i + 1]))
         elif word.startswith("--ports="):
-            found = (i, word.partition("=")[2])
+            found.append((i, word.partition("=")[2]))
         elif word.startswith("-p") and not word.startswith("--") and len(word) > 2:
-            found = (i, word[2:])
+            found.append((i, word[2:]))
     return found
 
 
 def _ports_hint(words: Sequence[str], extras: Sequence[str]) -> str:
     """``-p 22 80``: argparse took 22 as the ports and has no place for 80. Ports are one
     word, comma-separated; say so, with the list the user probably meant."""
-    given = _port_value(words)
-    if given is None:
+    given = _port_values(words)
+    if not given:
         return ""
-    index, value = given
+    index, value = given[-1]
     after = []
     for word in words[index + 1:]:  # the words right after the value that are left over
         if word not in extras or word.startswith("-"):
