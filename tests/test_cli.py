@@ -431,6 +431,22 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], named: str) -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize(("target", "message"), [
+    ("127.0.0.1:22", "'127.0.0.1:22' is not a target: ports are given apart from addresses "
+                     "(127.0.0.1 with -p 22)"),
+    ("[::1]:22", "'[::1]:22' is not a target: ports are given apart from addresses (::1 with "
+                 "-p 22)"),
+    ("localhost:8080", "'localhost:8080' is not a target: ports are given apart from "
+                       "addresses (localhost with -p 8080)"),
+    ("http://127.0.0.1/", "'http://127.0.0.1/' is a URL, not a target: give the address or "
+                          "name alone (and its port with -p)"),
+])
+def test_an_endpoint_or_url_says_where_the_port_goes(target: str, message: str) -> None:
+    done = cli("scan", target, "-p", "1")
+    assert done.returncode == 2
+    assert done.stderr == f"nornir-portscan: error: {message}\n"
+
+
 @pytest.mark.parametrize(("target", "why"), [
     ("127.0.0.0/33", "the prefix length is 0-32 for IPv4, not 33"),
     ("::1/129", "the prefix length is 0-128 for IPv6, not 129"),

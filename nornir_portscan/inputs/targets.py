@@ -141,6 +141,26 @@ def _parse_address(text: str, whole: str) -> ipaddress.IPv4Address | ipaddress.I
         raise SpecError(f"{text!r} in {whole!r} is not a valid IP address") from None
 
 
+#: ``127.0.0.1:22``, ``[::1]:22``, ``host.example:443``: an address with a port, as other
+#: tools write an endpoint. (A bare IPv6 address never matches: its left part has colons.)
+_ENDPOINT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>[0-9]{1,5})"
+                       r"|(?P<host>[^:\[\]/]+):(?P<port>[0-9]{1,5})")
+
+
+def _refuse_port_or_url(raw: str, text: str) -> None:
+    """A target with a port or a scheme is what a user of curl or ssh would write: say
+    where the port goes instead of calling it an invalid address."""
+    if "://" in text:
+        raise SpecError(f"{raw!r} is a URL, not a target: give the address or name alone "
+                        f"(and its port with -p)")
+    match = _ENDPOINT.fullmatch(text)
+    if match:
+        host = match["v6"] or match["host"]
+        port = match["p6"] or match["port"]
+        raise SpecError(f"{raw!r} is not a target: ports are given apart from addresses "
+                        f"({host} with -p {port})")
+
+
 def network_problem(text: str) -> str:
     """Why ``text`` (``ADDRESS/PREFIX``) is no network, in a few words that do not repeat
     it (the caller names the value): ``ipaddress`` says only that it "does not appear to
@@ -174,6 +194,7 @@ def parse_target(text: str, whole_network: bool = False) -> TargetItem:
     text = text.strip()
     if not text:
         raise SpecError("empty target")
+    _refuse_port_or_url(raw, text)
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if "/" in text:
