@@ -218,15 +218,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # ---- while a test runs: what it starts -----------------------------------------------------
 
-_started: list[str] = []
+_started: list[list[str]] = []
 
 
 def _watch(event: str, args: tuple[Any, ...]) -> None:
     if event == "subprocess.Popen":
         argv = args[1]
-        _started.append(" ".join(map(str, argv)) if isinstance(argv, list | tuple) else str(argv))
+        _started.append([os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in argv]
+                        if isinstance(argv, list | tuple) else str(argv).split())
     elif event in ("os.system", "os.posix_spawn", "os.exec"):
-        _started.append(str(args[0]))
+        _started.append(str(args[0]).split())
 
 
 _watching = False
@@ -239,20 +240,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _watching = True
 
 
-def required(command: str) -> set[str]:
-    """The markers one of which a test that started ``command`` must carry."""
-    words = command.split()
-    program = Path(words[0]).name if words else ""
-    if "netns" in words and ("add" in words or "exec" in words):
-        if "dask" in words:
-            return {"cluster"}
-        if any(s in Path(w).name for w in words for s in SERVER_PROGRAMS):
-            return {"server"}
-        return {"netns"}
-    if "dask" in words or "--cluster" in words:
+def required(argv: list[str]) -> set[str]:
+    """The markers one of which a test that started ``argv`` must carry."""
+    inside = argv[:3] == ["ip", "netns", "exec"] or argv[1:4] == ["ip", "netns", "exec"]
+    if inside:  # what runs in the namespace: the words after its name
+        argv = argv[argv.index("exec") + 2:]
+    program = Path(argv[0]).name if argv else ""
+    # python3 -m dask ..., a run or scan with --cluster
+    if argv[1:3] == ["-m", "dask"] or "--cluster" in argv:
         return {"cluster"}
-    if any(s in program for s in SERVER_PROGRAMS):
+    if any(server in program for server in SERVER_PROGRAMS):
         return {"server"}
+    if inside or "netns" in argv[1:2]:  # ip netns add, or anything run inside one
+        return {"netns"}
     return set(HEAVY) - {"slow"}
 
 
@@ -270,8 +270,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
                if not (need := required(command)) & have]
     _started.clear()
     if missing:
-        command, need = missing[0]
-        pytest.fail(f"this test started {command[:200]!r} but carries none of the markers "
+        argv, need = missing[0]
+        command = " ".join(argv)[:200]
+        pytest.fail(f"this test started {command!r} but carries none of the markers "
                     f"{sorted(need)}: reach the program through a helper tagged with "
                     f"tiers.needs(...) (netns.NetNS, dask_procs.dask_lab, ...) or tag "
                     f"the helper that starts it", pytrace=False)
