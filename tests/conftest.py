@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 from netns import NetNS, NetNSUnavailable, build_lab
+from tiers import (  # noqa: F401  (pytest finds the hooks by name here)
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_call,
+    pytest_runtest_setup,
+)
 
 
 class BannerServer:

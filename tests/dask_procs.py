@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 from netns import PYTHON, NetNS
+from tiers import needs
 
 SCHEDULER_PORT = 8786
 
 
+@needs("cluster")
 class DaskProcesses:
     """A scheduler at ``address`` and workers by name, in ``ns`` (or in namespaces of
     their own: ``worker_ns``)."""
@@ -88,6 +90,7 @@ class DaskProcesses:
                 pass
 
 
+@needs("cluster")
 @contextmanager
 def dask_lab(ns: NetNS, rules: str, listening: Iterable[tuple[str, int]],
              workers: Sequence[str] = ()) -> Iterator[DaskProcesses]:

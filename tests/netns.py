@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import Any
 
+from tiers import needs
+
 PYTHON = sys.executable
 
 #: A small TCP server: binds every (address, port, banner) it is given, prints
@@ -70,6 +72,7 @@ def why_unavailable() -> str | None:
     return None
 
 
+@needs("netns")
 class NetNS:
     """One namespace with only ``lo`` up; ``destroy()`` removes it and its processes."""
 
@@ -188,6 +191,7 @@ table inet nptlab {{
 """
 
 
+@needs("netns")
 def build_lab() -> NetNS:
     """A namespace with the nftables rules above, the route, and listeners on LAB_UP."""
     ns = NetNS("lab")

@@ -286,7 +286,8 @@ def test_rate_cap_paces_a_real_scan(closed_port: Callable[..., int]) -> None:
     assert elapsed(capped) >= 0.8
     free = cli("scan", "127.0.0.1", "-p", ports, "--format", "jsonl")
     assert free.returncode == 0, free.stderr
-    assert elapsed(free) < 0.5
+    # the cap is what took the time: the same scan without it takes a fraction
+    assert elapsed(free) < elapsed(capped) / 2, (elapsed(free), elapsed(capped))
 
 
 def namespace_with_remote_address(make_netns: Callable[[], NetNS]) -> NetNS:
@@ -306,7 +307,8 @@ def test_default_rate_cap_paces_a_scan_beyond_loopback(make_netns: Callable[[], 
     assert elapsed(capped) >= 0.55
     free = ns.scan("10.77.0.1", "-p", "1-6000", "--rate", "0", "--format", "jsonl")
     assert free.returncode == 0, free.stderr
-    assert elapsed(free) < 0.5  # about 0.2 s here: the cap is what took the time
+    # about 0.2 s against 0.6 here: the cap is what took the time
+    assert elapsed(free) < 0.75 * elapsed(capped), (elapsed(free), elapsed(capped))
 
 
 NORNIR_REMOTE = textwrap.dedent("""

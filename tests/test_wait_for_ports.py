@@ -39,9 +39,10 @@ def run_on(nr: Nornir, host: str, **kwargs: Any) -> tuple[ScanResult, float]:
 
 def test_waits_until_a_late_listener_answers(nr: Nornir) -> None:
     with listening_later(0.5) as port:
-        r, elapsed = run_on(nr, "r1", ports=[port], deadline=10, interval=0.1)
+        r, elapsed = run_on(nr, "r1", ports=[port], deadline=30, interval=0.1)
     assert not r.failed, r.result
-    assert 0.4 <= elapsed < 5
+    # it returned when the port opened, not at the deadline
+    assert 0.4 <= elapsed and r.result["waited_s"] < 30
     assert r.result["open"] == {"127.0.0.1": [port]}
     assert r.result["rounds"] >= 2 and r.result["waited_s"] >= 0.4
     assert "never_open" not in r.result
@@ -60,20 +61,23 @@ def test_fails_at_the_deadline_naming_what_never_opened(nr: Nornir) -> None:
     with listening() as up:
         r, elapsed = run_on(nr, "r1", ports=[up, port], deadline=0.6, interval=0.2)
     assert r.failed
-    assert 0.55 <= elapsed < 3
+    assert 0.55 <= elapsed
     assert r.result["never_open"] == {"127.0.0.1": [port]}
     assert r.result["open"] == {"127.0.0.1": [up]}
     assert r.result["violations"] == [
         f"127.0.0.1:{port} never opened within 0.6 s, last closed (conn-refused)"]
-    assert r.result["rounds"] >= 3          # at 0, 0.2, 0.4 and the deadline
+    # at 0, 0.2, 0.4 and the deadline; none after it (rounds start an interval apart or
+    # later, so a loaded machine runs fewer, never more)
+    assert 3 <= r.result["rounds"] <= 4
 
 
 def test_a_silent_port_is_bounded_by_the_deadline(nr: Nornir) -> None:
     with stalled_port() as dark:
         if dark is None:
             pytest.skip("this kernel answers SYNs to a full accept queue")
-        r, elapsed = run_on(nr, "r1", ports=[dark], deadline=1.0, interval=0.2, timeout=0.3)
-    assert r.failed and elapsed < 2.5
+        # a try may take 30 s, the deadline is 1 s: the deadline cuts the try short
+        r, elapsed = run_on(nr, "r1", ports=[dark], deadline=1.0, interval=0.2, timeout=30)
+    assert r.failed and elapsed < 30
     assert r.result["never_open"] == {"127.0.0.1": [dark]}
     assert "last filtered (no-response)" in r.result["violations"][0]
 
@@ -88,12 +92,14 @@ def test_targets_come_from_inventory_but_ports_do_not(nr: Nornir) -> None:
 
 def test_all_hosts_of_a_run_wait_together(nr: Nornir) -> None:
     with listening_later(0.5) as port:
-        started = time.monotonic()
-        result = nr.run(task=wait_for_ports, ports=[port], targets="127.0.0.1", deadline=10,
+        result = nr.run(task=wait_for_ports, ports=[port], targets="127.0.0.1", deadline=30,
                         interval=0.1)
-        elapsed = time.monotonic() - started
     assert not result.failed
-    assert elapsed < 3
+    for name, multi in result.items():
+        # both were waiting before the port opened (one after the other, the second
+        # would have found it open at once), and both returned when it opened
+        assert multi[0].result["rounds"] >= 2, (name, multi[0].result)
+        assert multi[0].result["waited_s"] < 30, (name, multi[0].result)
 
 
 def test_the_rounds_keep_to_the_runs_allow_list(tmp_path: Path) -> None:
