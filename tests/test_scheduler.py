@@ -14,6 +14,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from nornir_portscan.engine.core.names import MAX_LOOKUPS, Lookup, LookupStatus
 from nornir_portscan.engine.core.outcome import PortRun, PortState, ProbeOutcome
 from nornir_portscan.engine.core.scheduler import Scheduler
 from nornir_portscan.engine.core.work import DISCOVERY_PORTS, Job, JobOptions, Probe
@@ -746,8 +747,8 @@ def test_banner_is_read_on_a_port_that_served_as_discovery_probe() -> None:
 # ---- names ------------------------------------------------------------------------------------
 
 
-def done_future(value: list[tuple[int, str]] | BaseException) -> Future[list[tuple[int, str]]]:
-    fut: Future[list[tuple[int, str]]] = Future()
+def done_future(value: Lookup | BaseException) -> Future[Lookup]:
+    fut: Future[Lookup] = Future()
     if isinstance(value, BaseException):
         fut.set_exception(value)
     else:
@@ -755,18 +756,26 @@ def done_future(value: list[tuple[int, str]] | BaseException) -> Future[list[tup
     return fut
 
 
-def test_unresolved_name_gives_error_unresolved_for_every_port() -> None:
-    sched = Scheduler(concurrency=8, resolver=lambda name: done_future([]))
+@pytest.mark.parametrize(("status", "reason"), [
+    (LookupStatus.NO_SUCH_NAME, "no-such-name"), (LookupStatus.NO_ADDRESS, "no-address"),
+    (LookupStatus.TIMEOUT, "resolver-timeout"), (LookupStatus.FAILED, "unresolved"),
+    (LookupStatus.ANSWERED, "no-address")])  # an answer with nothing usable in it
+def test_a_name_without_address_gives_its_reason_for_every_port(status: LookupStatus,
+                                                                 reason: str) -> None:
+    sched = Scheduler(concurrency=8,
+                      resolver=lambda name: done_future(Lookup([], status, "127.0.0.53:53")))
     targets = [Target(None, "nohost.invalid", 0), *v4("127.0.0.1")]
     job = one_job(sched, targets, [22, 80, 443], timeout=1.0)
     sim = Sim(sched, refuse_all)
     got = assert_exactly_once(sim.run(), ["nohost.invalid", "127.0.0.1"], [22, 80, 443])
     bad = [o for o in got.values() if o.host == "nohost.invalid"]
     assert {(o.state, o.reason, o.name) for o in bad} == {
-        (PortState.ERROR, "unresolved", "nohost.invalid")}
+        (PortState.ERROR, reason, "nohost.invalid")}
     assert {o.state for o in got.values() if o.host == "127.0.0.1"} == {PortState.CLOSED}
     assert not sim.probes_to("nohost.invalid")
     assert job.emitted == job.addresses * 3 == 6
+    timeouts = sched.intake.resolvers.timeouts
+    assert timeouts == ({"127.0.0.53:53": 1} if status is LookupStatus.TIMEOUT else {})
 
 
 def test_failed_lookup_counts_as_unresolved() -> None:
@@ -777,8 +786,8 @@ def test_failed_lookup_counts_as_unresolved() -> None:
 
 
 def test_name_resolving_to_two_addresses_scans_both_with_the_name() -> None:
-    sched = Scheduler(concurrency=8,
-                      resolver=lambda name: done_future([(4, "127.0.0.1"), (6, "::1")]))
+    sched = Scheduler(concurrency=8, resolver=lambda name: done_future(
+        Lookup([(4, "127.0.0.1"), (6, "::1")])))
     job = one_job(sched, [Target(None, "dual.test", 0)], [22, 23], timeout=1.0)
     sim = Sim(sched, refuse_all)
     got = assert_exactly_once(sim.run(), ["127.0.0.1", "::1"], [22, 23])
@@ -788,15 +797,50 @@ def test_name_resolving_to_two_addresses_scans_both_with_the_name() -> None:
 
 
 def test_pending_lookup_is_waited_for() -> None:
-    fut: Future[list[tuple[int, str]]] = Future()
+    fut: Future[Lookup] = Future()
     sched = Scheduler(concurrency=8, resolver=lambda name: fut)
     one_job(sched, [Target(None, "slow.test", 0)], [22], timeout=1.0)
     assert next_probe(sched, 0.0) is None
     assert not sched.done
     assert sched.poll_timeout(0.0) is not None  # the loop keeps polling the lookup
-    fut.set_result([(4, "127.0.0.1")])
+    fut.set_result(Lookup([(4, "127.0.0.1")]))
     [o] = Sim(sched, refuse_all).run()
     assert (o.host, o.name, o.state) == ("127.0.0.1", "slow.test", PortState.CLOSED)
+
+
+def test_lookups_under_way_are_capped_and_answers_are_taken_in_any_order() -> None:
+    """At most MAX_LOOKUPS questions at once; an answer frees a place for the next name, and a
+    slow first name holds back none of the names answered after it."""
+    asked: dict[str, Future[Lookup]] = {}
+    silent = Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53")
+    answer_at_once = False
+
+    def resolver(name: str) -> Future[Lookup]:
+        asked[name] = done_future(silent) if answer_at_once else Future()
+        return asked[name]
+
+    n = MAX_LOOKUPS + 100
+    sched = Scheduler(concurrency=64, resolver=resolver)
+    job = one_job(sched, [Target(None, f"h{i}.test", 0) for i in range(n)], [22], timeout=1.0)
+    assert next_probe(sched, 0.0) is None
+    assert len(asked) == MAX_LOOKUPS
+    assert sched.poll_timeout(0.0) == pytest.approx(0.01)  # no busy loop while they run
+    for i in range(1, 11):  # the first name stays unanswered
+        asked[f"h{i}.test"].set_result(Lookup([], LookupStatus.NO_SUCH_NAME))
+    assert next_probe(sched, 0.0) is None
+    assert len(asked) == MAX_LOOKUPS + 10
+    assert job.emitted == 10
+    answer_at_once = True
+    for fut in asked.values():
+        if not fut.done():
+            fut.set_result(silent)
+    Sim(sched, refuse_all).run()
+    assert len(asked) == n
+    assert job.emitted == n and sched.done
+    assert sched.intake.resolvers.timeouts == {"127.0.0.54:53": n - 10}
+    assert sched.intake.resolvers.warning() == (
+        f"warning: resolver 127.0.0.54:53 did not answer: {n - 10} names not scanned "
+        f"(resolver-timeout)")
 
 
 def test_name_without_resolver_is_unresolved() -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.core.names import NAME_REASONS
 from ._common import started_at
 from .document import STATES
 from .human import (
@@ -59,6 +60,14 @@ def _quiet_kind(counts: Counter[str], opened: list[OpenPort],
 QUIET_HEADS = {"up": "up, no open port", "silent": "no answer"}
 
 
+def _name_failure(opened: list[OpenPort], trouble: Trouble | None) -> str | None:
+    """The reason when the address is a name that gave no address (every port's), else None."""
+    if opened or trouble is None or len(trouble.groups) != 1:
+        return None
+    state, reason = next(iter(trouble.groups))
+    return reason if state == "error" and reason in NAME_REASONS else None
+
+
 def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
                 paint: Paint) -> tuple[list[str], str | None]:
     """(lines, None) for a host with something to say, else ([], its quiet kind)."""
@@ -74,6 +83,9 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
     kinds = {a[5] for a in addresses}
     if not violations and not errors and not diff and None not in kinds and len(kinds) == 1:
         return [], kinds.pop()
+    failures = {_name_failure(a[3], a[4]) for a in addresses}
+    if not violations and not diff and len(failures) == 1 and None not in failures:
+        return [], failures.pop()  # a host by a name that gave no address: listed by why
     if violations:
         mark = paint("VIOLATED", "1;31")
     elif errors or entry.get("failed"):
@@ -100,6 +112,7 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
     paint = Paint(color)
     out = stream
     quiet: dict[str, list[str]] = {"up": [], "silent": []}
+    unnamed: dict[str, list[str]] = {reason: [] for reason in NAME_REASONS}
     for name in sorted(doc["hosts"], key=label_order):
         entry = doc["hosts"][name]
         result = entry.get("result") if isinstance(entry.get("result"), dict) else None
@@ -111,9 +124,15 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
             out.write(f"{paint(name, '1')}  {paint('not scanned', '33')}\n")
             continue
         lines, kind = _host_block(name, entry, result, paint)
-        if kind is not None:
+        if kind in unnamed:
+            unnamed[kind].append(name)
+        elif kind is not None:
             quiet[kind].append(name)
         out.writelines(line + "\n" for line in lines)
+    for reason, names in unnamed.items():
+        if names:
+            head = paint(f"ERROR, {NAME_REASONS[reason]}", "1;31")
+            out.writelines(line + "\n" for line in host_list(head, names))
     for kind, names in quiet.items():
         if names:
             head = paint(f"ok, {QUIET_HEADS[kind]}", "2")

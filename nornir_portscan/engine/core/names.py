@@ -1,0 +1,90 @@
+"""What a name lookup's answer means for a scan, and how long a scan waits for one.
+
+The resolver (``engine/io/resolve.py``) only carries questions to DNS; what its answer
+means is decided here, so it reads the same in a test without a resolver: which reason a
+name's ports get, how many lookups may be under way at once, how long each may take, and
+the one line that tells a silent resolver apart from names that do not exist.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+from typing import NamedTuple
+
+
+class LookupStatus(str, Enum):
+    """How a lookup ended, as far as the scan cares."""
+
+    ANSWERED = "answered"  # one address or more
+    NO_SUCH_NAME = "no-such-name"  # NXDOMAIN: the name does not exist
+    NO_ADDRESS = "no-address"  # the name exists, with no A or AAAA record
+    TIMEOUT = "timeout"  # the resolver did not answer in time
+    FAILED = "failed"  # anything else: the resolver refused or failed (SERVFAIL), a bad name
+
+
+class Lookup(NamedTuple):
+    """One name's answer: its (ip version, address) pairs, how it ended, who was asked."""
+
+    addresses: list[tuple[int, str]]
+    status: LookupStatus = LookupStatus.ANSWERED
+    resolver: str = ""  # the resolver(s) asked, as the warning names them
+
+
+#: A name's ports' reason, by how its lookup ended. ``unresolved`` stays for a lookup that
+#: failed otherwise (and for reports and journals written before the reasons were told apart).
+REASON_OF: dict[LookupStatus, str] = {
+    LookupStatus.NO_SUCH_NAME: "no-such-name",
+    LookupStatus.NO_ADDRESS: "no-address",
+    LookupStatus.TIMEOUT: "resolver-timeout",
+    LookupStatus.FAILED: "unresolved",
+}
+#: Every reason an (address, port) gets because its name gave no address, with its words.
+NAME_REASONS: dict[str, str] = {
+    "no-such-name": "no such name",
+    "no-address": "name has no address",
+    "resolver-timeout": "resolver did not answer",
+    "unresolved": "name did not resolve",
+}
+
+#: Lookups under way at once. Enough that a resolver tens of milliseconds away keeps up
+#: with the scan (2,000 names are four rounds), few enough that a forwarding resolver's
+#: own limit (dnsmasq forwards 150 at once by default; each lookup is an A and an AAAA
+#: query) is not flooded, and that a list of a million names is not a million questions.
+MAX_LOOKUPS = 512
+#: How long the resolver waits for an answer to a query, and how many times it asks each
+#: server: c-ares doubles the wait on each retry, so a silent resolver costs a name about
+#: 1 + 2 = 3 s per search domain tried, and 2,000 names (four rounds of 512) well under a
+#: minute. glibc's default is 5 s x 2 tries, per name, on a few threads.
+TRY_TIMEOUT = 1.0
+TRIES = 2
+
+
+def reason_for(lookup: Lookup) -> str:
+    """The reason a name's ports get when its lookup gave no address."""
+    if lookup.status is LookupStatus.ANSWERED:  # answered, yet nothing usable in it
+        return REASON_OF[LookupStatus.NO_ADDRESS]
+    return REASON_OF[lookup.status]
+
+
+class ResolverTally:
+    """Names each resolver did not answer for, for one line at the end of a scan."""
+
+    def __init__(self) -> None:
+        self.timeouts: Counter[str] = Counter()
+
+    def add(self, lookup: Lookup) -> None:
+        if lookup.status is LookupStatus.TIMEOUT:
+            self.timeouts[lookup.resolver or "the system resolver"] += 1
+
+    def merge(self, other: Counter[str]) -> None:
+        self.timeouts.update(other)
+
+    def warning(self) -> str | None:
+        """``warning: resolver 10.0.0.53:53 did not answer: 2000 names not scanned
+        (resolver-timeout)``, or None when every resolver answered."""
+        if not self.timeouts:
+            return None
+        parts = [f"resolver {server} did not answer: {n} name{'s' if n != 1 else ''}"
+                 for server, n in sorted(self.timeouts.items())]
+        return f"warning: {'; '.join(parts)} not scanned (resolver-timeout)"
