@@ -153,15 +153,15 @@ bare: {{hostname: noaddr.test, data: {{portscan: {{ports: [{OPEN}]}}}}}}
 
 def test_a_silent_resolver_costs_seconds_not_minutes(silent: tuple[NetNS, DnsSetup],
                                                      tmp_path: Path) -> None:
-    """600 names (more than are asked at once) behind a resolver that drops every question:
-    each port accounted for, one line naming the resolver and what it cost, every name
-    asked (A and AAAA) exactly twice, and lookups in parallel: 600 names take about as
-    long as 16 (a pool of 8 threads took 37 times as long). The 60 s bound is the issue's
-    own (2,000 names within a minute; about 6 s here)."""
+    """2,000 names behind a resolver that drops every question: each port accounted for,
+    one line naming the resolver and what it cost, every name asked (A and AAAA) exactly
+    twice, and lookups in parallel: 2,000 names take a few times as long as 16 (about 5
+    rounds of timeouts, as the lookups under way grow; 8 threads took 125 times as long,
+    64 lookups at a time 31). The 60 s bound is the issue's own (about 17 s here)."""
     ns, setup = silent
-    few, many = tmp_path / "16.txt", tmp_path / "600.txt"
+    few, many = tmp_path / "16.txt", tmp_path / "2000.txt"
     few.write_text("\n".join(names(16)) + "\n", encoding="ascii")
-    many.write_text("# a silent resolver\n" + "\n".join(names(600)) + "\n", encoding="ascii")
+    many.write_text("# a silent resolver\n" + "\n".join(names(2000)) + "\n", encoding="ascii")
     started = time.monotonic()
     small = ns.scan("-iL", str(few), "-p", "22,80,443", "--format", "jsonl", timeout=120)
     small_s = time.monotonic() - started
@@ -173,15 +173,15 @@ def test_a_silent_resolver_costs_seconds_not_minutes(silent: tuple[NetNS, DnsSet
     big_s = time.monotonic() - started
     assert big.returncode == 0, big.stderr
     rows = jsonl(big.stdout)
-    assert len(rows) == len(by_key(rows)) == 600 * 3
+    assert len(rows) == len(by_key(rows)) == 2000 * 3
     assert {(r["state"], r["reason"]) for r in rows} == {("error", "resolver-timeout")}
-    assert {r["host"] for r in rows} == set(names(600))
-    warning = f"warning: resolver {SILENT}:53 did not answer: 600 names not scanned " \
+    assert {r["host"] for r in rows} == set(names(2000))
+    warning = f"warning: resolver {SILENT}:53 did not answer: 2000 names not scanned " \
               f"(resolver-timeout)"
     assert big.stderr.splitlines()[0] == warning
-    assert setup.dropped() - before == 600 * 2 * 2
+    assert setup.dropped() - before == 2000 * 2 * 2
     assert big_s < 60
-    assert big_s < 5 * small_s, (big_s, small_s)
+    assert big_s < 10 * small_s, (big_s, small_s)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from nornir_portscan.engine.core.names import MAX_LOOKUPS, Lookup, LookupStatus
+from nornir_portscan.engine.core.names import FIRST_LOOKUPS, MAX_LOOKUPS, Lookup, LookupStatus
 from nornir_portscan.engine.core.outcome import PortRun, PortState, ProbeOutcome
 from nornir_portscan.engine.core.scheduler import Scheduler
 from nornir_portscan.engine.core.work import DISCOVERY_PORTS, Job, JobOptions, Probe
@@ -808,34 +808,44 @@ def test_pending_lookup_is_waited_for() -> None:
     assert (o.host, o.name, o.state) == ("127.0.0.1", "slow.test", PortState.CLOSED)
 
 
-def test_lookups_under_way_are_capped_and_answers_are_taken_in_any_order() -> None:
-    """At most MAX_LOOKUPS questions at once; an answer frees a place for the next name, and a
-    slow first name holds back none of the names answered after it."""
+def test_lookups_under_way_start_few_grow_to_a_cap_and_answers_come_in_any_order() -> None:
+    """FIRST_LOOKUPS questions at first; each lookup that ends allows one more (the number
+    doubles per round trip), never over MAX_LOOKUPS; a slow first name holds back none of
+    the names answered after it."""
     asked: dict[str, Future[Lookup]] = {}
-    silent = Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53")
-    answer_at_once = False
 
     def resolver(name: str) -> Future[Lookup]:
-        asked[name] = done_future(silent) if answer_at_once else Future()
+        asked[name] = Future()
         return asked[name]
 
-    n = MAX_LOOKUPS + 100
+    def under_way() -> int:
+        return sum(not f.done() for f in asked.values())
+
+    n = 2000
     sched = Scheduler(concurrency=64, resolver=resolver)
     job = one_job(sched, [Target(None, f"h{i}.test", 0) for i in range(n)], [22], timeout=1.0)
     assert next_probe(sched, 0.0) is None
-    assert len(asked) == MAX_LOOKUPS
+    assert len(asked) == FIRST_LOOKUPS
     assert sched.poll_timeout(0.0) == pytest.approx(0.01)  # no busy loop while they run
     for i in range(1, 11):  # the first name stays unanswered
         asked[f"h{i}.test"].set_result(Lookup([], LookupStatus.NO_SUCH_NAME))
     assert next_probe(sched, 0.0) is None
-    assert len(asked) == MAX_LOOKUPS + 10
+    assert len(asked) == FIRST_LOOKUPS + 20 and under_way() == FIRST_LOOKUPS + 10
     assert job.emitted == 10
-    answer_at_once = True
+    rounds, most = 0, 0
+    while len(asked) < n:  # a silent resolver: every lookup under way times out at once
+        for fut in asked.values():
+            if not fut.done():
+                fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53"))
+        assert next_probe(sched, 0.0) is None
+        most = max(most, under_way())
+        rounds += 1
+    assert most == MAX_LOOKUPS
+    assert rounds == 5  # every name asked after 5 timeouts of a silent resolver, not 27
     for fut in asked.values():
         if not fut.done():
-            fut.set_result(silent)
+            fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53"))
     Sim(sched, refuse_all).run()
-    assert len(asked) == n
     assert job.emitted == n and sched.done
     assert sched.intake.resolvers.timeouts == {"127.0.0.54:53": n - 10}
     assert sched.intake.resolvers.warning() == (

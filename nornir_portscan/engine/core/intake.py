@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from ...inputs.scope import in_networks
-from .names import MAX_LOOKUPS, Lookup, LookupStatus, ResolverTally, reason_for
+from .names import FIRST_LOOKUPS, MAX_LOOKUPS, Lookup, LookupStatus, ResolverTally, reason_for
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome
 from .work import Host, Job, Probe
 
@@ -39,7 +39,8 @@ class Intake:
         self.keep_alive = False  # a service: never done, more jobs may come
         # lookups answered, appended by the resolver's thread (deque.append is atomic)
         self.answered: deque[tuple[Job, str, Future[Lookup]]] = deque()
-        self.lookups = 0  # lookups under way, all jobs (at most MAX_LOOKUPS)
+        self.lookups = 0  # lookups under way, all jobs (at most lookup_limit)
+        self.lookup_limit = FIRST_LOOKUPS  # grows by one per lookup ended, to MAX_LOOKUPS
         self.resolvers = ResolverTally()  # names each silent resolver cost
 
     def add_job(self, job: Job) -> Job:
@@ -62,7 +63,7 @@ class Intake:
     def may_admit(self) -> bool:
         """Whether admission could add a host now (room for one, and a target left)."""
         return bool(self.feeding and self.active_hosts < self.max_active_hosts
-                    and (self.answered or (self.lookups < MAX_LOOKUPS
+                    and (self.answered or (self.lookups < self.lookup_limit
                                            and any(not j.exhausted for j in self.jobs))))
 
     # ---- the outbox ---------------------------------------------------------------------
@@ -177,11 +178,13 @@ class Intake:
             job, name, fut = answered.popleft()
             job.resolving -= 1
             self.lookups -= 1
+            if self.lookup_limit < MAX_LOOKUPS:
+                self.lookup_limit += 1
             self._resolved(job, name, fut)
             self._maybe_finish(job)
         for job in list(self.jobs):
             while (not job.exhausted and self.active_hosts < self.max_active_hosts
-                   and self.lookups < MAX_LOOKUPS):
+                   and self.lookups < self.lookup_limit):
                 target = next(job.targets, None)
                 if target is None:
                     job.exhausted = True

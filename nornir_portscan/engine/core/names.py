@@ -47,11 +47,15 @@ NAME_REASONS: dict[str, str] = {
     "unresolved": "name did not resolve",
 }
 
-#: Lookups under way at once. Enough that a resolver tens of milliseconds away keeps up
-#: with the scan (2,000 names are four rounds), few enough that a forwarding resolver's
-#: own limit (dnsmasq forwards 150 at once by default; each lookup is an A and an AAAA
-#: query) is not flooded, and that a list of a million names is not a million questions.
+#: Lookups under way at once, at most. Enough that a resolver tens of milliseconds away
+#: keeps up with the scan (2,000 names are four rounds), few enough that a list of a
+#: million names is not a million questions at once.
 MAX_LOOKUPS = 512
+#: Lookups under way at first: each lookup that ends (answered or not) allows one more,
+#: so the number doubles each round trip, as TCP's slow start does. A burst of 1,024
+#: queries (an A and an AAAA each) lost some to a full queue on the way in the lab; a
+#: forwarding resolver has a limit of its own too (dnsmasq forwards 150 at once).
+FIRST_LOOKUPS = 64
 #: How long the resolver waits for an answer to a query, and how many times it asks each
 #: server: c-ares doubles the wait on each retry, so a silent resolver costs a name about
 #: 1 + 2 = 3 s per search domain tried, and 2,000 names (four rounds of 512) well under a
