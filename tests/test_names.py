@@ -184,6 +184,21 @@ def test_a_silent_resolver_costs_seconds_not_minutes(silent: tuple[NetNS, DnsSet
     assert big_s < 10 * small_s, (big_s, small_s)
 
 
+def test_run_names_a_silent_resolver_once(silent: tuple[NetNS, DnsSetup],
+                                          tmp_path: Path) -> None:
+    """``run`` over hosts whose names the resolver never answers: the hosts are grouped
+    under why, and one line on stderr names the resolver and the names it cost."""
+    ns, _ = silent
+    (tmp_path / "hosts.yaml").write_text("".join(
+        f"sw{i}: {{hostname: {name}, data: {{portscan: {{ports: [22]}}}}}}\n"
+        for i, name in enumerate(names(3))), encoding="utf-8")
+    done = ns.run(PYTHON, "-m", "nornir_portscan", "run", "-i", str(tmp_path), timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ERROR, resolver did not answer (3): sw0, sw1, sw2" in done.stdout.splitlines()
+    assert done.stderr.splitlines() == [
+        f"warning: resolver {SILENT}:53 did not answer: 3 names not scanned (resolver-timeout)"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_ends_a_scan_while_lookups_hang(silent: tuple[NetNS, DnsSetup],
                                                  tmp_path: Path, sig: int) -> None:
