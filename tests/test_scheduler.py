@@ -841,7 +841,9 @@ def test_lookups_under_way_start_few_grow_to_a_cap_and_answers_come_in_any_order
         most = max(most, under_way())
         rounds += 1
     assert most == MAX_LOOKUPS
-    assert rounds == 5  # every name asked after 5 timeouts of a silent resolver, not 27
+    # every name asked after 7 rounds of timeouts, not 27: the first (after 10 answers) is
+    # taken for losses (asked again, the window halved), then silence is silence
+    assert rounds == 7
     for fut in asked.values():
         if not fut.done():
             fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53"))
@@ -851,6 +853,49 @@ def test_lookups_under_way_start_few_grow_to_a_cap_and_answers_come_in_any_order
     assert sched.intake.resolvers.warning() == (
         f"warning: resolver 127.0.0.54:53 did not answer: {n - 10} names not scanned "
         f"(resolver-timeout)")
+
+
+def test_names_a_live_resolver_lost_are_asked_again_with_fewer_under_way() -> None:
+    """A resolver that answers some names and lets others time out is losing questions:
+    each of those is asked once more and the lookups under way are halved; a name lost
+    twice is resolver-timeout. (A silent resolver's names are asked once: the test above.)"""
+    asked: Counter[str] = Counter()
+    lost_once = {f"h{i}.test" for i in range(0, 200, 2)}  # every other name: lost, then found
+    lost_twice = {f"h{i}.test" for i in range(1, 20, 2)}  # ten names: lost both times
+    pending: list[tuple[str, Future[Lookup]]] = []
+
+    def resolver(name: str) -> Future[Lookup]:
+        asked[name] += 1
+        fut: Future[Lookup] = Future()
+        pending.append((name, fut))
+        return fut
+
+    sched = Scheduler(concurrency=64, resolver=resolver)
+    job = one_job(sched, [Target(None, f"h{i}.test", 0) for i in range(200)], [22],
+                  timeout=1.0)
+    limits = []
+    assert next_probe(sched, 0.0) is None  # the first lookups go out
+    while pending:  # answer every lookup under way, then let the intake take the answers
+        batch = list(pending)
+        pending.clear()
+        lost = [(n, f) for n, f in batch
+                if n in lost_twice or (n in lost_once and asked[n] == 1)]
+        for name, fut in batch:  # answers come in a round trip, timeouts seconds later
+            if (name, fut) not in lost:
+                fut.set_result(Lookup([], LookupStatus.NO_SUCH_NAME, "127.0.0.53:53"))
+        for _, fut in lost:
+            fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.53:53"))
+        assert next_probe(sched, 0.0) is None
+        limits.append(sched.intake.window.limit)
+    got = Sim(sched, refuse_all).run()
+    assert job.emitted == 200 and sched.done
+    assert {n: c for n, c in asked.items() if c != 1} == {
+        n: 2 for n in lost_once | lost_twice}
+    reasons = Counter(o.reason for o in got)
+    assert reasons == {"no-such-name": 190, "resolver-timeout": 10}
+    assert sched.intake.window.cuts >= 1
+    assert any(b < a for a, b in zip(limits, limits[1:], strict=False))  # the cut shows
+    assert sched.intake.resolvers.timeouts == {"127.0.0.53:53": 10}
 
 
 def test_name_without_resolver_is_unresolved() -> None:

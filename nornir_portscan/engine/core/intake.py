@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from ...inputs.scope import in_networks
-from .names import FIRST_LOOKUPS, MAX_LOOKUPS, Lookup, LookupStatus, ResolverTally, reason_for
+from .names import Lookup, LookupStatus, LookupWindow, ResolverTally, reason_for
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome
 from .work import Host, Job, Probe
 
@@ -38,9 +38,10 @@ class Intake:
         self.feeding = 0  # jobs whose targets are not all admitted yet
         self.keep_alive = False  # a service: never done, more jobs may come
         # lookups answered, appended by the resolver's thread (deque.append is atomic)
-        self.answered: deque[tuple[Job, str, Future[Lookup]]] = deque()
-        self.lookups = 0  # lookups under way, all jobs (at most lookup_limit)
-        self.lookup_limit = FIRST_LOOKUPS  # grows by one per lookup ended, to MAX_LOOKUPS
+        self.answered: deque[tuple[Job, str, int, Future[Lookup]]] = deque()
+        self.reask: deque[tuple[Job, str, int]] = deque()  # names to ask again (names.py)
+        self.lookups = 0  # lookups under way, all jobs (at most window.limit)
+        self.window = LookupWindow()
         self.resolvers = ResolverTally()  # names each silent resolver cost
 
     def add_job(self, job: Job) -> Job:
@@ -58,13 +59,13 @@ class Intake:
     @property
     def resolving(self) -> bool:
         """Some name lookup is still under way."""
-        return self.lookups > 0
+        return self.lookups > 0 or bool(self.reask)
 
     def may_admit(self) -> bool:
         """Whether admission could add a host now (room for one, and a target left)."""
         return bool(self.feeding and self.active_hosts < self.max_active_hosts
-                    and (self.answered or (self.lookups < self.lookup_limit
-                                           and any(not j.exhausted for j in self.jobs))))
+                    and (self.answered or (self.lookups < self.window.limit and (
+                        self.reask or any(not j.exhausted for j in self.jobs)))))
 
     # ---- the outbox ---------------------------------------------------------------------
 
@@ -173,18 +174,26 @@ class Intake:
 
     def admit(self) -> None:
         """Pull hosts from the jobs' lazy target streams until enough are active."""
-        answered = self.answered
+        answered, reask, window = self.answered, self.reask, self.window
         while answered:  # in the order answers came, not the order names were asked
-            job, name, fut = answered.popleft()
-            job.resolving -= 1
+            job, name, asks, fut = answered.popleft()
             self.lookups -= 1
-            if self.lookup_limit < MAX_LOOKUPS:
-                self.lookup_limit += 1
-            self._resolved(job, name, fut)
+            try:
+                lookup = fut.result()
+            except Exception:
+                lookup = Lookup([], LookupStatus.FAILED)
+            if window.end(lookup, asks):
+                reask.append((job, name, asks))  # still resolving: job.resolving stays
+                continue
+            job.resolving -= 1
+            self._resolved(job, name, lookup)
             self._maybe_finish(job)
+        while reask and self.lookups < window.limit and self.resolver is not None:
+            job, name, asks = reask.popleft()
+            self._ask(self.resolver, job, name, asks + 1)
         for job in list(self.jobs):
             while (not job.exhausted and self.active_hosts < self.max_active_hosts
-                   and self.lookups < self.lookup_limit):
+                   and self.lookups < window.limit):
                 target = next(job.targets, None)
                 if target is None:
                     job.exhausted = True
@@ -199,16 +208,15 @@ class Intake:
 
     def _look_up(self, resolver: Resolver, job: Job, name: str) -> None:
         job.resolving += 1
+        self._ask(resolver, job, name, 1)
+
+    def _ask(self, resolver: Resolver, job: Job, name: str, asks: int) -> None:
         self.lookups += 1
         fut = resolver(name)
         # called in the resolver's thread (or here, when already answered)
-        fut.add_done_callback(lambda f: self.answered.append((job, name, f)))
+        fut.add_done_callback(lambda f: self.answered.append((job, name, asks, f)))
 
-    def _resolved(self, job: Job, name: str, fut: Future[Lookup]) -> None:
-        try:
-            lookup = fut.result()
-        except Exception:
-            lookup = Lookup([], LookupStatus.FAILED)
+    def _resolved(self, job: Job, name: str, lookup: Lookup) -> None:
         self.resolvers.add(lookup)
         addresses = lookup.addresses
         if not addresses:

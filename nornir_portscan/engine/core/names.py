@@ -56,6 +56,51 @@ MAX_LOOKUPS = 512
 #: queries (an A and an AAAA each) lost some to a full queue on the way in the lab; a
 #: forwarding resolver has a limit of its own too (dnsmasq forwards 150 at once).
 FIRST_LOOKUPS = 64
+#: Lookups under way, at least, after losses cut them.
+MIN_LOOKUPS = 16
+#: Times a name is asked (each ask is c-ares's tries) when the resolver answers others.
+ASKS = 2
+
+
+class LookupWindow:
+    """How many lookups may be under way, and whether a name that timed out is asked again.
+
+    A resolver that answers nothing is silent: its names time out once (no second ask, no
+    cut), so 2,000 of them cost a few rounds of timeouts. A resolver that answers others
+    but lets some time out between its answers is losing questions (a full queue on the
+    way, a busy server): those names are asked once more, and the lookups under way are
+    halved, at most once per window of lookups ended, as TCP does on a loss. A whole
+    window of timeouts in a row (a resolver that stopped answering) is silence again.
+    Each lookup ended otherwise allows one more, up to ``MAX_LOOKUPS``.
+    """
+
+    def __init__(self) -> None:
+        self.limit = FIRST_LOOKUPS
+        self.answered = 0  # lookups the resolver answered (an address, NXDOMAIN, no data)
+        self.silence = 0  # timeouts since its last answer
+        self.ended = 0  # lookups ended since the last cut
+        self.cuts = 0
+
+    def end(self, lookup: Lookup, asks: int) -> bool:
+        """A lookup ended; True when its name is to be asked again."""
+        self.ended += 1
+        status = lookup.status
+        if status is LookupStatus.TIMEOUT:
+            self.silence += 1
+            if self.answered and self.silence < self.limit and asks < ASKS:
+                if self.ended >= self.limit:
+                    self.limit = max(MIN_LOOKUPS, self.limit // 2)
+                    self.ended = 0
+                    self.cuts += 1
+                return True
+        elif status is not LookupStatus.FAILED:
+            self.answered += 1
+            self.silence = 0
+        if self.limit < MAX_LOOKUPS:
+            self.limit += 1
+        return False
+
+
 #: How long the resolver waits for an answer to a query, and how many times it asks each
 #: server: c-ares doubles the wait on each retry, so a silent resolver costs a name about
 #: 1 + 2 = 3 s per search domain tried, and 2,000 names (four rounds of 512) well under a
