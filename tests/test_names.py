@@ -186,6 +186,18 @@ def test_a_silent_resolver_costs_seconds_not_minutes(silent: tuple[NetNS, DnsSet
     assert big_s < 10 * small_s, (big_s, small_s)
 
 
+def test_a_sharded_scan_names_the_silent_resolver_too(silent: tuple[NetNS, DnsSetup]) -> None:
+    """Over 8,192 probes a scan runs in process shards (on a machine with 2 cores or more):
+    each shard's tally of silent names reaches the one warning line."""
+    ns, _ = silent
+    done = ns.scan(*names(30), "-p", "1-300", "--format", "jsonl", timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = jsonl(done.stdout)
+    assert len(rows) == len(by_key(rows)) == 30 * 300
+    assert done.stderr.splitlines()[0] == (f"warning: resolver {SILENT}:53 did not answer: "
+                                           f"30 names not scanned (resolver-timeout)")
+
+
 def test_run_names_a_silent_resolver_once(silent: tuple[NetNS, DnsSetup],
                                           tmp_path: Path) -> None:
     """``run`` over hosts whose names the resolver never answers: the hosts are grouped
