@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,6 +251,83 @@ def test_a_signal_ends_a_scan_while_lookups_hang(silent: tuple[NetNS, DnsSetup],
     assert all(r["reason"] == "resolver-timeout" for r in rows if r.get("name"))
     assert len(rows) == len(by_key(rows))
     assert "interrupted" in stderr
+
+
+# ---- behind the lab's WAN relay ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+#: netlab.py, in the shared folder beside the repository (or beside its worktrees' folder)
+NETLAB = next((p for p in (REPO.parent / "shared" / "lab" / "netlab.py",
+                           REPO.parent.parent / "shared" / "lab" / "netlab.py") if p.is_file()),
+              None)
+
+
+@pytest.fixture
+def wan(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, str]], Path]]:
+    """A netlab WAN lab (hosts 20 ms away behind its relay) with dnsmasq beside the hosts,
+    naming each of them; the scanner's namespace resolves through it. (name of the
+    scanner's namespace, (name, address) pairs, the lab's ground truth)"""
+    if NETLAB is None:
+        pytest.skip("netlab.py is not beside the repository (shared/lab/netlab.py)")
+    lab = f"nptdns{os.getpid()}"
+    truth = tmp_path / "truth.jsonl"
+    up = subprocess.run([sys.executable, str(NETLAB), "up", lab, "--hosts", "198.18.3.0/26",
+                         "--ports", "22,80,443", "--delay-ms", "20", "--alive", "1",
+                         "--unreach", "0", "--open", "1", "--filtered", "0",
+                         "--truth", str(truth)], capture_output=True, text=True, timeout=120)
+    conf = Path("/etc/netns") / lab
+    dnsmasq: subprocess.Popen[str] | None = None
+    try:
+        if up.returncode != 0:
+            pytest.skip(f"netlab could not build a WAN lab: {up.stderr.strip()[-300:]}")
+        pairs = [(f"h{i}.wan.test", f"198.18.3.{i}") for i in range(1, 63)]
+        records = tmp_path / "names.hosts"
+        records.write_text("".join(f"{ip} {name}\n" for name, ip in pairs), encoding="ascii")
+        dnsmasq = subprocess.Popen(
+            ["ip", "netns", "exec", f"{lab}-srv", "dnsmasq", "--no-daemon", "--no-resolv",
+             "--no-hosts", "--conf-file=/dev/null", "--user=root", "--bind-dynamic",
+             "--listen-address=198.18.3.63", "--local=/test/", f"--addn-hosts={records}",
+             "--log-facility=-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert dnsmasq.stderr is not None
+        for line in dnsmasq.stderr:
+            if "started" in line:
+                break
+        conf.mkdir(parents=True, exist_ok=True)
+        conf.joinpath("resolv.conf").write_text("nameserver 198.18.3.63\n", encoding="ascii")
+        yield lab, pairs, truth
+    finally:
+        if dnsmasq is not None:
+            dnsmasq.kill()
+            dnsmasq.communicate(timeout=5)
+        subprocess.run([sys.executable, str(NETLAB), "down", lab], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(conf, ignore_errors=True)
+
+
+def test_names_behind_a_delayed_resolver_scan_as_their_addresses(
+        wan: tuple[str, list[tuple[str, str]], Path], tmp_path: Path) -> None:
+    """Every question crosses the relay (20 ms each way), as every probe does: the names
+    scan the same (address, port) pairs with the same states as their addresses, exact
+    against the lab's truth, each row carrying its name."""
+    lab, pairs, truth = wan
+    listed = tmp_path / "names.txt"
+    listed.write_text("".join(f"{name}\n" for name, _ in pairs), encoding="ascii")
+    base = ["ip", "netns", "exec", lab, PYTHON, "-m", "nornir_portscan", "scan", "-p",
+            "22,80,443", "--format", "jsonl"]
+    by_name = subprocess.run([*base, "-iL", str(listed)], capture_output=True, text=True,
+                             timeout=120)
+    by_address = subprocess.run([*base, *(ip for _, ip in pairs)], capture_output=True,
+                                text=True, timeout=120)
+    assert by_name.returncode == by_address.returncode == 0, by_name.stderr
+    named, plain = jsonl(by_name.stdout), jsonl(by_address.stdout)
+    assert {(r["host"], r["port"], r["state"]) for r in named} == {
+        (r["host"], r["port"], r["state"]) for r in plain}
+    assert {(r["name"], r["host"]) for r in named} == set(pairs)
+    got = tmp_path / "got.jsonl"
+    got.write_text(by_name.stdout, encoding="utf-8")
+    score = subprocess.run([sys.executable, str(NETLAB), "score", str(truth), str(got)],
+                           capture_output=True, text=True, timeout=60)
+    assert score.returncode == 0, score.stdout
 
 
 # ---- target files ----------------------------------------------------------------------------
