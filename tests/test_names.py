@@ -23,7 +23,8 @@ from netns import PYTHON, NetNS, by_key, jsonl
 
 from nornir_portscan.engine.core.names import FIRST_LOOKUPS
 
-pytestmark = pytest.mark.skipif(why_no_dnsmasq() is not None, reason=str(why_no_dnsmasq()))
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(why_no_dnsmasq() is not None, reason=str(why_no_dnsmasq()))]
 
 OPEN = 5000  # listens on a.test's address
 SHUT = 5001  # nothing listens anywhere
