@@ -11,9 +11,11 @@ import errno
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from itertools import pairwise
 
 import pytest
 
+from nornir_portscan.engine.core.names import FIRST_LOOKUPS, MAX_LOOKUPS, Lookup, LookupStatus
 from nornir_portscan.engine.core.outcome import PortRun, PortState, ProbeOutcome
 from nornir_portscan.engine.core.scheduler import Scheduler
 from nornir_portscan.engine.core.work import DISCOVERY_PORTS, Job, JobOptions, Probe
@@ -746,8 +748,8 @@ def test_banner_is_read_on_a_port_that_served_as_discovery_probe() -> None:
 # ---- names ------------------------------------------------------------------------------------
 
 
-def done_future(value: list[tuple[int, str]] | BaseException) -> Future[list[tuple[int, str]]]:
-    fut: Future[list[tuple[int, str]]] = Future()
+def done_future(value: Lookup | BaseException) -> Future[Lookup]:
+    fut: Future[Lookup] = Future()
     if isinstance(value, BaseException):
         fut.set_exception(value)
     else:
@@ -755,18 +757,26 @@ def done_future(value: list[tuple[int, str]] | BaseException) -> Future[list[tup
     return fut
 
 
-def test_unresolved_name_gives_error_unresolved_for_every_port() -> None:
-    sched = Scheduler(concurrency=8, resolver=lambda name: done_future([]))
+@pytest.mark.parametrize(("status", "reason"), [
+    (LookupStatus.NO_SUCH_NAME, "no-such-name"), (LookupStatus.NO_ADDRESS, "no-address"),
+    (LookupStatus.TIMEOUT, "resolver-timeout"), (LookupStatus.FAILED, "unresolved"),
+    (LookupStatus.ANSWERED, "no-address")])  # an answer with nothing usable in it
+def test_a_name_without_address_gives_its_reason_for_every_port(status: LookupStatus,
+                                                                 reason: str) -> None:
+    sched = Scheduler(concurrency=8,
+                      resolver=lambda name: done_future(Lookup([], status, "127.0.0.53:53")))
     targets = [Target(None, "nohost.invalid", 0), *v4("127.0.0.1")]
     job = one_job(sched, targets, [22, 80, 443], timeout=1.0)
     sim = Sim(sched, refuse_all)
     got = assert_exactly_once(sim.run(), ["nohost.invalid", "127.0.0.1"], [22, 80, 443])
     bad = [o for o in got.values() if o.host == "nohost.invalid"]
     assert {(o.state, o.reason, o.name) for o in bad} == {
-        (PortState.ERROR, "unresolved", "nohost.invalid")}
+        (PortState.ERROR, reason, "nohost.invalid")}
     assert {o.state for o in got.values() if o.host == "127.0.0.1"} == {PortState.CLOSED}
     assert not sim.probes_to("nohost.invalid")
     assert job.emitted == job.addresses * 3 == 6
+    timeouts = sched.intake.resolvers.timeouts
+    assert timeouts == ({"127.0.0.53:53": 1} if status is LookupStatus.TIMEOUT else {})
 
 
 def test_failed_lookup_counts_as_unresolved() -> None:
@@ -777,8 +787,8 @@ def test_failed_lookup_counts_as_unresolved() -> None:
 
 
 def test_name_resolving_to_two_addresses_scans_both_with_the_name() -> None:
-    sched = Scheduler(concurrency=8,
-                      resolver=lambda name: done_future([(4, "127.0.0.1"), (6, "::1")]))
+    sched = Scheduler(concurrency=8, resolver=lambda name: done_future(
+        Lookup([(4, "127.0.0.1"), (6, "::1")])))
     job = one_job(sched, [Target(None, "dual.test", 0)], [22, 23], timeout=1.0)
     sim = Sim(sched, refuse_all)
     got = assert_exactly_once(sim.run(), ["127.0.0.1", "::1"], [22, 23])
@@ -788,15 +798,105 @@ def test_name_resolving_to_two_addresses_scans_both_with_the_name() -> None:
 
 
 def test_pending_lookup_is_waited_for() -> None:
-    fut: Future[list[tuple[int, str]]] = Future()
+    fut: Future[Lookup] = Future()
     sched = Scheduler(concurrency=8, resolver=lambda name: fut)
     one_job(sched, [Target(None, "slow.test", 0)], [22], timeout=1.0)
     assert next_probe(sched, 0.0) is None
     assert not sched.done
     assert sched.poll_timeout(0.0) is not None  # the loop keeps polling the lookup
-    fut.set_result([(4, "127.0.0.1")])
+    fut.set_result(Lookup([(4, "127.0.0.1")]))
     [o] = Sim(sched, refuse_all).run()
     assert (o.host, o.name, o.state) == ("127.0.0.1", "slow.test", PortState.CLOSED)
+
+
+def test_lookups_under_way_start_few_grow_to_a_cap_and_answers_come_in_any_order() -> None:
+    """FIRST_LOOKUPS questions at first; each lookup that ends allows one more (the number
+    doubles per round trip), never over MAX_LOOKUPS; a slow first name holds back none of
+    the names answered after it."""
+    asked: dict[str, Future[Lookup]] = {}
+
+    def resolver(name: str) -> Future[Lookup]:
+        asked[name] = Future()
+        return asked[name]
+
+    def under_way() -> int:
+        return sum(not f.done() for f in asked.values())
+
+    n = 2000
+    sched = Scheduler(concurrency=64, resolver=resolver)
+    job = one_job(sched, [Target(None, f"h{i}.test", 0) for i in range(n)], [22], timeout=1.0)
+    assert next_probe(sched, 0.0) is None
+    assert len(asked) == FIRST_LOOKUPS
+    assert sched.poll_timeout(0.0) == pytest.approx(0.01)  # no busy loop while they run
+    for i in range(1, 11):  # the first name stays unanswered
+        asked[f"h{i}.test"].set_result(Lookup([], LookupStatus.NO_SUCH_NAME))
+    assert next_probe(sched, 0.0) is None
+    assert len(asked) == FIRST_LOOKUPS + 20 and under_way() == FIRST_LOOKUPS + 10
+    assert job.emitted == 10
+    rounds, most = 0, 0
+    while len(asked) < n:  # a silent resolver: every lookup under way times out at once
+        for fut in asked.values():
+            if not fut.done():
+                fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53"))
+        assert next_probe(sched, 0.0) is None
+        most = max(most, under_way())
+        rounds += 1
+    assert most == MAX_LOOKUPS
+    # every name asked after 7 rounds of timeouts, not 27: the first (after 10 answers) is
+    # taken for losses (asked again, the window halved), then silence is silence
+    assert rounds == 7
+    for fut in asked.values():
+        if not fut.done():
+            fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.54:53"))
+    Sim(sched, refuse_all).run()
+    assert job.emitted == n and sched.done
+    assert sched.intake.resolvers.timeouts == {"127.0.0.54:53": n - 10}
+    assert sched.intake.resolvers.warning() == (
+        f"warning: resolver 127.0.0.54:53 did not answer: {n - 10} names not scanned "
+        f"(resolver-timeout)")
+
+
+def test_names_a_live_resolver_lost_are_asked_again_with_fewer_under_way() -> None:
+    """A resolver that answers some names and lets others time out is losing questions:
+    each of those is asked once more and the lookups under way are halved; a name lost
+    twice is resolver-timeout. (A silent resolver's names are asked once: the test above.)"""
+    asked: Counter[str] = Counter()
+    lost_once = {f"h{i}.test" for i in range(0, 200, 2)}  # every other name: lost, then found
+    lost_twice = {f"h{i}.test" for i in range(1, 20, 2)}  # ten names: lost both times
+    pending: list[tuple[str, Future[Lookup]]] = []
+
+    def resolver(name: str) -> Future[Lookup]:
+        asked[name] += 1
+        fut: Future[Lookup] = Future()
+        pending.append((name, fut))
+        return fut
+
+    sched = Scheduler(concurrency=64, resolver=resolver)
+    job = one_job(sched, [Target(None, f"h{i}.test", 0) for i in range(200)], [22],
+                  timeout=1.0)
+    limits = []
+    assert next_probe(sched, 0.0) is None  # the first lookups go out
+    while pending:  # answer every lookup under way, then let the intake take the answers
+        batch = list(pending)
+        pending.clear()
+        lost = [(n, f) for n, f in batch
+                if n in lost_twice or (n in lost_once and asked[n] == 1)]
+        for name, fut in batch:  # answers come in a round trip, timeouts seconds later
+            if (name, fut) not in lost:
+                fut.set_result(Lookup([], LookupStatus.NO_SUCH_NAME, "127.0.0.53:53"))
+        for _, fut in lost:
+            fut.set_result(Lookup([], LookupStatus.TIMEOUT, "127.0.0.53:53"))
+        assert next_probe(sched, 0.0) is None
+        limits.append(sched.intake.window.limit)
+    got = Sim(sched, refuse_all).run()
+    assert job.emitted == 200 and sched.done
+    assert {n: c for n, c in asked.items() if c != 1} == {
+        n: 2 for n in lost_once | lost_twice}
+    reasons = Counter(o.reason for o in got)
+    assert reasons == {"no-such-name": 190, "resolver-timeout": 10}
+    assert sched.intake.window.cuts >= 1
+    assert any(b < a for a, b in pairwise(limits))  # the cut shows
+    assert sched.intake.resolvers.timeouts == {"127.0.0.53:53": 10}
 
 
 def test_name_without_resolver_is_unresolved() -> None:

@@ -359,6 +359,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _write(args.output, report, durable=journal is not None)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
+    from ..engine.io.service import shared_engine  # started by the run's first task
+
+    silent = shared_engine().resolver_warning()
+    if silent:
+        print(silent, file=sys.stderr)
     if args.save:
         _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"),
                durable=journal is not None)

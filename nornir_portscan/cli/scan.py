@@ -41,8 +41,9 @@ SCAN_EXITS = ((EXIT_OK, "the scan completed, whatever the ports' states (never 1
 
 def add_scan_parser(sub: Any) -> None:
     s = add_subcommand(
-        sub, "scan", summary="scan targets given on the command line",
-        description="TCP connect scan of the targets named on the command line. The table "
+        sub, "scan", summary="scan targets given on the command line or in a file",
+        description="TCP connect scan of the targets named on the command line or in files "
+                    "(-iL). The table "
                     "lists every host: open ports with their services, then the hosts "
                     "without an open port (as address ranges); an unreachable address or an "
                     "unresolved name is never hidden. jsonl, json and csv have one row per "
@@ -53,13 +54,18 @@ def add_scan_parser(sub: Any) -> None:
                    "every port, and what services say first"),
                   ("nornir-portscan scan 127.0.0.1-20 --format jsonl -o scan.jsonl",
                    "one JSON line per probe"),
+                  ("nornir-portscan scan -iL targets.txt -p 22,443",
+                   "the targets of a file, one a line"),
                   ("nornir-portscan scan 127.0.0.0/24 -p all -o audit.jsonl --format jsonl "
                    "--resume", "a long scan that a crash does not lose: the same command "
                                "again continues it")),
         exits=SCAN_EXITS)
-    s.add_argument("targets", nargs="+", metavar="TARGET",
+    s.add_argument("targets", nargs="*", metavar="TARGET",
                    help="addresses, CIDR networks, ranges (127.0.0.1-20, 127.0.0-3.1-254), "
                         "hostnames")
+    s.add_argument("-iL", "--targets-file", action="append", default=[], metavar="FILE",
+                   help="file of targets, one or more per line as on the command line, "
+                        "# comments; - reads standard input (repeatable)")
     s.add_argument("-p", "--ports", default=DEFAULT_PORTS,
                    help=f"ports to probe: {PORTS_FORMS} (default: {DEFAULT_PORTS})")
     s.add_argument("--exclude", action="append", default=[], metavar="TARGET",
@@ -76,10 +82,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from ..inputs.scope import read_target_file
 
     try:
+        targets = list(args.targets)
+        for path in args.targets_file:
+            listed = read_target_file(path)
+            if not listed:
+                where = "standard input" if path == "-" else path
+                fail(f"{where}: no targets in it (one a line, # comments)")
+            targets.extend(listed)
+        if not targets:
+            fail("no targets: name them on the command line or in a file (-iL FILE)")
         exclude = list(args.exclude)
         for path in args.exclude_file:
             exclude.extend(read_target_file(path))
-        plan = plan_scan(args.targets, args.ports, exclude=exclude, **given_settings(args))
+        plan = plan_scan(targets, args.ports, exclude=exclude, **given_settings(args))
     except (PortscanError, ValueError) as exc:
         fail(str(exc) + _port_as_target_hint(args.targets, args.ports))
     if plan.cluster is not None:
@@ -126,6 +141,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
 
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
                                "exclude": args.exclude,
+                               **({"targets_file": args.targets_file}
+                                  if args.targets_file else {}),
                                **settings_record(given_settings(args), given_only=False)}
     summary = ScanSummary(options=options, port_count=len(plan.ports),
                           ports_label=ports_label(args.ports, len(plan.ports)))
@@ -161,9 +178,9 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
             journal.close(sync=status != EXIT_OK)
     if journal is not None and status == EXIT_OK:
         journal.remove()  # the report is complete and in place: nothing to continue
-    warning = summary.warning()
-    if warning:
-        print(warning, file=sys.stderr)
+    for warning in (stats.resolver_warning(), summary.warning()):
+        if warning:
+            print(warning, file=sys.stderr)
     if args.format != "table" or args.output not in (None, "-"):
         print(summary.line(), file=sys.stderr)
     return status

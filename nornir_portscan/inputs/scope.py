@@ -7,13 +7,14 @@ a size limit stops a mistyped prefix (/8 for /28) from becoming a huge scan.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ScopeError, SpecError
 from .settings import DEFAULT_MAX_ADDRESSES
-from .targets import TargetSpec, parse_target
+from .targets import TargetSpec, parse_target, split_targets
 
 __all__ = ["DEFAULT_MAX_ADDRESSES", "Scope", "in_networks", "parse_networks",
            "read_target_file"]
@@ -32,20 +33,28 @@ def parse_networks(values: Iterable[str], what: str = "allowed network") -> list
 
 
 def read_target_file(path: str) -> list[str]:
-    """Targets from a file, one or more per line, '#' starts a comment."""
+    """Targets from a file (``-``: standard input), as the command line takes them: one or
+    more a line, ``#`` starts a comment. A bad entry names the file and its line."""
+    where = "standard input" if path == "-" else path
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{where}: not a text file (UTF-8): {exc.reason} at byte "
+                        f"{exc.start}") from None
     out: list[str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
-        for token in line.split():
-            try:
+        if not line:
+            continue
+        try:
+            tokens = split_targets(line)
+            for token in tokens:
                 parse_target(token)
-            except SpecError as exc:
-                raise SpecError(f"{path}:{lineno}: {exc}") from None
-            out.append(token)
+        except SpecError as exc:
+            raise SpecError(f"{where}:{lineno}: {exc}") from None
+        out.extend(tokens)
     return out
 
 

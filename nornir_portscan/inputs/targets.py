@@ -408,6 +408,12 @@ def _split(spec: str | Iterable[str]) -> list[str]:
     return out
 
 
+def split_targets(spec: str | Iterable[str]) -> list[str]:
+    """Entries as the command line splits them: on spaces and commas, except an nmap
+    octet list's (``127.0.0.1,2,3`` is one entry)."""
+    return _split(spec)
+
+
 def _has_octet_commas(spec: str) -> bool:
     # "127.0.0.1,2,3" is an nmap octet list, not three targets
     return any(_looks_numeric(tok) and tok.count(".") == 3 and "," in tok for tok in spec.split())

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_ORDER
 from ._common import one_line, port_ranges, service_name
 
@@ -76,8 +77,8 @@ def open_port_lines(ports: Iterable[OpenPort], indent: str, paint: Paint) -> lis
 def trouble_text(state: str, reason: str) -> str:
     """Why an (address, port) has no state a network gave, in words, the reason kept."""
     if state == "error":
-        if reason == "unresolved":
-            return "name did not resolve"
+        if reason in NAME_REASONS:
+            return NAME_REASONS[reason]
         if reason == "out-of-scope":
             return "outside the allowed networks"
         return f"could not be probed: {reason}"

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_ORDER
 
 #: The reasons each state may carry (docs/cli.md, "States and reasons").
@@ -32,7 +33,7 @@ STATE_REASONS: dict[str, frozenset[str]] = {
     "unreachable": frozenset({"host-unreach", "net-unreach", "admin-prohibited",
                               "proto-unreach"}),
     # plus the kernel's errno names, a fixed set of this machine's (errno.errorcode)
-    "error": frozenset({"unresolved", "out-of-scope"}),
+    "error": frozenset({*NAME_REASONS, "out-of-scope"}),
 }
 #: The label value of a state or reason outside the documented sets.
 OTHER = "other"

@@ -98,6 +98,10 @@ def _collect(doc: Mapping[str, Any]) -> tuple[list[_Address], list[str], list[st
     ordered = sorted(merged.values(), key=lambda a: address_key(a.address))
     hosts = [a for a in ordered if ip_version(a.address) is not None]
     unresolved = [a.address for a in ordered if ip_version(a.address) is None]
+    for a in ordered:  # nmap's DTD allows only reason="invalid": why is a comment
+        reasons = {str(p.get("reason")) for p in a.ports.values()}
+        if ip_version(a.address) is None and reasons:
+            notes.append(f"{a.address}: name not resolved ({', '.join(sorted(reasons))})")
     return hosts, unresolved, notes
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.core.names import NAME_REASONS
 from ._common import port_ranges, started_at
 from .document import STATES
 from .human import (
@@ -77,6 +78,14 @@ def checked(result: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _name_failure(opened: list[OpenPort], trouble: Trouble | None) -> str | None:
+    """The reason when the address is a name that gave no address (every port's), else None."""
+    if opened or trouble is None or len(trouble.groups) != 1:
+        return None
+    state, reason = next(iter(trouble.groups))
+    return reason if state == "error" and reason in NAME_REASONS else None
+
+
 def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
                 paint: Paint) -> tuple[list[str], str | None]:
     """(lines, None) for a host with something to say, else ([], its quiet kind). The
@@ -93,6 +102,9 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
     kinds = {a[5] for a in addresses}
     if not violations and not errors and not diff and None not in kinds and len(kinds) == 1:
         return [], kinds.pop()
+    failures = {_name_failure(a[3], a[4]) for a in addresses}
+    if not violations and not diff and len(failures) == 1 and None not in failures:
+        return [], failures.pop()  # a host by a name that gave no address: listed by why
     if violations:
         mark = paint("VIOLATED", "1;31")
     elif errors or entry.get("failed"):
@@ -121,6 +133,7 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
     out = stream
     # quiet hosts by kind, then by what they were checked for: one line each
     quiet: dict[tuple[str, str], list[str]] = {}
+    unnamed: dict[str, list[str]] = {reason: [] for reason in NAME_REASONS}
     for name in sorted(doc["hosts"], key=label_order):
         entry = doc["hosts"][name]
         result = entry.get("result") if isinstance(entry.get("result"), dict) else None
@@ -132,9 +145,15 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
             out.write(f"{paint(name, '1')}  {paint('not scanned', '33')}\n")
             continue
         lines, kind = _host_block(name, entry, result, paint)
-        if kind is not None:
+        if kind in unnamed:
+            unnamed[kind].append(name)
+        elif kind is not None:
             quiet.setdefault((kind, checked(result)), []).append(name)
         out.writelines(line + "\n" for line in lines)
+    for reason, names in unnamed.items():
+        if names:
+            head = paint(f"ERROR, {NAME_REASONS[reason]}", "1;31")
+            out.writelines(line + "\n" for line in host_list(head, names))
     for (kind, asked), names in sorted(quiet.items(), key=lambda kv: (
             list(QUIET_HEADS).index(kv[0][0]), kv[0][1])):
         head = paint(f"ok, {QUIET_HEADS[kind]}", "2") + (f", checked {asked}" if asked else "")

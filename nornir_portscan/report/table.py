@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import IO
 
+from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
 from .base import ScanSummary
 from .human import (
@@ -33,6 +34,8 @@ _OPEN = PortState.OPEN
 #: The host categories of the count line, in its order.
 CATEGORIES = (("open", "with open ports"), ("up", "up with no open port"),
               ("silent", "no answer"), ("unreachable", "unreachable"),
+              ("no-such-name", "no such name"), ("no-address", "name without address"),
+              ("resolver-timeout", "resolver did not answer"),
               ("unresolved", "name not resolved"), ("error", "not probed"))
 
 
@@ -41,8 +44,8 @@ def _category(counts: Counter[str], trouble: Trouble | None) -> str:
         return "open"
     if trouble is not None:
         state, reason = trouble.worst()
-        if reason == "unresolved":
-            return "unresolved"
+        if reason in NAME_REASONS:  # why the name gave no address is its category
+            return reason
         if counts["closed"] == 0:
             return "unreachable" if state == "unreachable" else "error"
     return "up" if counts["closed"] else "silent"
@@ -78,6 +81,7 @@ class TableWriter:
         if summary.ports_label:
             out.write(f"ports: {summary.ports_label}\n")
         quiet: dict[str, list[str]] = {"up": [], "silent": []}
+        names: dict[str, list[str]] = {reason: [] for reason in NAME_REASONS}
         tally: Counter[str] = Counter()
         for host in sorted(per_host, key=address_key):
             counts = per_host[host]
@@ -89,12 +93,19 @@ class TableWriter:
                 if trouble is None:
                     quiet[category].append(label)
                     continue
+            elif category in names:  # grouped by why: 2,000 silent names are one list
+                names[category].append(label)
+                continue
             out.writelines(line + "\n" for line in address_lines(
                 label, counts, self.open.get(host, []), trouble, paint))
         for category, head in (("up", "up, no open port"), ("silent", "no answer")):
             if quiet[category]:
                 out.writelines(line + "\n" for line in host_list(paint(head, "2"),
                                                                  quiet[category]))
+        for reason, words in NAME_REASONS.items():
+            if names[reason]:
+                out.writelines(line + "\n" for line in host_list(
+                    paint(f"{words}, not probed", "33"), names[reason]))
         if tally:
             total = sum(tally.values())
             parts = [f"{tally[c]} {text}" for c, text in CATEGORIES if tally[c]]

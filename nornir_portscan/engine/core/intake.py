@@ -14,10 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from ...inputs.scope import in_networks
+from .names import Lookup, LookupStatus, LookupWindow, ResolverTally, reason_for
 from .outcome import PortRun, PortState, ProbeOutcome, _new_outcome
 from .work import Host, Job, Probe
 
-Resolver = Callable[[str], "Future[list[tuple[int, str]]]"]
+Resolver = Callable[[str], "Future[Lookup]"]
 OutcomeItem = ProbeOutcome | PortRun | None
 
 _ERROR = PortState.ERROR
@@ -36,6 +37,12 @@ class Intake:
         self.active_hosts = 0  # admitted, not all ports decided, not set aside (recheck.py)
         self.feeding = 0  # jobs whose targets are not all admitted yet
         self.keep_alive = False  # a service: never done, more jobs may come
+        # lookups answered, appended by the resolver's thread (deque.append is atomic)
+        self.answered: deque[tuple[Job, str, int, Future[Lookup]]] = deque()
+        self.reask: deque[tuple[Job, str, int]] = deque()  # names to ask again (names.py)
+        self.lookups = 0  # lookups under way, all jobs (at most window.limit)
+        self.window = LookupWindow()
+        self.resolvers = ResolverTally()  # names each silent resolver cost
 
     def add_job(self, job: Job) -> Job:
         self.jobs.append(job)
@@ -52,12 +59,13 @@ class Intake:
     @property
     def resolving(self) -> bool:
         """Some name lookup is still under way."""
-        return any(job.resolving for job in self.jobs)
+        return self.lookups > 0 or bool(self.reask)
 
     def may_admit(self) -> bool:
         """Whether admission could add a host now (room for one, and a target left)."""
         return bool(self.feeding and self.active_hosts < self.max_active_hosts
-                    and any(not j.exhausted for j in self.jobs))
+                    and (self.answered or (self.lookups < self.window.limit and (
+                        self.reask or any(not j.exhausted for j in self.jobs)))))
 
     # ---- the outbox ---------------------------------------------------------------------
 
@@ -166,11 +174,26 @@ class Intake:
 
     def admit(self) -> None:
         """Pull hosts from the jobs' lazy target streams until enough are active."""
+        answered, reask, window = self.answered, self.reask, self.window
+        while answered:  # in the order answers came, not the order names were asked
+            job, name, asks, fut = answered.popleft()
+            self.lookups -= 1
+            try:
+                lookup = fut.result()
+            except Exception:
+                lookup = Lookup([], LookupStatus.FAILED)
+            if window.end(lookup, asks):
+                reask.append((job, name, asks))  # still resolving: job.resolving stays
+                continue
+            job.resolving -= 1
+            self._resolved(job, name, lookup)
+            self._maybe_finish(job)
+        while reask and self.lookups < window.limit and self.resolver is not None:
+            job, name, asks = reask.popleft()
+            self._ask(self.resolver, job, name, asks + 1)
         for job in list(self.jobs):
-            while job.resolving and job.resolving[0][1].done():
-                name, fut = job.resolving.popleft()
-                self._resolved(job, name, fut)
-            while not job.exhausted and self.active_hosts < self.max_active_hosts:
+            while (not job.exhausted and self.active_hosts < self.max_active_hosts
+                   and self.lookups < window.limit):
                 target = next(job.targets, None)
                 if target is None:
                     job.exhausted = True
@@ -180,17 +203,24 @@ class Intake:
                 elif self.resolver is None:
                     self._unresolved(job, target.name or "?")
                 else:
-                    name = target.name or "?"
-                    job.resolving.append((name, self.resolver(name)))
+                    self._look_up(self.resolver, job, target.name or "?")
             self._maybe_finish(job)
 
-    def _resolved(self, job: Job, name: str, fut: Future[list[tuple[int, str]]]) -> None:
-        try:
-            addresses = fut.result()
-        except Exception:
-            addresses = []
+    def _look_up(self, resolver: Resolver, job: Job, name: str) -> None:
+        job.resolving += 1
+        self._ask(resolver, job, name, 1)
+
+    def _ask(self, resolver: Resolver, job: Job, name: str, asks: int) -> None:
+        self.lookups += 1
+        fut = resolver(name)
+        # called in the resolver's thread (or here, when already answered)
+        fut.add_done_callback(lambda f: self.answered.append((job, name, asks, f)))
+
+    def _resolved(self, job: Job, name: str, lookup: Lookup) -> None:
+        self.resolvers.add(lookup)
+        addresses = lookup.addresses
         if not addresses:
-            self._unresolved(job, name)
+            self._unresolved(job, name, reason_for(lookup))
             return
         allowed = job.options.allowed
         for version, addr in addresses:
@@ -200,7 +230,7 @@ class Intake:
                 continue
             self.add_host(job, addr, version, name)
 
-    def _unresolved(self, job: Job, name: str) -> None:
+    def _unresolved(self, job: Job, name: str, reason: str = "unresolved") -> None:
         """A name with no address (or no resolver): one address's worth of errors."""
         job.addresses += 1
-        self.emit_bulk(job, name, name, job.ports, _ERROR, "unresolved")
+        self.emit_bulk(job, name, name, job.ports, _ERROR, reason)

@@ -8,9 +8,7 @@ apart keeps each module short enough to read in one go.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +149,7 @@ class Job:
         self.exhausted = False
         self.fed = False  # every target admitted or resolved
         self.key = key if self.options.shuffle else 0
-        self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
+        self.resolving = 0  # its lookups under way (intake.py)
         self.done = False
         self.tag = tag
         self.addresses = 0  # hosts admitted (for the H x P invariant)

@@ -59,7 +59,7 @@ def resume_point(decided: DecidedPairs, timeout: float = 30.0) -> ResumePoint:
     pending = [(pos, resolve(name)) for pos, name in point.names_to_look_up()]
     for pos, future in pending:
         try:
-            point.lookups[pos] = future.result(timeout)
+            point.lookups[pos] = future.result(timeout).addresses
         except Exception:  # no answer in time: as a failed lookup, the old addresses stay
             point.lookups[pos] = []
     return point
@@ -93,6 +93,7 @@ def scan_here(plan: ScanPlan, stats: ScanStats, runs: bool = False,
                 yield OutcomeBatch(outcomes, batch_runs)
     finally:
         stats.connects += sched.probes_sent
+        stats.resolver_timeouts.update(sched.intake.resolvers.timeouts)
     for job in jobs:
         if job.emitted != job.addresses * len(job.ports):
             raise EngineError(f"accounting error: {job.emitted} outcomes for "

@@ -127,6 +127,12 @@ class Engine:
         os.set_blocking(self._rfd, False)
         self.sched: Scheduler | None = None
 
+    def resolver_warning(self) -> str | None:
+        """The line naming each resolver that did not answer and the names it cost, over
+        every job this engine ran (``run`` prints it once its hosts are done)."""
+        sched = self.sched
+        return None if sched is None else sched.intake.resolvers.warning()
+
     def configure(self, concurrency: int | None = None, rate: float | None = None) -> None:
         """Settings for the engine's next start (the command line's --concurrency/--rate)."""
         if concurrency is not None:

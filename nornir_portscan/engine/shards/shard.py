@@ -46,6 +46,7 @@ class _Done(NamedTuple):
 
     outcomes: int
     connects: int
+    resolver_timeouts: tuple[tuple[str, int], ...] = ()  # names each silent resolver cost
 
 
 class SharedIcmpEvidence(IcmpEvidence):
@@ -136,7 +137,7 @@ def _worker(plan: ScanPlan, layout: ShardLayout, index: int, budget: int, wfd: i
                 batch, runs, waiting = [], [], 0
                 last = now
         send(batch, runs)
-        flush(_Done(sent + waiting, stats.connects))
+        flush(_Done(sent + waiting, stats.connects, tuple(stats.resolver_timeouts.items())))
     except BaseException as exc:
         try:
             send(batch, runs)
@@ -202,6 +203,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
                     if isinstance(obj, _Done):
                         finished.add(fd)
                         stats.connects += obj.connects
+                        stats.resolver_timeouts.update(dict(obj.resolver_timeouts))
                         if obj.outcomes != received[fd] and error is None:
                             error = EngineError(
                                 f"accounting error: a scan worker sent {obj.outcomes} outcomes, "

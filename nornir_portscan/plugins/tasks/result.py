@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...engine.core.names import NAME_REASONS
 from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
 
@@ -77,8 +78,9 @@ def scan_errors(targets: Targets) -> list[str]:
         if not failed:
             continue
         reasons = sorted({entry["ports"][p]["reason"] for p in failed})
-        if reasons == ["unresolved"]:
-            errors.append(f"{address}: name could not be resolved")
+        if len(reasons) == 1 and reasons[0] in NAME_REASONS:
+            errors.append(f"{address}: name could not be resolved: "
+                          f"{NAME_REASONS[reasons[0]]} ({reasons[0]})")
         else:
             errors.append(f"{address}: {len(failed)} port(s) could not be probed "
                           f"({', '.join(reasons)})")
