@@ -25,8 +25,8 @@ import pytest
 from _nornir_support import init_nornir, write_yaml_files
 from netns import PYTHON, NetNS
 
+from nornir_portscan.plugins.common.ports import FOLD_ABOVE, each_port, port_ranges
 from nornir_portscan.plugins.tasks import portscan
-from nornir_portscan.plugins.tasks.ports import FOLD_ABOVE, each_port, port_ranges
 from nornir_portscan.plugins.tasks.portscan import ScanResult
 
 OLD = Path(__file__).parent / "data" / "old_documents"

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..inputs.services import SERVICES
 from ..inputs.targets import address_order
-from ..plugins.tasks.ports import each_port
-from ..plugins.tasks.ports import port_ranges as port_ranges
+from ..plugins.common.ports import each_port
+from ..plugins.common.ports import port_ranges as port_ranges
 
 # Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -80,7 +80,7 @@ def ip_version(address: str) -> int | None:
 
 def sorted_ports(target: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     """An address's (port, entry) pairs in port order, those folded into ``extraports``
-    included (plugins/tasks/ports.py); keys are ints in memory, strings after JSON."""
+    included (plugins/common/ports.py); keys are ints in memory, strings after JSON."""
     return list(each_port(target))
 
 

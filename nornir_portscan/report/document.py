@@ -34,7 +34,7 @@ from typing import Any
 
 from .. import __version__
 from ..engine.core.outcome import STATE_ORDER, ProbeOutcome
-from ..plugins.tasks.ports import compact_targets, each_port
+from ..plugins.common.ports import compact_targets, each_port
 
 STATES = STATE_ORDER
 

@@ -22,7 +22,7 @@ from string import Template
 from typing import IO, Any
 
 from ..engine.core.outcome import STATE_ORDER
-from ..plugins.tasks.ports import ports_in_state
+from ..plugins.common.ports import ports_in_state
 from ._common import (
     address_key,
     clean_text,

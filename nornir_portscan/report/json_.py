@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
-from ..plugins.tasks.ports import compact_target
+from ..plugins.common.ports import compact_target
 from .base import ScanSummary
 
 
 class JsonWriter:
     """``all_ports`` lists every port of every address; by default each address's most
-    common state is given once as ``extraports`` (plugins/tasks/ports.py)."""
+    common state is given once as ``extraports`` (plugins/common/ports.py)."""
 
     def __init__(self, stream: IO[str], color: bool = False, all_ports: bool = False) -> None:
         self.stream = stream

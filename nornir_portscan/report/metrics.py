@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..engine.core.outcome import STATE_ORDER
-from ..plugins.tasks.ports import lookup, ports_in_state
+from ..plugins.common.ports import lookup, ports_in_state
 
 #: The reasons each state may carry (docs/cli.md, "States and reasons").
 STATE_REASONS: dict[str, frozenset[str]] = {

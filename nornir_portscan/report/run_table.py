@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ..plugins.tasks.ports import each_port, lookup, ports_in_state, target_states
+from ..plugins.common.ports import each_port, lookup, ports_in_state, target_states
 from ._common import started_at
 from .document import STATES
 from .human import (

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import PortscanError
-from .ports import scanned_error
+from ..common.ports import scanned_error
 
 
 class BaselineError(PortscanError):

@@ -27,7 +27,7 @@ from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.settings import BY_NAME, PER_HOST, PER_RUN, PER_SCAN, Setting, scan_key
 from ...inputs.targets import parse_targets
-from ..inventory.subnets import origin_of, written_data
+from ..common.provenance import origin_of, written_data
 from .baseline import BaselineError, load_baseline
 
 DATA_KEY = "portscan"

@@ -20,9 +20,9 @@ from nornir.core.task import Result, Task
 
 from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
+from ..common.ports import lookup
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
-from .ports import lookup
 from .runs import Pending, acquire, observers, open_journal, submit
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def _collected(task: Task, options: ScanOptions, pending: Pending,
 def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome],
                 all_ports: bool = False) -> ScanResult:
     """The host's Result; ``all_ports`` lists every port, else the address's most common
-    state is folded into ``extraports`` (plugins/tasks/ports.py)."""
+    state is folded into ``extraports`` (plugins/common/ports.py)."""
     doc = results.build(outcomes, all_ports=all_ports)
     targets = doc["targets"]
     doc["violations"] = violations = results.check(targets, options.expect)
@@ -161,7 +161,7 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
     same scan (``JournalMismatch`` otherwise; the file is left as it is). ``arguments``
     are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
     share the journal opened here."""
-    args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume")}
+    args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume", "all_ports")}
     run = run_settings(nr.config)
     plans: dict[str, Any] = {}
     for name, host in nr.inventory.hosts.items():

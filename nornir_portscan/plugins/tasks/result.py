@@ -14,7 +14,7 @@ from typing import Any
 
 from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
-from .ports import compact_targets, folded, is_scanned, lookup, ports_in_state
+from ..common.ports import compact_targets, folded, is_scanned, lookup, ports_in_state
 
 STATES = STATE_ORDER
 _UP = ("open", "closed")
