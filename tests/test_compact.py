@@ -188,6 +188,13 @@ def test_scan_json_is_compact_unless_all_ports(tmp_path: Path,
     assert entry["extraports"] == {"state": "closed", "reason": "conn-refused",
                                    "count": CLOSED}
     assert [p for p, _ in each_port(entry)] == sorted([op, *closed])
+    # the compact scan document is a run's baseline: nothing moved
+    (tmp_path / "scan.json").write_text(done.stdout)
+    inv = inventory(tmp_path / "inv", [op, *closed])
+    same = cli("run", "-i", str(inv), "--baseline", "scan.json", "--fail-on-change",
+               "--format", "json", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["hosts"]["web"]["result"]["diff"]["closed"] == {}
     done = cli("scan", "127.0.0.1", "-p", spec, "--format", "json", "--all-ports",
                cwd=tmp_path)
     entry = json.loads(done.stdout)["hosts"]["127.0.0.1"]
