@@ -17,15 +17,26 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from _nornir_support import init_nornir, write_yaml_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netns import PYTHON, NetNS
 
-from nornir_portscan.plugins.common.ports import FOLD_ABOVE, each_port, port_ranges
+from nornir_portscan.plugins.common.ports import (
+    FOLD_ABOVE,
+    compact_target,
+    each_port,
+    lookup,
+    port_ranges,
+    ports_in_state,
+    target_states,
+)
 from nornir_portscan.plugins.tasks import portscan
 from nornir_portscan.plugins.tasks.portscan import ScanResult
 
@@ -256,3 +267,47 @@ def test_a_baseline_saved_in_the_old_full_form_still_loads(
     # and the new compact document is itself a baseline: nothing moved since
     again = ns_run(ns, "-i", str(inv), "--baseline", str(saved), "--fail-on-change")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+# ---- the fold itself, on any map of ports ------------------------------------------------
+
+_STATES = st.sampled_from([("open", "syn-ack"), ("closed", "conn-refused"),
+                           ("filtered", "no-response"), ("filtered", "host-unreach"),
+                           ("unreachable", "host-unreach"), ("error", "EMFILE")])
+
+
+@st.composite
+def _port_maps(draw: st.DrawFn) -> dict[int, tuple[str, str]]:
+    """A run of ports sharing one state (often more than FOLD_ABOVE) under scattered
+    others: the shape of a real address, where a fold is likely."""
+    start = draw(st.integers(1, 65535))
+    common = draw(_STATES)
+    ports = {p: common for p in range(start, min(start + draw(st.integers(0, 90)), 65536))}
+    ports.update(draw(st.dictionaries(st.integers(1, 65535), _STATES, max_size=40)))
+    return ports
+
+
+@settings(max_examples=300, deadline=None)
+@given(_port_maps(), st.booleans())
+def test_folding_loses_no_port_state_or_reason(ports: dict[int, tuple[str, str]],
+                                               through_json: bool) -> None:
+    """Whatever the ports, the compact entry read back through the accessor gives every
+    probed port its state and reason, and nothing for a port not probed."""
+    full = {"status": "up", "name": None,
+            "ports": {p: {"state": s, "reason": r, "rtt_ms": 0.1, "attempts": 1}
+                      for p, (s, r) in sorted(ports.items())}}
+    compact = compact_target(full)
+    if through_json:
+        compact = json.loads(json.dumps(compact))
+    got = [(p, v["state"], v["reason"]) for p, v in each_port(compact)]
+    assert got == [(p, s, r) for p, (s, r) in sorted(ports.items())]
+    for port in {*ports, 1, 65535, *(p + 1 for p in ports if p < 65535)}:
+        entry = lookup(compact, port)
+        assert (entry is None) == (port not in ports)
+        if entry is not None:
+            assert (entry["state"], entry["reason"]) == ports[port]
+    assert target_states(compact) == Counter(s for s, _ in ports.values())
+    extra = compact.get("extraports")
+    assert extra is None or (extra["state"] != "open" and extra["count"] > FOLD_ABOVE)
+    assert sorted(ports_in_state(compact, "open")) == sorted(
+        p for p, (s, _) in ports.items() if s == "open")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -63,8 +64,17 @@ def _ranges(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(starts), tuple(ends)
 
 
-def _in_ranges(text: str, port: int) -> bool:
-    starts, ends = _ranges(text)
+def _scanned(target: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ranges of ``scanned``; none when it is missing or unreadable (a document that
+    was not checked: a baseline is, ``scanned_error``), so only listed ports count then."""
+    try:
+        return _ranges(str(target.get("scanned") or ""))
+    except ValueError:
+        return (), ()
+
+
+def _in_ranges(target: Mapping[str, Any], port: int) -> bool:
+    starts, ends = _scanned(target)
     i = bisect.bisect_right(starts, port) - 1
     return i >= 0 and port <= ends[i]
 
@@ -94,7 +104,7 @@ def lookup(target: Mapping[str, Any], port: int) -> dict[str, Any] | None:
     if entry is not None:
         return dict(entry) if isinstance(entry, Mapping) else {"state": entry}
     extra = folded(target)
-    if extra is not None and _in_ranges(str(target.get("scanned") or ""), port):
+    if extra is not None and _in_ranges(target, port):
         return _folded_entry(extra)
     return None
 
@@ -112,11 +122,16 @@ def each_port(target: Mapping[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]
             entry = listed[port]
             yield port, dict(entry) if isinstance(entry, Mapping) else {"state": entry}
         return
-    starts, ends = _ranges(str(target.get("scanned") or ""))
-    for first, last in zip(starts, ends, strict=True):
-        for port in range(first, last + 1):
-            entry = listed.get(port)
-            yield port, dict(entry) if isinstance(entry, Mapping) else _folded_entry(extra)
+    starts, ends = _scanned(target)
+    probed = (p for first, last in zip(starts, ends, strict=True)
+              for p in range(first, last + 1))
+    previous = None
+    for port in heapq.merge(probed, sorted(listed)):  # a listed port outside: still a probe
+        if port == previous:
+            continue
+        previous = port
+        entry = listed.get(port)
+        yield port, dict(entry) if isinstance(entry, Mapping) else _folded_entry(extra)
 
 
 def ports_in_state(target: Mapping[str, Any], state: str) -> list[int]:
