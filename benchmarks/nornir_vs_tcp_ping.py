@@ -55,6 +55,7 @@ def child(args: argparse.Namespace) -> None:
             for port, ok in (multi[0].result or {}).items():
                 rows.append({"host": address, "port": int(port), "state": "open" if ok else "no"})
     else:
+        from nornir_portscan.plugins.common.ports import each_port
         from nornir_portscan.plugins.tasks import portscan
         retries = None if args.retries == "default" else int(args.retries)
         started = time.monotonic()
@@ -65,8 +66,8 @@ def child(args: argparse.Namespace) -> None:
             if not isinstance(doc, dict):
                 continue
             for address, entry in doc["targets"].items():
-                for port, info in entry["ports"].items():
-                    rows.append({"host": address, "port": int(port), "state": info["state"]})
+                for port, info in each_port(entry):  # ports folded into extraports too
+                    rows.append({"host": address, "port": port, "state": info["state"]})
     failed = len(result.failed_hosts)
     print(json.dumps({"elapsed": elapsed, "hosts": len(result), "failed": failed,
                       "rows": rows}))

@@ -96,8 +96,10 @@ def down_host_rows(lab: NetNS, fmt: str,
                    ports: range) -> dict[tuple[str, int], tuple[str, str, object, int]]:
     """(host, port) -> (state, reason, rtt, attempts) for an up and a dead lab host, as ``fmt``
     writes them (the dead host's ports reach the writer as one run)."""
+    # --all-ports: the json document lists every port with its own rtt, as the rows do
     done = lab.scan(LAB_UP, LAB_DEAD, "-p", f"{ports[0]}-{ports[-1]}", "--timeout", "0.2",
-                    "--retries", "0", "--format", fmt)
+                    "--retries", "0", "--format", fmt, *(["--all-ports"] if fmt == "json"
+                                                         else []))
     assert done.returncode == 0, done.stderr
     if fmt == "jsonl":
         rows = jsonl(done.stdout)

@@ -55,6 +55,7 @@ from nornir_portscan.engine.core.resume import ResumePoint, resume_work
 from nornir_portscan.engine.core.stats import ScanStats
 from nornir_portscan.engine.io.journal import JournalMismatch
 from nornir_portscan.inputs.targets import parse_targets
+from nornir_portscan.plugins.common.ports import each_port
 
 Row = tuple[str, int, str, str]  # host, port, state, reason
 
@@ -85,7 +86,7 @@ def rows_of(fmt: str, text: str) -> list[Row]:
                 for r in csv.DictReader(io.StringIO(text))]
     doc = json.loads(text)
     return [(host, int(port), p["state"], p["reason"])
-            for host, entry in doc["hosts"].items() for port, p in entry["ports"].items()]
+            for host, entry in doc["hosts"].items() for port, p in each_port(entry)]
 
 
 def ports_of(spec: str) -> list[int]:
@@ -569,7 +570,7 @@ def run_rows(doc: dict[str, Any]) -> Counter[tuple[str, str, int, str, str]]:
     return Counter((name, address, int(port), p["state"], p["reason"])
                    for name, entry in doc["hosts"].items()
                    for address, target in (entry.get("result") or {}).get("targets", {}).items()
-                   for port, p in target["ports"].items())
+                   for port, p in each_port(target))
 
 
 #: Five addresses over four nornir hosts, LAB_UP twice: a run of about 2.5 s at --rate 1000.
@@ -704,7 +705,7 @@ def test_nornir_task_resume_probes_a_hosts_remaining_pairs_only(
     results = json.loads(done.stdout)
     assert results["a"]["open"] == {"127.0.0.2": [2001, 2040]}  # one from the journal
     for name, address in (("a", "127.0.0.2"), ("b", "127.0.0.3")):
-        assert sorted(map(int, results[name]["targets"][address]["ports"])) == list(
+        assert [p for p, _ in each_port(results[name]["targets"][address])] == list(
             range(2000, 2050))
 
 
@@ -731,8 +732,8 @@ def test_nornir_task_resume_takes_a_finished_host_from_the_journal(
     for name in ("a", "b"):
         assert two[name]["targets"].keys() == one[name]["targets"].keys()
         for address, target in one[name]["targets"].items():
-            assert {p: v["state"] for p, v in two[name]["targets"][address]["ports"].items()} \
-                == {p: v["state"] for p, v in target["ports"].items()}
+            assert {p: v["state"] for p, v in each_port(two[name]["targets"][address])} \
+                == {p: v["state"] for p, v in each_port(target)}
     assert two["a"]["open"] == {"127.0.0.2": [2001]}
     other = ns.python(NORNIR_SCRIPT.replace("2000-2049", "2000-2059"), str(hosts),
                       str(journal), timeout=60)

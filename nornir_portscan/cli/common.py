@@ -304,6 +304,9 @@ def add_output_options(p: argparse.ArgumentParser, formats: Sequence[str]) -> No
                    help="keep a journal beside FILE (FILE.journal) as the scan goes: if it "
                         "is killed, the same command again probes only what is left, and "
                         "FILE ends up as a whole scan's; needs -o FILE")
+    p.add_argument("--all-ports", action="store_true",
+                   help="list every probed port in json documents; by default an address's "
+                        "most common state (not open) is given once, as 'extraports'")
 
 
 #: What a report file's name says it holds, when its format was not given.

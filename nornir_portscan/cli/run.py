@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ..errors import PortscanError
@@ -68,6 +69,11 @@ def add_run_parser(sub: Any) -> None:
                    help=f"ports for every host, overriding inventory data: {PORTS_FORMS}")
     add_setting_options(r, "run", lambda s: s.config is None)
     add_output_options(r, RUN_FORMATS)
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="for cron: print nothing unless something needs a person (a "
+                        "violation, a host that failed, a change with --fail-on-change, an "
+                        "error); the report still goes to -o FILE and --save FILE, and to "
+                        "stdout only then")
     r.add_argument("--save", metavar="FILE", help="also save the run as JSON (a later --baseline)")
     r.add_argument("--baseline", metavar="FILE", help="compare with a run saved by --save")
     r.add_argument("--fail-on-change", action="store_true",
@@ -88,56 +94,15 @@ def add_inventory_options(p: argparse.ArgumentParser, command: str) -> None:
                    help="keep hosts matching a nornir F() filter, e.g. groups__contains=core")
 
 
-def _load_json(path: str) -> dict[str, Any]:
+def _load_baseline(path: str) -> Mapping[str, Any]:
+    """``--baseline FILE``, read and checked once for every host (plugins/tasks/baseline.py):
+    a bad file is one line, not the same failure on each host."""
+    from ..plugins.tasks.baseline import BaselineError, read_baseline
+
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise PortscanError(f"cannot read baseline {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise PortscanError(f"baseline {path} is not JSON: line {exc.lineno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise PortscanError(f"baseline {path} is not a saved run (a JSON object)")
-    _check_baseline(path, data)
-    return data
-
-
-def _check_baseline(path: str, data: dict[str, Any]) -> None:
-    """The shape ``--save`` (or ``scan --format json``) writes, checked before any host uses it.
-
-    A baseline read by every host must not fail every host with the same message, nor
-    reach the comparison with a list where a mapping belongs.
-    """
-    def bad(where: str, what: str) -> PortscanError:
-        return PortscanError(f"baseline {path}: {where} must be {what}")
-
-    def targets(where: str, value: Any) -> None:
-        if not isinstance(value, dict):
-            raise bad(where, "a mapping of addresses")
-        for address, entry in value.items():
-            if not isinstance(entry, dict):
-                raise bad(f"{where}.{address}", "a mapping with 'ports'")
-            if not isinstance(entry.get("ports", {}), dict):
-                raise bad(f"{where}.{address}.ports", "a mapping of port numbers")
-
-    if "targets" in data:
-        targets("targets", data["targets"])
-        return
-    hosts = data.get("hosts")
-    if not isinstance(hosts, dict):
-        raise PortscanError(f"baseline {path} is not a saved run: no 'hosts' mapping "
-                            f"(write one with --save)")
-    for name, entry in hosts.items():
-        if not isinstance(entry, dict):
-            raise bad(f"hosts.{name}", "a mapping")
-        if "result" in entry:
-            result = entry["result"]
-            if result is not None and not isinstance(result, dict):
-                raise bad(f"hosts.{name}.result", "a mapping or null")
-            if result:
-                targets(f"hosts.{name}.result.targets", result.get("targets") or {})
-        elif "ports" in entry and not isinstance(entry["ports"], dict):
-            raise bad(f"hosts.{name}.ports", "a mapping of port numbers")
+        return read_baseline(path)
+    except BaselineError as exc:
+        raise PortscanError(f"baseline {path} {exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -273,7 +238,7 @@ def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) 
     lost = journal.loaded.warning(journal.path)
     if lost:
         print(lost, file=sys.stderr)
-    if journal.loaded.outcomes:
+    if journal.loaded.outcomes and not args.quiet:
         done = sum(s.done for s in journal.sections.values())
         print(f"resuming from {journal.path}: {journal.loaded.outcomes} probes were decided "
               f"before ({done} of {len(journal.sections)} hosts finished)", file=sys.stderr)
@@ -285,7 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from ..plugins.tasks import portscan
     from ..report import render_document
-    from ..report.document import finish_document, new_document
+    from ..report.document import compact_document, finish_document, new_document
     from ..report.run_table import render, summary_line
 
     # nornir logs a crashed task's traceback; with its logging off, Python's last-resort
@@ -300,8 +265,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     nr = _nornir(args)
     run_settings_into(nr.config.user_defined, settings)
     configure_engine(settings)
-    baseline = _load_json(args.baseline) if args.baseline else None
-    task_args: dict[str, Any] = {**host_settings(settings), "baseline": baseline}
+    baseline = _load_baseline(args.baseline) if args.baseline else None
+    # reports that list every probe (csv, jsonl, junit, nmap-xml, html) get every port with
+    # its own rtt, as before; json and --save are folded below unless --all-ports
+    full = args.all_ports or args.format not in ("table", "json")
+    task_args: dict[str, Any] = {**host_settings(settings), "baseline": baseline,
+                                 "all_ports": full}
     if args.ports is not None:
         task_args["ports"] = args.ports
     journal = _open_journal(args, nr, task_args)
@@ -315,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     processors: list[Any] = [collector]
     tty = sys.stderr.isatty()
     progress = None
-    if args.progress if args.progress is not None else tty:
+    if args.progress if args.progress is not None else (tty and not args.quiet):
         from ..plugins.processors import ProgressProcessor
 
         # on a terminal the bar goes away at the end; in a log, its last state stays
@@ -349,15 +318,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                               else {"failed": False, "error": None, "result": None})
     finish_document(doc, time.monotonic() - started, interrupted)
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
+    # --quiet: what a person must read (cron mails any output) is known before writing
+    loud = not args.quiet or interrupted or _needs_a_person(doc, broken, args.fail_on_change)
 
     def report(stream: IO[str]) -> None:
         if args.format == "table":
             render(doc, stream, color=color)
         else:
+            if args.format == "json" and not args.all_ports:
+                compact_document(doc)
             render_document(args.format, doc, stream)
 
-    _write(args.output, report, durable=journal is not None)
-    if args.format != "table" or args.output not in (None, "-"):
+    if loud or args.output not in (None, "-"):
+        _write(args.output, report, durable=journal is not None)
+    if loud and (args.format != "table" or args.output not in (None, "-")):
         print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
     from ..engine.io.service import shared_engine  # started by the run's first task
 
@@ -365,9 +340,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if silent:
         print(silent, file=sys.stderr)
     if args.save:
+        if not args.all_ports:
+            compact_document(doc)
         _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"),
                durable=journal is not None)
-    broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
     if journal is not None:
         if not interrupted and not any(_scan_failed(r) for r in broken.values()):
             journal.remove()  # the report is complete and in place: nothing to continue
@@ -384,8 +360,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE  # some input is invalid: a host's, or data no host used
     if broken:
         return EXIT_FAILED  # the scan itself could not run
-    if doc["summary"].get("violations") or any(e["failed"] for e in doc["hosts"].values()):
-        return EXIT_VIOLATION
-    if args.fail_on_change and any(e.get("changed") for e in doc["hosts"].values()):
-        return EXIT_VIOLATION
-    return EXIT_OK
+    return EXIT_VIOLATION if _needs_a_person(doc, {}, args.fail_on_change) else EXIT_OK
+
+
+def _needs_a_person(doc: Mapping[str, Any], broken: Mapping[str, Any],
+                    fail_on_change: bool) -> bool:
+    """A host that failed, a violated expectation, or (``fail_on_change``) a change: what
+    makes ``run`` exit non-zero, and ``--quiet`` speak."""
+    hosts = doc["hosts"].values()
+    return bool(broken or doc["summary"].get("violations") or any(e["failed"] for e in hosts)
+                or (fail_on_change and any(e.get("changed") for e in hosts)))

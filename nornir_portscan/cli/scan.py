@@ -74,6 +74,9 @@ def add_scan_parser(sub: Any) -> None:
                    help="file of targets to leave out, one per line, # comments")
     add_setting_options(s, "scan")
     add_output_options(s, SCAN_FORMATS)
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no summary line and no resume note on stderr: only warnings (what "
+                        "could not be probed) and errors")
     add_progress_options(s, "progress bar of outcomes (only with --cluster)")
 
 
@@ -150,14 +153,15 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     started = time.monotonic()
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     with output_stream(args.output, durable=journal is not None) as stream:
-        writer = writer_for(args.format, stream, color=color)
+        writer = writer_for(args.format, stream, color=color, all_ports=args.all_ports)
         stats = ScanStats()
         try:
             if journal is not None:
                 for outcomes, runs in replay(journal, runs=True):
                     summary.add(outcomes, runs)
                     writer.write(outcomes, runs)
-                _resuming(journal, summary.total, len(plan.ports) * plan.spec.count())
+                _resuming(journal, summary.total, len(plan.ports) * plan.spec.count(),
+                          args.quiet)
             for outcomes, runs in wrap(stream_plan(plan, stats, runs=True, journal=journal)):
                 summary.add(outcomes, runs)
                 writer.write(outcomes, runs)
@@ -181,17 +185,18 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     for warning in (stats.resolver_warning(), summary.warning()):
         if warning:
             print(warning, file=sys.stderr)
-    if args.format != "table" or args.output not in (None, "-"):
+    if (not args.quiet or status != EXIT_OK) and (args.format != "table"
+                                                  or args.output not in (None, "-")):
         print(summary.line(), file=sys.stderr)
     return status
 
 
-def _resuming(journal: Journal, decided: int, planned: int) -> None:
+def _resuming(journal: Journal, decided: int, planned: int, quiet: bool = False) -> None:
     """One line on stderr: what a resumed scan found (and anything its journal lost)."""
     lost = journal.loaded.warning(journal.path)
     if lost:
         print(lost, file=sys.stderr)
-    if decided:
+    if decided and not quiet:
         print(f"resuming from {journal.path}: {decided} of at most {planned} probes were "
               f"decided before", file=sys.stderr)
 

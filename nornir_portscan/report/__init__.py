@@ -21,10 +21,13 @@ WRITERS: dict[str, str] = {
 }
 
 
-def writer_for(fmt: str, stream: IO[str], color: bool = False) -> OutcomeWriter:
+def writer_for(fmt: str, stream: IO[str], color: bool = False,
+               all_ports: bool = False) -> OutcomeWriter:
+    """``all_ports``: the json document lists every port (the other formats always do)."""
     module, _, cls = WRITERS[fmt].partition(":")
     mod = importlib.import_module(f"{__name__}.{module}")
-    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color)
+    extra = {"all_ports": True} if all_ports and fmt == "json" else {}
+    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color, **extra)
     return writer
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..inputs.services import SERVICES
 from ..inputs.targets import address_order
+from ..plugins.common.ports import each_port
+from ..plugins.common.ports import port_ranges as port_ranges
 
 # Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -76,23 +78,10 @@ def ip_version(address: str) -> int | None:
         return None
 
 
-def sorted_ports(ports: Mapping[Any, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """(port, entry) pairs in port order; keys are ints in memory, strings after JSON."""
-    return sorted(((int(p), dict(v)) for p, v in ports.items()), key=lambda kv: kv[0])
-
-
-def port_ranges(ports: Iterable[int]) -> str:
-    """``1-3,5,7-8``: the compact list nmap writes in ``scaninfo services``."""
-    out: list[str] = []
-    numbers = sorted(set(ports))
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        out.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
-        i = j + 1
-    return ",".join(out)
+def sorted_ports(target: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """An address's (port, entry) pairs in port order, those folded into ``extraports``
+    included (plugins/common/ports.py); keys are ints in memory, strings after JSON."""
+    return list(each_port(target))
 
 
 def _service_names() -> dict[int, str]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import __version__
 from ..engine.core.outcome import STATE_ORDER, ProbeOutcome
+from ..plugins.common.ports import compact_targets, each_port
 
 STATES = STATE_ORDER
 
@@ -72,11 +73,21 @@ def finish_document(doc: dict[str, Any], elapsed: float, interrupted: bool = Fal
                       "violations": violations}
 
 
+def compact_document(doc: dict[str, Any]) -> None:
+    """Fold each address's most common port state into ``extraports`` (plugins/tasks/
+    ports.py), in place: what ``--save`` and the json format write unless ``--all-ports``.
+    Already compact entries stay as they are."""
+    for entry in doc["hosts"].values():
+        result = entry.get("result")
+        if isinstance(result, dict) and isinstance(result.get("targets"), dict):
+            result["targets"] = compact_targets(result["targets"])
+
+
 def iter_ports(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any], int,
                                                       dict[str, Any]]]:
     """(nornir host, address, address entry, port, port entry) for every probe, sorted."""
     for host_name, entry in doc["hosts"].items():
         targets = (entry.get("result") or {}).get("targets", {})
         for address, target in targets.items():
-            for port, pentry in sorted(target["ports"].items(), key=lambda kv: int(kv[0])):
-                yield host_name, address, target, int(port), pentry
+            for port, pentry in each_port(target):
+                yield host_name, address, target, port, pentry

@@ -22,6 +22,7 @@ from string import Template
 from typing import IO, Any
 
 from ..engine.core.outcome import STATE_ORDER
+from ..plugins.common.ports import ports_in_state
 from ._common import (
     address_key,
     clean_text,
@@ -178,7 +179,7 @@ def _tally(ports: list[tuple[int, dict[str, Any]]], skip_open: bool = True) -> s
 
 
 def _address_rows(address: str, target: Mapping[str, Any]) -> list[str]:
-    ports = sorted_ports(target.get("ports") or {})
+    ports = sorted_ports(target)
     status = str(target.get("status") or "down")
     name = target.get("name")
     label = _e(address) + (f'<span class="name">{_e(name)}</span>'
@@ -232,9 +233,7 @@ def _host(host_name: str, entry: Mapping[str, Any]) -> str:
         ordered = sorted(targets, key=address_key)
         for address in ordered:
             status = str(targets[address].get("status") or "down")
-            ports = targets[address].get("ports") or {}
-            if status != "up" and not any(isinstance(v, Mapping) and v.get("state") == "open"
-                                          for v in ports.values()):
+            if status != "up" and not ports_in_state(targets[address], "open"):
                 quiet.setdefault(status, []).append(address)
         # a status with few silent addresses stays in address order; many fold into one row
         folded = {s: a for s, a in quiet.items() if len(a) > QUIET_ROWS}

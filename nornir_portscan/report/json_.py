@@ -7,12 +7,17 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
+from ..plugins.common.ports import compact_target
 from .base import ScanSummary
 
 
 class JsonWriter:
-    def __init__(self, stream: IO[str], color: bool = False) -> None:
+    """``all_ports`` lists every port of every address; by default each address's most
+    common state is given once as ``extraports`` (plugins/common/ports.py)."""
+
+    def __init__(self, stream: IO[str], color: bool = False, all_ports: bool = False) -> None:
         self.stream = stream
+        self.all_ports = all_ports
         self.hosts: dict[str, dict[str, Any]] = {}
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
@@ -30,9 +35,11 @@ class JsonWriter:
             entry["ports"][str(o.port)] = port
 
     def finish(self, summary: ScanSummary) -> None:
-        for entry in self.hosts.values():
+        for address, entry in self.hosts.items():
             entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
             entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
+            if not self.all_ports:
+                self.hosts[address] = compact_target(entry)
         # "started" as in a run document: a later `run --baseline` names when this was taken
         doc = {"started": summary.started,
                "summary": {"counts": dict(summary.counts), "probes": summary.total,

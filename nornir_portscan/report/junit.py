@@ -59,7 +59,7 @@ def _open_summary(entry: Mapping[str, Any]) -> str:
     targets = targets_of(entry)
     for address in sorted(targets, key=address_key):
         target = targets[address]
-        ports = sorted_ports(target.get("ports") or {})
+        ports = sorted_ports(target)
         name = target.get("name")
         label = f"{address} ({name})" if name and name != address else address
         counts: dict[str, int] = {}

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_ORDER
+from ..plugins.common.ports import lookup, ports_in_state
 
 #: The reasons each state may carry (docs/cli.md, "States and reasons").
 STATE_REASONS: dict[str, frozenset[str]] = {
@@ -96,11 +97,13 @@ def host_values(host: str, result: Mapping[str, Any], expected: frozenset[int]) 
     for address, entry in (result.get("targets") or {}).items():
         address = str(address)
         up.append((_labels(host, address), int(entry.get("status") == "up")))
-        for port, value in (entry.get("ports") or {}).items():
-            state = state_label(value.get("state"))
-            if state != "open" and int(port) not in expected:
+        # open ports and expected ones, listed or folded into extraports (ports.py)
+        for port in sorted({*ports_in_state(entry, "open"), *expected}):
+            value = lookup(entry, port)
+            if value is None:
                 continue
-            ports.append(PortValue(_labels(host, address, int(port)), int(state == "open"),
+            state = state_label(value.get("state"))
+            ports.append(PortValue(_labels(host, address, port), int(state == "open"),
                                    state, reason_label(state, value.get("reason"))))
     return HostValues(tuple(ports), tuple(up), len(result.get("violations") or ()))
 

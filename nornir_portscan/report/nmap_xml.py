@@ -93,7 +93,7 @@ def _collect(doc: Mapping[str, Any]) -> tuple[list[_Address], list[str], list[st
             status = str(target.get("status") or "down")
             if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(item.status, 3):
                 item.status = status
-            for port, pentry in sorted_ports(target.get("ports") or {}):
+            for port, pentry in sorted_ports(target):
                 item.ports.setdefault(port, pentry)
     ordered = sorted(merged.values(), key=lambda a: address_key(a.address))
     hosts = [a for a in ordered if ip_version(a.address) is not None]

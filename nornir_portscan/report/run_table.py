@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from ..engine.core.names import NAME_REASONS
+from ..plugins.common.ports import each_port, lookup, ports_in_state, target_states
 from ._common import port_ranges, started_at
 from .document import STATES
 from .human import (
@@ -34,12 +35,14 @@ _TROUBLE = ("error", "unreachable")
 def _address(address: str, target: Mapping[str, Any]) -> tuple[
         Counter[str], list[OpenPort], Trouble | None]:
     """An address's counts per state, open ports and trouble, from its Result entry."""
-    counts: Counter[str] = Counter()
+    counts = target_states(target)
     opened: list[OpenPort] = []
     trouble: Trouble | None = None
-    for port, p in (target.get("ports") or {}).items():
+    # every port only where one could not be probed; else the open ones (never folded)
+    looked = (each_port(target) if any(counts[s] for s in _TROUBLE)
+              else ((p, lookup(target, p) or {}) for p in ports_in_state(target, "open")))
+    for port, p in looked:
         state = str(p.get("state"))
-        counts[state] += 1
         if state == "open":
             opened.append(OpenPort(int(port), str(p.get("reason")), p.get("rtt_ms"),
                                    p.get("banner")))

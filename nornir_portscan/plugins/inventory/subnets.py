@@ -24,7 +24,7 @@ import copy
 import ipaddress
 import os
 import pathlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nornir.core.inventory import (
@@ -42,6 +42,8 @@ from ruamel.yaml.error import YAMLError
 
 from nornir_portscan.errors import InventoryError, OptionError
 
+from ..common.provenance import Origin, sourced
+
 DEFAULT_MAX_HOSTS = 4096
 DEFAULT_NAME_FORMAT = "{entry}/{address}"
 
@@ -58,10 +60,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: What str.format can raise for a bad format string or a field it cannot look up.
 _FORMAT_ERRORS = (KeyError, IndexError, ValueError, AttributeError, TypeError, OverflowError)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-#: (file, entry): where an inventory element, or a value in its data, was written.
-Origin = tuple[str, str]
 
 
 class SourcedHost(Host):
@@ -84,36 +82,6 @@ class SourcedDefaults(Defaults):
 
     __slots__ = ("filled", "origin", "written")
     written: list[tuple[Origin, Any]]
-
-
-def _sourced(element: Any, origin: Origin) -> Any:
-    element.origin = origin
-    element.filled = {}
-    return element
-
-
-def origin_of(element: object, path: Sequence[str] = ()) -> Origin | None:
-    """Where ``element.data`` at ``path`` (a key path) was written, or None when a plugin
-    other than this one made the element.
-
-    A known host covered by a subnet gets the subnet's data where it has none of its
-    own: those parts name the subnet entry, the rest the host's entry.
-    """
-    filled: dict[tuple[str, ...], Origin] = getattr(element, "filled", None) or {}
-    for end in range(len(path), 0, -1):
-        origin = filled.get(tuple(path[:end]))
-        if origin is not None:
-            return origin
-    found: Origin | None = getattr(element, "origin", None)
-    return found
-
-
-def written_data(defaults: object) -> list[tuple[Origin, Any]] | None:
-    """The ``data`` of every entry of the files, as written: hosts, groups, defaults and
-    subnet entries, including values no host ends up with (a subnet's value a known host
-    overrides, a group no host is in). None when another plugin made the inventory."""
-    found: list[tuple[Origin, Any]] | None = getattr(defaults, "written", None)
-    return found
 
 
 def _fail(path: pathlib.Path, where: str, message: str) -> InventoryError:
@@ -441,7 +409,7 @@ class PortscanInventory:
         entry = _check_keys(self.defaults_file, "defaults", doc, DEFAULTS_KEYS)
         attrs = _attributes(self.defaults_file, "defaults", entry)
         defaults = SourcedDefaults(**attrs)
-        _sourced(defaults, (str(self.defaults_file), "defaults"))
+        sourced(defaults, (str(self.defaults_file), "defaults"))
         return defaults
 
     def _groups(self, defaults: Defaults) -> Groups:
@@ -453,7 +421,7 @@ class PortscanInventory:
             entry = _check_keys(self.group_file, where, raw, ELEMENT_KEYS)
             parents[name] = _str_list(self.group_file, where, "groups", entry.get("groups"),
                                       single=False)
-            groups[name] = _sourced(SourcedGroup(name=name, defaults=defaults,
+            groups[name] = sourced(SourcedGroup(name=name, defaults=defaults,
                                                  **_attributes(self.group_file, where, entry)),
                                     (str(self.group_file), where))
         for name, names in parents.items():
@@ -497,7 +465,7 @@ class PortscanInventory:
         parents = _parent_groups(path, where, _str_list(path, where, "groups",
                                                         entry.get("groups"), single=False),
                                  groups)
-        return _sourced(SourcedHost(name=name, groups=parents,  # type: ignore[no-any-return]
+        return sourced(SourcedHost(name=name, groups=parents,  # type: ignore[no-any-return]
                                     defaults=defaults, **_attributes(path, where, entry)),
                         (str(path), where))
 
@@ -529,7 +497,7 @@ class PortscanInventory:
                              data=copy.deepcopy(entry.attrs["data"]),
                              connection_options=copy.deepcopy(
                                  entry.attrs["connection_options"]))
-                host = _sourced(SourcedHost(name=name, defaults=defaults,
+                host = sourced(SourcedHost(name=name, defaults=defaults,
                                             groups=ParentGroups(groups[g] for g in entry.groups),
                                             **attrs), origin)
                 hosts[name] = host

@@ -16,9 +16,6 @@ keys, arguments and parsers are not written here.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +27,8 @@ from ...errors import ConfigError, InventoryError, PortscanError, SpecError
 from ...inputs.ports import parse_ports
 from ...inputs.settings import BY_NAME, PER_HOST, PER_RUN, PER_SCAN, Setting, scan_key
 from ...inputs.targets import parse_targets
-from ..inventory.subnets import origin_of, written_data
-from .result import baseline_shape_error
+from ..common.provenance import origin_of, written_data
+from .baseline import BaselineError, load_baseline
 
 DATA_KEY = "portscan"
 #: What to scan, and what to check it against: the task's own keys.
@@ -270,31 +267,12 @@ def _expect(v: _Value) -> dict[str, tuple[int, ...]]:
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _read_json(path: str, mtime_ns: int, size: int) -> Any:
-    """Parsed once per file version: every host of a run names the same baseline file."""
-    with open(path, encoding="utf-8") as stream:
-        return json.load(stream)
-
-
 def _baseline(v: _Value) -> Mapping[str, Any]:
     """A Result dict or the command line's saved JSON, given inline or as a file path."""
-    value = v.value
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            st = os.stat(value)
-            value = _read_json(os.path.realpath(value), st.st_mtime_ns, st.st_size)
-        except OSError as exc:
-            raise v.error(f"cannot read the baseline file: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise v.error(f"the baseline file is not valid JSON: {exc}") from None
-    if not isinstance(value, Mapping) or not ("targets" in value or "hosts" in value):
-        raise v.error("must be a previous scan: a Result dict (with 'targets') or the saved "
-                      "JSON of the command line (with 'hosts'), or a path to such a file")
-    problem = baseline_shape_error(value)
-    if problem:
-        raise v.error(f"is not a previous scan: {problem}")
-    return value
+    try:
+        return load_baseline(v.value)
+    except BaselineError as exc:
+        raise v.error(str(exc)) from None
 
 
 def _default_target(host: Host) -> tuple[str, ...]:

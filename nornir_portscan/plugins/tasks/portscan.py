@@ -20,6 +20,7 @@ from nornir.core.task import Result, Task
 
 from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
+from ..common.ports import lookup
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
 from .runs import Pending, acquire, observers, open_journal, submit
@@ -49,6 +50,28 @@ class ScanResult(Result):
         super().__init__(host, result, open_ports=open_ports or {},
                          violations=violations or [], summary=summary or {}, **kwargs)
 
+    def port(self, address: str, port: int) -> dict[str, Any] | None:
+        """The entry of ``port`` on ``address`` (``state``, ``reason``, and for a port not
+        folded into ``extraports`` its ``rtt_ms``, ``attempts``, ``banner``); None when it
+        was not probed (or the host's scan failed)."""
+        if not isinstance(self.result, dict):
+            return None
+        target = (self.result.get("targets") or {}).get(address)
+        return None if target is None else lookup(target, int(port))
+
+    def state(self, address: str, port: int) -> str | None:
+        """``open``, ``closed``, ``filtered``, ``unreachable`` or ``error`` for a probed
+        port, None for one that was not: the way to read a port, since ``ports`` lists only
+        those that differ from the address's ``extraports``."""
+        entry = self.port(address, port)
+        return None if entry is None else str(entry.get("state"))
+
+
+def _check_all_ports(host: Host, value: object) -> None:
+    if not isinstance(value, bool):  # "false" would be true
+        raise PortscanError(f"host {host.name!r}: argument all_ports={value!r:.60}: must be "
+                            f"true or false")
+
 
 def _invalid(host: Host, exc: PortscanError) -> ScanResult:
     return ScanResult(host=host, result=str(exc), failed=True, exception=exc)
@@ -60,16 +83,18 @@ def _scan_failed(host: Host, exc: Exception) -> ScanResult:
 
 
 def _collected(task: Task, options: ScanOptions, pending: Pending,
-               outcomes: list[ProbeOutcome]) -> ScanResult:
+               outcomes: list[ProbeOutcome], all_ports: bool) -> ScanResult:
     """Build the Result; tell progress watchers the real probe count (excludes shrink it)."""
     for watcher in observers(task):
         watcher.scan_collected(task.host.name, pending.planned, len(outcomes))
-    return make_result(task.host, options, outcomes, pending.handle.elapsed_s)
+    return make_result(task.host, options, outcomes, all_ports, pending.handle.elapsed_s)
 
 
 def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome],
-                elapsed_s: float | None = None) -> ScanResult:
-    doc = results.build(outcomes)
+                all_ports: bool = False, elapsed_s: float | None = None) -> ScanResult:
+    """The host's Result; ``all_ports`` lists every port, else the address's most common
+    state is folded into ``extraports`` (plugins/common/ports.py)."""
+    doc = results.build(outcomes, all_ports=all_ports)
     if elapsed_s is not None:  # submission to last outcome: the hosts' scans overlap
         doc["elapsed_s"] = round(elapsed_s, 3)
     targets = doc["targets"]
@@ -92,7 +117,7 @@ def make_result(host: Host, options: ScanOptions, outcomes: list[ProbeOutcome],
 
 def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
              exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
-             baseline: Any = None, resume: str | None = None,
+             baseline: Any = None, resume: str | None = None, all_ports: bool = False,
              **settings: Any) -> ScanResult:
     """Scan the host's address (or its ``portscan.targets``) on the shared engine.
 
@@ -106,10 +131,14 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
     a crash takes each host's decided (address, port) outcomes from it and probes only
     the rest. The journal stays until the caller deletes it (once the results are safe
     elsewhere): it is not a scan setting, since where outcomes are kept changes none.
+    ``all_ports`` lists every probed port in ``Result.result``; by default an address's
+    most common state is given once as ``extraports`` (read ports with ``Result.state``).
+    Neither is a scan setting: they change what is kept, not what is scanned.
     """
     args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
             "baseline": baseline, **settings}
     try:
+        _check_all_ports(task.host, all_ports)
         run = run_settings(task.nornir.config)
         options = resolve_options(task.host, args, run=run)
     except PortscanError as exc:
@@ -128,7 +157,7 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
         outcomes = pending.handle.result()
     except Exception as exc:  # a failed scan is this host's Result, not a crash
         return _scan_failed(task.host, exc)
-    return _collected(task, options, pending, outcomes)
+    return _collected(task, options, pending, outcomes, all_ports)
 
 
 def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
@@ -136,7 +165,7 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
     same scan (``JournalMismatch`` otherwise; the file is left as it is). ``arguments``
     are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
     share the journal opened here."""
-    args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume")}
+    args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume", "all_ports")}
     run = run_settings(nr.config)
     plans: dict[str, Any] = {}
     for name, host in nr.inventory.hosts.items():
@@ -182,11 +211,12 @@ async def _gather(pending: Pending) -> list[ProbeOutcome]:
 async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
                     exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
                     baseline: Any = None, resume: str | None = None,
-                    **settings: Any) -> ScanResult:
+                    all_ports: bool = False, **settings: Any) -> ScanResult:
     """``portscan`` for async callers: same arguments, same Result, same shared engine."""
     args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
             "baseline": baseline, **settings}
     try:
+        _check_all_ports(task.host, all_ports)
         options = resolve_options(task.host, args, run=run_settings(task.nornir.config))
     except PortscanError as exc:
         return _invalid(task.host, exc)
@@ -202,4 +232,4 @@ async def aportscan(task: Task, ports: PortsArg = None, targets: TargetsArg = No
         outcomes = await _gather(pending)
     except Exception as exc:  # a failed scan is this host's Result
         return _scan_failed(task.host, exc)
-    return _collected(task, options, pending, outcomes)
+    return _collected(task, options, pending, outcomes, all_ports)

@@ -2,7 +2,9 @@
 
 The dict holds only builtins so that ``print_result``, ``json.dump`` and a later
 run's ``baseline=`` all read it as is; a baseline that went through JSON comes
-back with string port keys, which is why everything read back is normalised.
+back with string port keys, which is why everything read back is normalised. An
+address's ports are read through ports.py (``lookup``, ``ports_in_state``): most of a
+full-range address's ports are folded into ``extraports`` there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from ...engine.core.names import NAME_REASONS
 from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
+from ..common.ports import compact_targets, folded, is_scanned, lookup, ports_in_state
 
 STATES = STATE_ORDER
 _UP = ("open", "closed")
@@ -20,9 +23,12 @@ _UP = ("open", "closed")
 Targets = dict[str, dict[str, Any]]
 
 
-def host_status(ports: Mapping[int, Mapping[str, Any]]) -> str:
+def host_status(ports: Mapping[Any, Mapping[str, Any]],
+                folded: Mapping[str, Any] | None = None) -> str:
     """up when anything answered (even a reset), unreachable when the network said so."""
     states = {p.get("state") for p in ports.values()}
+    if folded is not None:
+        states.add(folded.get("state"))
     if states & set(_UP):
         return "up"
     return "unreachable" if "unreachable" in states else "down"
@@ -42,13 +48,20 @@ def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
     return entry
 
 
-def build(outcomes: Iterable[ProbeOutcome]) -> dict[str, Any]:
-    """targets / open / summary for one host's outcomes (violations are added by the caller)."""
+def build(outcomes: Iterable[ProbeOutcome], all_ports: bool = True) -> dict[str, Any]:
+    """targets / open / summary for one host's outcomes (violations are added by the caller).
+
+    ``all_ports=False`` folds each address's most common port state into ``extraports``
+    (ports.py): the compact form of documents and Results.
+    """
     targets: Targets = {}
     for o in outcomes:
         entry = targets.setdefault(o.host, {"status": "down", "name": o.name, "ports": {}})
         entry["ports"][o.port] = port_entry(o)
-    return finish_targets(targets)
+    doc = finish_targets(targets)
+    if not all_ports:
+        doc["targets"] = compact_targets(doc["targets"])
+    return doc
 
 
 def finish_targets(targets: Targets) -> dict[str, Any]:
@@ -66,18 +79,17 @@ def finish_targets(targets: Targets) -> dict[str, Any]:
 
 
 def open_ports(targets: Targets) -> dict[str, list[int]]:
-    return {address: sorted(p for p, v in entry["ports"].items() if v.get("state") == "open")
-            for address, entry in targets.items()}
+    return {address: ports_in_state(entry, "open") for address, entry in targets.items()}
 
 
 def scan_errors(targets: Targets) -> list[str]:
     """Probes the engine could not make at all: a scan failure, not a port state."""
     errors: list[str] = []
     for address, entry in targets.items():
-        failed = [p for p, v in entry["ports"].items() if v.get("state") == "error"]
+        failed = ports_in_state(entry, "error")
         if not failed:
             continue
-        reasons = sorted({entry["ports"][p]["reason"] for p in failed})
+        reasons = sorted({str((lookup(entry, p) or {}).get("reason")) for p in failed})
         if len(reasons) == 1 and reasons[0] in NAME_REASONS:
             errors.append(f"{address}: name could not be resolved: "
                           f"{NAME_REASONS[reasons[0]]} ({reasons[0]})")
@@ -109,19 +121,19 @@ def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
     ]
     only = tuple(expect["only_open"]) if "only_open" in expect else None
     for address, entry in targets.items():
-        ports = entry["ports"]
         for _, listed, label, holds in wanted:
             for port in listed:
-                got = ports.get(port)
+                got = lookup(entry, port)
                 if got is None or not holds(got.get("state")):
                     violations.append(f"{endpoint(address, port)} expected {label}, "
                                       f"got {_actual(got)}")
         if only is not None:
             allowed = ", ".join(map(str, only)) or "none"
-            for port, got in ports.items():
-                if got.get("state") == "open" and port not in only:
+            for port in ports_in_state(entry, "open"):
+                if port not in only:
                     violations.append(f"{endpoint(address, port)} expected not open "
-                                      f"(only_open: {allowed}), got {_actual(got)}")
+                                      f"(only_open: {allowed}), got "
+                                      f"{_actual(lookup(entry, port))}")
     return violations
 
 
@@ -140,45 +152,13 @@ def _normal_targets(raw: Mapping[str, Any]) -> Targets:
             except (TypeError, ValueError):
                 continue
             ports[number] = dict(value) if isinstance(value, Mapping) else {"state": value}
-        status = entry.get("status") or host_status(ports)
+        extra = folded(entry)
+        status = entry.get("status") or host_status(ports, extra)
         out[str(address)] = {"status": status, "name": entry.get("name"), "ports": ports}
+        if extra is not None:  # a compact document (ports.py); older ones list every port
+            out[str(address)]["extraports"] = dict(extra)
+            out[str(address)]["scanned"] = entry.get("scanned")
     return out
-
-
-def _targets_shape_error(targets: Any, where: str) -> str | None:
-    if not isinstance(targets, Mapping):
-        return f"{where} must map addresses to entries, not {type(targets).__name__}"
-    for address, entry in targets.items():
-        if not isinstance(entry, Mapping):
-            return f"{where}[{address!r}] must be a mapping, not {type(entry).__name__}"
-        ports = entry.get("ports")
-        if ports is not None and not isinstance(ports, Mapping):
-            return f"{where}[{address!r}].ports must map ports to states"
-    return None
-
-
-def baseline_shape_error(baseline: Mapping[str, Any]) -> str | None:
-    """Why a baseline is not a previous scan's shape, or None when it is."""
-    if "targets" in baseline:
-        return _targets_shape_error(baseline["targets"] or {}, "targets")
-    hosts = baseline.get("hosts") or {}
-    if not isinstance(hosts, Mapping):
-        return f"hosts must be a mapping, not {type(hosts).__name__}"
-    for name, entry in hosts.items():
-        if not isinstance(entry, Mapping):
-            return f"hosts[{name!r}] must be a mapping, not {type(entry).__name__}"
-        if "result" in entry:
-            result = entry["result"]
-            if result is not None and not isinstance(result, Mapping):
-                return f"hosts[{name!r}].result must be a mapping"
-            if isinstance(result, Mapping):
-                problem = _targets_shape_error(result.get("targets") or {},
-                                               f"hosts[{name!r}].result.targets")
-                if problem:
-                    return problem
-        elif "ports" in entry and not isinstance(entry["ports"], Mapping):
-            return f"hosts[{name!r}].ports must map ports to states"
-    return None
 
 
 def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> Targets:
@@ -213,12 +193,11 @@ def diff(old: Targets, new: Targets) -> dict[str, Any]:
     vanished: list[str] = []
     for address, entry in new.items():
         before = old.get(address)
-        before_ports = before["ports"] if before else {}
-        was_open = {p for p, v in before_ports.items() if v.get("state") == "open"}
-        now_open = {p for p, v in entry["ports"].items() if v.get("state") == "open"}
+        was_open = set(ports_in_state(before, "open")) if before else set()
+        now_open = set(ports_in_state(entry, "open"))
         if now_open - was_open:
             opened[address] = sorted(now_open - was_open)
-        gone = {p for p in was_open - now_open if p in entry["ports"]}
+        gone = {p for p in was_open - now_open if is_scanned(entry, p)}
         if gone:
             closed[address] = sorted(gone)
         was_up = before is not None and before.get("status") == "up"
@@ -242,5 +221,5 @@ def diff_text(d: Mapping[str, Any], new: Targets) -> str:
         lines += [f"+ {endpoint(address, p)} opened" for p in ports]
     for address, ports in d["closed"].items():
         lines += [f"- {endpoint(address, p)} closed "
-                  f"(now {_actual(new[address]['ports'].get(p))})" for p in ports]
+                  f"(now {_actual(lookup(new[address], p))})" for p in ports]
     return "\n".join(lines)
