@@ -21,10 +21,13 @@ WRITERS: dict[str, str] = {
 }
 
 
-def writer_for(fmt: str, stream: IO[str], color: bool = False) -> OutcomeWriter:
+def writer_for(fmt: str, stream: IO[str], color: bool = False,
+               ports_per_host: int = 0) -> OutcomeWriter:
+    """``ports_per_host``: rows each address gets (0: unknown), so a streaming writer can
+    write a host's rows, with its anomaly, once it has them all (``anomaly.py``)."""
     module, _, cls = WRITERS[fmt].partition(":")
     mod = importlib.import_module(f"{__name__}.{module}")
-    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color)
+    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color, ports_per_host=ports_per_host)
     return writer
 
 

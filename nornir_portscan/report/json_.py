@@ -6,12 +6,13 @@ import json
 from collections.abc import Sequence
 from typing import IO, Any
 
+from ..engine.core.anomaly import judge_ports
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .base import ScanSummary
 
 
 class JsonWriter:
-    def __init__(self, stream: IO[str], color: bool = False) -> None:
+    def __init__(self, stream: IO[str], color: bool = False, ports_per_host: int = 0) -> None:
         self.stream = stream
         self.hosts: dict[str, dict[str, Any]] = {}
 
@@ -33,6 +34,9 @@ class JsonWriter:
         for entry in self.hosts.values():
             entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
             entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
+            anomaly = judge_ports([(v["state"], v["reason"]) for v in entry["ports"].values()])
+            if anomaly is not None:  # the host's verdict (engine/core/anomaly.py)
+                entry["anomaly"] = anomaly
         # "started" as in a run document: a later `run --baseline` names when this was taken
         doc = {"started": summary.started,
                "summary": {"counts": dict(summary.counts), "probes": summary.total,

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ._common import started_at
 from .document import STATES
 from .human import (
@@ -21,6 +22,7 @@ from .human import (
     Trouble,
     address_key,
     address_lines,
+    anomaly_lines,
     counted,
     host_label,
     host_list,
@@ -32,13 +34,16 @@ _TROUBLE = ("error", "unreachable")
 
 def _address(address: str, target: Mapping[str, Any]) -> tuple[
         Counter[str], list[OpenPort], Trouble | None]:
-    """An address's counts per state, open ports and trouble, from its Result entry."""
+    """An address's counts per state, open ports and trouble, from its Result entry
+    (``counts["reset"]``: ports reset right after the handshake, for an anomaly's line)."""
     counts: Counter[str] = Counter()
     opened: list[OpenPort] = []
     trouble: Trouble | None = None
     for port, p in (target.get("ports") or {}).items():
         state = str(p.get("state"))
         counts[state] += 1
+        if p.get("reason") == RESET_AFTER_SYN_ACK:
+            counts["reset"] += 1
         if state == "open":
             opened.append(OpenPort(int(port), str(p.get("reason")), p.get("rtt_ms"),
                                    p.get("banner")))
@@ -70,7 +75,7 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
                                   key=lambda kv: address_key(str(kv[0]))):
         counts, opened, trouble = _address(str(address), target)
         addresses.append((str(address), target, counts, opened, trouble,
-                          _quiet_kind(counts, opened, trouble)))
+                          None if target.get("anomaly") else _quiet_kind(counts, opened, trouble)))
     kinds = {a[5] for a in addresses}
     if not violations and not errors and not diff and None not in kinds and len(kinds) == 1:
         return [], kinds.pop()
@@ -84,9 +89,15 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
     quiet: dict[str, list[str]] = {"up": [], "silent": []}
     for address, target, counts, opened, trouble, kind in addresses:
         label = host_label(address, target.get("name"))
-        if kind is not None:
+        anomaly = target.get("anomaly")
+        if anomaly:
+            resets = counts.pop("reset", 0)
+            lines += anomaly_lines(label, str(anomaly), counts, opened, resets, trouble, paint,
+                                   "  ")
+        elif kind is not None:
             quiet[kind].append(label)
         else:
+            counts.pop("reset", None)  # not a state: address_lines lists states only
             lines += address_lines(label, counts, opened, trouble, paint, "  ")
     for kind, labels in quiet.items():
         if labels:

@@ -47,6 +47,20 @@ def hold_time(rtt: RttEstimator, sample: float | None) -> float:
     return min(max(wait, MIN_HOLD), MAX_HOLD)
 
 
+def hold_deadline(rtt: RttEstimator, sent: float, sample: float | None,
+                  banner_wait: float = 0.0) -> float:
+    """When the hold of a connection sent at ``sent`` (its handshake took ``sample``) ends:
+    ``hold_time`` after the handshake, or the banner wait when that is longer.
+
+    The loop asks again when the deadline comes: the estimate may have grown meanwhile
+    (a queue filling on the path delays the reset as much as later handshakes), and then
+    the hold runs on to the new deadline."""
+    wait = hold_time(rtt, sample)
+    if banner_wait > wait:
+        wait = banner_wait
+    return sent + (sample or 0.0) + wait
+
+
 def reset_seen(err: int) -> bool:
     """Whether what the held socket reported (``SO_ERROR`` or a read's errno) is the
     peer's reset. Data or an orderly close (FIN) mean a service is there: open, and so

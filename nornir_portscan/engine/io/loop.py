@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import cast
 
-from ..core.hold import hold_time, reset_seen
+from ..core.hold import hold_deadline, reset_seen
 from ..core.intake import OutcomeItem
 from ..core.outcome import ProbeOutcome
 from ..core.scheduler import Scheduler
@@ -374,11 +374,12 @@ class ReadinessLoop:
             self.ep.modify(fd, _WATCH_HELD)
         else:
             self.ep.register(fd, _WATCH_HELD)
+        heapq.heappush(self.banner_heap, (self._hold_deadline(probe), fd, probe))
+
+    def _hold_deadline(self, probe: Probe) -> float:
         options = probe.host.job.options
-        wait = hold_time(self.sched.flight.rtt, probe.rtt)
-        if options.banners and options.banner_wait > wait:
-            wait = options.banner_wait
-        heapq.heappush(self.banner_heap, (now + wait, fd, probe))
+        return hold_deadline(self.sched.flight.rtt, probe.sent, probe.rtt,
+                             options.banner_wait if options.banners else 0.0)
 
     def _read_banner(self, probe: Probe) -> None:
         sock = probe.sock
@@ -399,6 +400,10 @@ class ReadinessLoop:
         while heap and heap[0][0] <= now:
             _, fd, probe = heapq.heappop(heap)
             if probe.sock is None or self.banners.get(fd) is not probe:
+                continue
+            later = self._hold_deadline(probe)  # the RTT estimate may have grown since
+            if later > now:
+                heapq.heappush(heap, (later, fd, probe))
                 continue
             del self.banners[fd]
             probe.sock.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...engine.core.anomaly import describe, judge_ports
+from ...engine.core.hold import RESET_AFTER_SYN_ACK
 from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
 
@@ -59,6 +61,9 @@ def finish_targets(targets: Targets) -> dict[str, Any]:
         entry["status"] = host_status(entry["ports"])
         for port in entry["ports"].values():
             summary[port["state"]] = summary.get(port["state"], 0) + 1
+        anomaly = judge_ports([(p["state"], p["reason"]) for p in entry["ports"].values()])
+        if anomaly is not None:  # the host's verdict (engine/core/anomaly.py)
+            entry["anomaly"] = anomaly
         ordered[address] = entry
     return {"targets": ordered, "open": open_ports(ordered), "summary": summary,
             "violations": []}
@@ -108,19 +113,32 @@ def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
     only = tuple(expect["only_open"]) if "only_open" in expect else None
     for address, entry in targets.items():
         ports = entry["ports"]
+        why = _anomaly_note(entry)
         for _, listed, label, holds in wanted:
             for port in listed:
                 got = ports.get(port)
                 if got is None or not holds(got.get("state")):
                     violations.append(f"{endpoint(address, port)} expected {label}, "
-                                      f"got {_actual(got)}")
+                                      f"got {_actual(got)}{why}")
         if only is not None:
             allowed = ", ".join(map(str, only)) or "none"
             for port, got in ports.items():
                 if got.get("state") == "open" and port not in only:
                     violations.append(f"{endpoint(address, port)} expected not open "
-                                      f"(only_open: {allowed}), got {_actual(got)}")
+                                      f"(only_open: {allowed}), got {_actual(got)}{why}")
     return violations
+
+
+def _anomaly_note(entry: Mapping[str, Any]) -> str:
+    """'; host ...' naming the address's anomaly, so whoever reads a failed check knows why
+    port 23 "is open" (an all-open host does accept on it); '' for an ordinary host."""
+    anomaly = entry.get("anomaly")
+    if not anomaly:
+        return ""
+    ports = entry["ports"].values()
+    opened = sum(1 for p in ports if p.get("state") == "open")
+    resets = sum(1 for p in ports if p.get("reason") == RESET_AFTER_SYN_ACK)
+    return f"; host is {describe(str(anomaly), len(ports), opened, resets)}"
 
 
 # ---- baselines ---------------------------------------------------------------------------
