@@ -234,6 +234,9 @@ def test_anomalies_are_host_scripts_valid_against_the_dtd(tmp_path: Path) -> Non
         assert (script.get("id"), script.get("output")) == (
             "nornir-anomaly", ANOMALY_LINES[str(address.get("addr"))])
     assert "<hostscript>" not in _render(anomaly_document(anomalies=False))
+    # the proxy's closed ports fold into extraports, by their reason
+    assert ('<extrareasons reason="reset-after-syn-ack" count="97" proto="tcp" '
+            'ports="1-21,23-79,81-98,100"/>') in text
 
 
 def test_anomalies_read_back_through_libnmap_with_every_port() -> None:
