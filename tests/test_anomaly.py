@@ -221,3 +221,20 @@ def test_gate_releases_held_rows_when_a_mixed_batch_rules_the_host_out() -> None
     plain, flagged = gate.feed(mixed)
     assert sorted(plain) == sorted([*held, mixed[1]]) and flagged == []
     assert gate.finish() == ([mixed[0]], [])  # one open port of 100: judged, ordinary
+
+
+@pytest.mark.parametrize("ports_per_host", [0, 100])
+def test_jsonl_writes_every_row_of_an_unfinished_scan(ports_per_host: int) -> None:
+    """An interrupted scan (or one whose port count is unknown): hosts still candidates at
+    the end are judged on what they had, and every row is written once."""
+    out = io.StringIO()
+    writer = JsonlWriter(out, ports_per_host=ports_per_host)
+    rows = [row("10.0.0.5", p, _OPEN, "syn-ack") for p in (22, 80)]
+    rows += [row("10.0.0.6", p, _OPEN, "syn-ack") for p in range(1, 71)]
+    writer.write(rows)
+    writer.finish(None)  # type: ignore[arg-type]  # the writer does not read the summary
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted((r["host"], r["port"]) for r in lines) == sorted((o.host, o.port)
+                                                                   for o in rows)
+    assert {(r["host"], r.get("anomaly")) for r in lines} == {("10.0.0.5", None),
+                                                              ("10.0.0.6", ALL_OPEN)}

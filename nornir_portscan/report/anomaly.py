@@ -97,6 +97,7 @@ class AnomalyGate:
         judged on the rows they had."""
         plain: list[ProbeOutcome] = []
         flagged: Flagged = []
+        self.ruled_out.update(self.candidates)  # judged: a later feed passes their rows on
         for rows in self.candidates.values():
             anomaly = _judge_rows(rows)
             if anomaly is None:
