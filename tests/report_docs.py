@@ -159,3 +159,29 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def anomaly_document(anomalies: bool = True) -> dict[str, Any]:
+    """A run of two anomalous addresses (issue 25) built by the task's own Result builder
+    from outcomes as the engine gives them: 198.18.30.1 a SYN proxy (3 real open ports, the
+    rest reset after the handshake), 198.18.30.2 all-open. ``anomalies=False``: the same
+    addresses as ordinary hosts (the proxy's ports refused, the other with 3 open), for a
+    baseline to compare against. Never probed: the addresses are only text here."""
+    from nornir_portscan.engine.core.outcome import PortState, ProbeOutcome
+    from nornir_portscan.plugins.tasks.result import build
+
+    ports = range(1, 101)
+    proxy_closed = "reset-after-syn-ack" if anomalies else "conn-refused"
+    outcomes = [ProbeOutcome("198.18.30.1", p, PortState.OPEN, "syn-ack", 10.0)
+                if p in (22, 80, 99) else
+                ProbeOutcome("198.18.30.1", p, PortState.CLOSED, proxy_closed, 10.0)
+                for p in ports]
+    doc = new_document({"ports": "1-100"}, started=STARTED)
+    doc["hosts"]["proxy"] = {"failed": False, "error": None, "result": build(outcomes)}
+    outcomes = [ProbeOutcome("198.18.30.2", p, PortState.OPEN, "syn-ack", 12.0)
+                if anomalies or p in (22, 80, 99) else
+                ProbeOutcome("198.18.30.2", p, PortState.CLOSED, "conn-refused", 12.0)
+                for p in ports]
+    doc["hosts"]["dnat"] = {"failed": False, "error": None, "result": build(outcomes)}
+    finish_document(doc, 1.5)
+    return doc

@@ -148,7 +148,7 @@ def test_csv_header_and_rows(ports: tuple[int, list[int]]) -> None:
     done = cli("scan", "127.0.0.1", "-p", port_arg(all_ports), "--format", "csv")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "host,name,port,state,reason,rtt_ms,attempts,banner"
+    assert lines[0] == "host,name,port,state,reason,rtt_ms,attempts,banner,anomaly"
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert len(rows) == len(all_ports)
     assert sorted(int(r["port"]) for r in rows) == all_ports

@@ -84,7 +84,8 @@ def test_classify_maps_the_kernels_answers() -> None:
     assert classify(errno.EHOSTUNREACH) == (UNREACHABLE, "host-unreach")
     assert classify(errno.ENETUNREACH) == (UNREACHABLE, "net-unreach")
     assert classify(errno.EACCES) == (UNREACHABLE, "admin-prohibited")
-    assert classify(errno.ECONNRESET) == (OPEN, "syn-ack")  # accepted, then reset
+    # accepted, then reset before the loop looked: a SYN proxy's closed port (issue 25)
+    assert classify(errno.ECONNRESET) == (CLOSED, "reset-after-syn-ack")
     for local in (errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EAGAIN):
         assert classify(local) is None  # never a port state: try again later
     state, reason = classify(errno.EIO)  # type: ignore[misc]

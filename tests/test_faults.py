@@ -214,15 +214,19 @@ def test_accept_then_reset_gives_one_outcome_per_port(resetting: ResettingListen
     assert resetting.accepted > 0
 
 
-def test_accept_then_reset_is_open(resetting: ResettingListeners) -> None:
-    # five rounds: whether the RST beats the loop's read of SO_ERROR is a race, and under
-    # load the loop sometimes wins it for a whole round
-    wrong = []
+def test_accept_then_reset_reads_as_a_reset_after_the_handshake(
+        resetting: ResettingListeners) -> None:
+    """A service that accepts and resets at once cannot be told from a SYN proxy's closed
+    port (docs/engine.md): both are ``closed``, ``reset-after-syn-ack``. A reset that comes
+    after the hold (this listener's thread is slow to run on a loaded machine) leaves the
+    port ``open``; nothing else may be said of it."""
+    said: set[tuple[str, str]] = set()
     for _ in range(5):
         got = exactly_once(list(scan("127.0.0.1", resetting.ports)), ["127.0.0.1"],
                         resetting.ports)
-        wrong += [(p, o.state.value, o.reason) for (_, p), o in got.items() if o.state is not OPEN]
-    assert not wrong, f"{len(wrong)} of 250 reset-after-accept probes not open: {wrong[:3]}"
+        said |= {(o.state.value, o.reason) for o in got.values()}
+    assert said <= {("closed", "reset-after-syn-ack"), ("open", "syn-ack")}, said
+    assert ("closed", "reset-after-syn-ack") in said
 
 
 def test_full_backlog_listener_is_filtered(listener: Callable[..., int],
@@ -302,7 +306,10 @@ class FlappingPorts:
 
 def test_port_flipping_state_during_the_scan(listener: Callable[..., int],
                                               closed_port: Callable[..., int]) -> None:
-    flapping = FlappingPorts(20)
+    # a listener that closes resets the connections still in its queue: one closed within
+    # the engine's hold after the handshake (a couple of ms on loopback) reads as closed,
+    # reset-after-syn-ack, so the ports stay up several holds at a time
+    flapping = FlappingPorts(20, period=0.02)
     try:
         steady_open, steady_closed = listener(), closed_port()
         ports = sorted([*flapping.ports, steady_open, steady_closed])

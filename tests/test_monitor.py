@@ -219,6 +219,41 @@ def test_series_only_for_open_or_expected_ports_with_fixed_labels() -> None:
     assert dict(same.ports[0].labels) == {"host": "127.0.0.1", "port": "22"}
 
 
+def test_host_anomaly_gauge_and_an_all_open_host_costs_one_series() -> None:
+    """Issue 25: portscan_host_anomaly{host, address, anomaly} for anomalous addresses only;
+    an all-open address's thousands of open ports are not a series each (only the ports an
+    expectation names)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from nornir_portscan.plugins.tasks.result import finish_targets
+    from nornir_portscan.report.metrics import SnapshotCollector
+
+    def result(address: str, ports: dict[int, tuple[str, str]]) -> dict[str, Any]:
+        return finish_targets({address: {"status": "up", "name": None, "ports": {
+            p: {"state": st, "reason": r, "rtt_ms": 1.0} for p, (st, r) in ports.items()}}})
+
+    every = result("198.18.30.2", {p: ("open", "syn-ack") for p in range(1, 2001)})
+    proxy = result("198.18.30.1", {p: ("open", "syn-ack") if p == 22
+                                   else ("closed", "reset-after-syn-ack") for p in range(1, 101)})
+    plain = result("127.0.0.1", {22: ("open", "syn-ack"), 23: ("closed", "conn-refused")})
+    snap = Snapshot(hosts={"dnat": host_values("dnat", every, frozenset({23})),
+                           "proxy": host_values("proxy", proxy, frozenset()),
+                           "127.0.0.1": host_values("127.0.0.1", plain, frozenset())})
+    collector = SnapshotCollector()
+    collector.publish(snap)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    s = series(generate_latest(registry).decode())
+    assert sorted(map(sorted, map(dict.items, names(s, "portscan_host_anomaly")))) == sorted([
+        sorted({"host": "dnat", "address": "198.18.30.2", "anomaly": "all-open"}.items()),
+        sorted({"host": "proxy", "address": "198.18.30.1", "anomaly": "syn-proxy"}.items())])
+    assert value(s, "portscan_host_anomaly", host="dnat", address="198.18.30.2",
+                 anomaly="all-open") == 1
+    assert [d["port"] for d in names(s, "portscan_port_open") if d["host"] == "dnat"] == ["23"]
+    assert value(s, "portscan_port_state", host="proxy", address="198.18.30.1", port="22",
+                 state="open", reason="syn-ack") == 1
+
+
 def test_reasons_outside_the_documented_sets_are_other() -> None:
     assert reason_label("closed", "conn-refused") == "conn-refused"
     assert reason_label("open", "conn-refused") == "other"  # a reason of another state

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_docs import hand_document, scanned_document, write
+from report_docs import anomaly_document, hand_document, scanned_document, write
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, html, render_document
 
@@ -207,3 +207,16 @@ def test_png_check_tells_blank_from_content() -> None:
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
            + chunk(b"IEND", b""))
     assert _png_facts(png) == (64, 32, 2)
+
+
+def test_anomalies_fold_an_all_open_host_and_note_a_proxy() -> None:
+    """Issue 25: an all-open address is one row saying so, not a row per port; a SYN
+    proxy's real open ports stay listed, with the anomaly beside them."""
+    page = _render(anomaly_document())
+    parsed = _parse(page)
+    assert parsed.errors == [] and parsed.stack == []
+    text = " ".join(" ".join(parsed.text).split())
+    assert "all-open: every one of 100 probed ports accepts" in text
+    assert "syn-proxy: 97 of 100 probed ports reset right after the handshake" in text
+    # port and RTT cells: the proxy's 22, 80, 99 only, none of the all-open host's 100
+    assert page.count('<td class="num mono">') == 2 * 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from netns import LAB_CLOSED_PORT, LAB_FILTERED_PORT, LAB_UP, PYTHON, NetNS
-from report_docs import hand_document, scanned_document, write, xmllint
+from report_docs import anomaly_document, hand_document, scanned_document, write, xmllint
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, junit, render_document
 
@@ -173,3 +174,30 @@ def test_each_testcase_has_its_hosts_scan_time(tmp_path: Path, lab: NetNS) -> No
     suite = ET.fromstring(done.stdout).find("testsuite")
     assert suite is not None
     assert float(suite.get("time", "")) >= times["slow"]
+
+
+def test_anomalies_are_a_system_out_line(tmp_path: Path) -> None:
+    """Issue 25: the host's verdict as one system-out line; an all-open host's ports are not
+    listed one by one, a SYN proxy's real open ports are."""
+    text = _render(anomaly_document())
+    assert _validate(tmp_path, text) == (0, f"{tmp_path / 'junit.xml'} validates\n")
+    cases = _cases(text)
+    dnat = cases["dnat"].findtext("system-out", "").splitlines()
+    assert dnat == ["198.18.30.2: up [100 open]",
+                    "  all-open: every one of 100 probed ports accepts"]
+    proxy = cases["proxy"].findtext("system-out", "").splitlines()
+    assert proxy[1] == ("  syn-proxy: 97 of 100 probed ports reset right after the handshake: "
+                        "closed behind a SYN proxy, 3 open")
+    assert [line.split()[0] for line in proxy[2:]] == ["22/tcp", "80/tcp", "99/tcp"]
+
+
+def test_junit2html_reads_the_anomalies(tmp_path: Path) -> None:
+    exe = shutil.which("junit2html")
+    if exe is None:
+        pytest.skip("junit2html missing: pip install junit2html")
+    path = write(tmp_path, "junit.xml", _render(anomaly_document()))
+    html = tmp_path / "junit.html"
+    done = subprocess.run([exe, str(path), str(html)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "all-open: every one of 100 probed ports accepts" in html.read_text(encoding="utf-8")

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
-from report_docs import RAW_BANNER, hand_document, scanned_document, write, xmllint
+from report_docs import (
+    RAW_BANNER,
+    anomaly_document,
+    hand_document,
+    scanned_document,
+    write,
+    xmllint,
+)
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, nmap_xml, render_document
 
@@ -206,3 +214,59 @@ def test_registered_as_document_renderer(scanned: tuple[dict[str, Any], int, int
     out = io.StringIO()
     render_document("nmap-xml", scanned[0], out)
     assert out.getvalue() == _render(scanned[0])
+
+
+# ---- host anomalies (issue 25): a host script, every port still listed ---------------------
+
+ANOMALY_LINES = {"198.18.30.1": "syn-proxy: 97 of 100 probed ports reset right after the "
+                                "handshake: closed behind a SYN proxy, 3 open",
+                 "198.18.30.2": "all-open: every one of 100 probed ports accepts"}
+
+
+def test_anomalies_are_host_scripts_valid_against_the_dtd(tmp_path: Path) -> None:
+    text = _render(anomaly_document())
+    _assert_dtd_valid(tmp_path, text)
+    for host in ET.fromstring(text).iter("host"):
+        address = host.find("address")
+        assert address is not None
+        script = host.find("hostscript/script")
+        assert script is not None
+        assert (script.get("id"), script.get("output")) == (
+            "nornir-anomaly", ANOMALY_LINES[str(address.get("addr"))])
+    assert "<hostscript>" not in _render(anomaly_document(anomalies=False))
+    # the proxy's closed ports fold into extraports, by their reason
+    assert ('<extrareasons reason="reset-after-syn-ack" count="97" proto="tcp" '
+            'ports="1-21,23-79,81-98,100"/>') in text
+
+
+def test_anomalies_read_back_through_libnmap_with_every_port() -> None:
+    report = _libnmap().parse_fromstring(_render(anomaly_document()))
+    hosts = {h.address: h for h in report.hosts}
+    assert [s["output"] for s in hosts["198.18.30.2"].scripts_results] == [
+        ANOMALY_LINES["198.18.30.2"]]
+    assert len(hosts["198.18.30.2"].get_open_ports()) == 100  # they do accept
+    assert sorted(p for p, _ in hosts["198.18.30.1"].get_open_ports()) == [22, 80, 99]
+    assert [s["id"] for s in hosts["198.18.30.1"].scripts_results] == ["nornir-anomaly"]
+
+
+def test_ndiff_reads_both_and_reports_the_anomaly_appearing(tmp_path: Path) -> None:
+    if shutil.which("ndiff") is None:
+        pytest.skip("ndiff missing: apt-get install ndiff")
+    before = write(tmp_path, "before.xml", _render(anomaly_document(anomalies=False)))
+    after = write(tmp_path, "after.xml", _render(anomaly_document()))
+    done = subprocess.run(["ndiff", str(before), str(after)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1, done.stderr  # 1: differences found (2 would be an error)
+    assert "nornir-anomaly" in done.stdout and ANOMALY_LINES["198.18.30.2"] in done.stdout
+
+
+def test_nmap_xsl_shows_the_anomaly(tmp_path: Path) -> None:
+    xsl = Path("/usr/share/nmap/nmap.xsl")
+    if shutil.which("xsltproc") is None or not xsl.exists():
+        pytest.skip("xsltproc or nmap.xsl missing: apt-get install xsltproc nmap")
+    path = write(tmp_path, "report.xml", _render(anomaly_document()))
+    done = subprocess.run(["xsltproc", str(xsl), str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    for line in ANOMALY_LINES.values():
+        assert line in done.stdout

@@ -411,7 +411,7 @@ def _check_jsonl(path: Path, lab: dict[str, Any]) -> None:
 def _check_csv(path: Path, lab: dict[str, Any]) -> None:
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert list(rows[0]) == ["nornir_host", "host", "name", "port", "state", "reason", "rtt_ms",
-                             "attempts", "banner"]
+                             "attempts", "banner", "anomaly"]
     assert len(rows) == 3
     assert {(r["nornir_host"], r["port"], r["state"]) for r in rows if r["state"] == "open"} \
         == {("web", str(lab["web"]), "open")}

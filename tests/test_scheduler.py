@@ -717,15 +717,34 @@ def test_open_port_with_banners_waits_for_the_banner() -> None:
     assert got[("127.0.0.1", 23)].banner is None
 
 
-def test_without_banners_open_port_is_final_at_once() -> None:
+def test_without_banners_open_port_is_held_and_reports_no_banner() -> None:
+    """Every completed handshake is held to see a reset (issue 25); without banners what
+    the service sent is only evidence, never reported."""
     sched = Scheduler(concurrency=8)
     one_job(sched, v4("127.0.0.1"), [22], timeout=1.0, discovery=False)
     probe = next_probe(sched, 0.0)
     assert probe is not None
     sched.on_sent(probe, 0.0)
-    assert sched.on_answer(probe, 0, 0.001) is False
+    assert sched.on_answer(probe, 0, 0.001) is True
+    assert not [o for _, o in drained(sched) if o is not None]  # nothing final while held
+    sched.on_banner(probe, "SSH-2.0-sim")
     [o] = [o for _, o in drained(sched) if o is not None]
-    assert o.banner is None and o.state is PortState.OPEN
+    assert o.banner is None and o.state is PortState.OPEN and o.reason == "syn-ack"
+    assert sched.inflight == 0
+
+
+def test_reset_during_the_hold_is_a_closed_port() -> None:
+    sched = Scheduler(concurrency=8)
+    one_job(sched, v4("127.0.0.1"), [22], timeout=1.0, discovery=False)
+    probe = next_probe(sched, 0.0)
+    assert probe is not None
+    sched.on_sent(probe, 0.0)
+    assert sched.on_answer(probe, 0, 0.004) is True
+    sched.on_reset(probe)
+    [o] = [o for _, o in drained(sched) if o is not None]
+    assert (o.state, o.reason) == (PortState.CLOSED, "reset-after-syn-ack")
+    assert o.rtt_ms is not None and abs(o.rtt_ms - 4.0) < 1e-6  # the handshake's RTT
+    assert sched.inflight == 0
 
 
 def test_banner_is_read_on_a_port_that_served_as_discovery_probe() -> None:

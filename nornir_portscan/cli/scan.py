@@ -153,7 +153,8 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
     started = time.monotonic()
     color = args.output in (None, "-") and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     with output_stream(args.output, durable=journal is not None) as stream:
-        writer = writer_for(args.format, stream, color=color, all_ports=args.all_ports)
+        writer = writer_for(args.format, stream, color=color, all_ports=args.all_ports,
+                            ports_per_host=len(plan.ports))
         stats = ScanStats()
         try:
             if journal is not None:

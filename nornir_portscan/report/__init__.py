@@ -22,12 +22,15 @@ WRITERS: dict[str, str] = {
 
 
 def writer_for(fmt: str, stream: IO[str], color: bool = False,
-               all_ports: bool = False) -> OutcomeWriter:
-    """``all_ports``: the json document lists every port (the other formats always do)."""
+               all_ports: bool = False, ports_per_host: int = 0) -> OutcomeWriter:
+    """``all_ports``: the json document lists every port (the other formats always do).
+    ``ports_per_host``: rows each address gets (0: unknown), so a streaming writer can
+    write a host's rows, with its anomaly, once it has them all (``anomaly.py``)."""
     module, _, cls = WRITERS[fmt].partition(":")
     mod = importlib.import_module(f"{__name__}.{module}")
     extra = {"all_ports": True} if all_ports and fmt == "json" else {}
-    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color, **extra)
+    writer: OutcomeWriter = getattr(mod, cls)(stream, color=color, ports_per_host=ports_per_host,
+                                              **extra)
     return writer
 
 

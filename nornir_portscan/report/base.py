@@ -98,7 +98,8 @@ class ScanSummary:
 
 
 class OutcomeWriter(Protocol):
-    def __init__(self, stream: IO[str], color: bool = False) -> None: ...
+    def __init__(self, stream: IO[str], color: bool = False, ports_per_host: int = 0
+                 ) -> None: ...
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         """A batch as the engine hands out: single outcomes, and down hosts' port runs

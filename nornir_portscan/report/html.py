@@ -21,6 +21,8 @@ from importlib import resources
 from string import Template
 from typing import IO, Any
 
+from ..engine.core.anomaly import ALL_OPEN, describe
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ..engine.core.outcome import STATE_ORDER
 from ..plugins.common.ports import ports_in_state
 from ._common import (
@@ -188,6 +190,14 @@ def _address_rows(address: str, target: Mapping[str, Any]) -> list[str]:
     tally = _tally(ports)
     status_cell = (f'{_badge(status)}<div class="quiet" style="font-size:12px">'
                    f"{_e(tally)}</div>" if tally else _badge(status))
+    anomaly = target.get("anomaly")
+    if anomaly:  # engine/core/anomaly.py: one line for all-open, a note beside a proxy's ports
+        resets = sum(1 for _, p in ports if p.get("reason") == RESET_AFTER_SYN_ACK)
+        note = _e(describe(str(anomaly), len(ports), len(opened), resets))
+        if anomaly == ALL_OPEN:
+            return [f'<tr class="group"><td class="addr">{label}</td><td>{status_cell}</td>'
+                    f'<td colspan="5">{note}</td></tr>']
+        status_cell += f'<div style="font-size:12px">{note}</div>'
     if not opened:
         return [f'<tr class="group"><td class="addr">{label}</td><td>{status_cell}</td>'
                 f'<td class="quiet" colspan="5">no open port</td></tr>']

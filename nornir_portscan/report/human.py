@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..engine.core.anomaly import ALL_OPEN, describe
 from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_ORDER
 from ._common import one_line, port_ranges, service_name
@@ -211,3 +212,16 @@ def address_lines(label: str, counts: Counter[str], opened: Sequence[OpenPort],
         why = paint(trouble_text(state, reason), "31" if state == "error" else "33")
         lines.append(f"{indent}  {ports_text(count, sample, total)}: {why}")
     return lines
+
+
+def anomaly_lines(label: str, anomaly: str, counts: Counter[str], opened: Sequence[OpenPort],
+                  resets: int, trouble: Trouble | None, paint: Paint,
+                  indent: str = "") -> list[str]:
+    """An anomalous host (engine/core/anomaly.py): an all-open host in one line instead of
+    every port; a SYN proxy's block with its real open ports and a line saying why the
+    rest are closed."""
+    total = sum(counts.values())
+    note = paint(describe(anomaly, total, counts["open"], resets), "35")
+    if anomaly == ALL_OPEN:
+        return [f"{indent}{paint(label, '1')}  {note}"]
+    return [*address_lines(label, counts, opened, trouble, paint, indent), f"{indent}  {note}"]

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import IO, Any
 
+from ..engine.core.anomaly import judge_ports
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from ..plugins.common.ports import compact_target
 from .base import ScanSummary
@@ -15,7 +16,8 @@ class JsonWriter:
     """``all_ports`` lists every port of every address; by default each address's most
     common state is given once as ``extraports`` (plugins/common/ports.py)."""
 
-    def __init__(self, stream: IO[str], color: bool = False, all_ports: bool = False) -> None:
+    def __init__(self, stream: IO[str], color: bool = False, ports_per_host: int = 0,
+                 all_ports: bool = False) -> None:
         self.stream = stream
         self.all_ports = all_ports
         self.hosts: dict[str, dict[str, Any]] = {}
@@ -38,7 +40,10 @@ class JsonWriter:
         for address, entry in self.hosts.items():
             entry["ports"] = dict(sorted(entry["ports"].items(), key=lambda kv: int(kv[0])))
             entry["open"] = [int(p) for p, v in entry["ports"].items() if v["state"] == "open"]
-            if not self.all_ports:
+            anomaly = judge_ports([(v["state"], v["reason"]) for v in entry["ports"].values()])
+            if anomaly is not None:  # the host's verdict (engine/core/anomaly.py)
+                entry["anomaly"] = anomaly
+            if not self.all_ports:  # after the verdict, which reads every port
                 self.hosts[address] = compact_target(entry)
         # "started" as in a run document: a later `run --baseline` names when this was taken
         doc = {"started": summary.started,

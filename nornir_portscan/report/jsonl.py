@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
+from .anomaly import AnomalyGate, Flagged
 from .base import ScanSummary
 
 _quote = json.JSONEncoder(ensure_ascii=True).encode
@@ -25,7 +26,7 @@ _PORT = "\0"  # stands for the port number in a run's line: never in host, state
 
 def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | None,
           attempts: int | str, name: str | None, banner: str | None,
-          worker: str | None = None) -> str:
+          worker: str | None = None, anomaly: str | None = None) -> str:
     """One outcome's line: the one place the line's layout is written, for ``scan`` and
     ``run`` alike (``_run_line`` puts the nornir host in front)."""
     rtt = "null" if rtt_ms is None else repr(round(rtt_ms, 3))
@@ -36,6 +37,8 @@ def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | N
         extra += ',"banner":' + _quote(banner)
     if worker is not None:  # a cluster scan: the vantage point that probed it
         extra += ',"worker":' + _quote(worker)
+    if anomaly is not None:  # the host's verdict (anomaly.py), on each of its rows
+        extra += ',"anomaly":"' + anomaly + '"'
     # host (an address or a validated hostname) and reason need no escaping
     return (f'{{"host":"{host}","port":{port},"state":"{state}","reason":"{reason}",'
             f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
@@ -47,17 +50,21 @@ def _run_line(nornir_host: str, address: str, port: int, target: dict[str, Any],
     attempts = p.get("attempts")
     line = _line(address, port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
                  "null" if attempts is None else int(attempts), target.get("name"),
-                 p.get("banner"), p.get("worker"))
+                 p.get("banner"), p.get("worker"), target.get("anomaly"))
     return '{"nornir_host":' + _quote(nornir_host) + "," + line[1:]
 
 
 class JsonlWriter:
-    def __init__(self, stream: IO[str], color: bool = False) -> None:
+    def __init__(self, stream: IO[str], color: bool = False, ports_per_host: int = 0) -> None:
         self.stream = stream
         self.buffer: list[str] = []
         self.buffered = 0  # lines in the buffer (a run's string holds many)
+        self.gate = AnomalyGate(ports_per_host)
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
+        outcomes, flagged = self.gate.feed(outcomes, runs)
+        if flagged:
+            self._flagged(flagged)
         lines = self.buffer
         text = STATE_TEXT
         for run in runs:
@@ -77,7 +84,19 @@ class JsonlWriter:
             lines.clear()
             self.buffered = 0
 
+    def _flagged(self, flagged: Flagged) -> None:
+        text = STATE_TEXT
+        for anomaly, rows in flagged:
+            self.buffer.extend([_line(host, port, text[state], reason, rtt_ms, attempts, name,
+                                      banner, worker, anomaly)
+                                for host, port, state, reason, rtt_ms, attempts, name, banner,
+                                worker in rows])
+            self.buffered += len(rows)
+
     def finish(self, summary: ScanSummary) -> None:
+        rest, flagged = self.gate.finish()
+        self.write(rest)
+        self._flagged(flagged)
         self.stream.write("".join(self.buffer))
         self.buffer.clear()
         self.buffered = 0

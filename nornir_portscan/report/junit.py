@@ -26,6 +26,8 @@ import socket
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.core.anomaly import ALL_OPEN, describe
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ..engine.core.outcome import STATE_ORDER
 from ._common import (
     address_key,
@@ -68,6 +70,12 @@ def _open_summary(entry: Mapping[str, Any]) -> str:
             counts[state] = counts.get(state, 0) + 1
         tally = ", ".join(f"{counts[s]} {s}" for s in STATE_ORDER if counts.get(s))
         lines.append(f"{label}: {target.get('status', 'down')} [{tally or 'nothing scanned'}]")
+        anomaly = target.get("anomaly")
+        if anomaly:  # one line for the host's verdict; an all-open host's ports are not listed
+            resets = sum(1 for _, p in ports if p.get("reason") == RESET_AFTER_SYN_ACK)
+            lines.append("  " + describe(str(anomaly), len(ports), counts.get("open", 0), resets))
+            if anomaly == ALL_OPEN:
+                continue
         for port, pentry in ports:
             if pentry.get("state") != "open":
                 continue

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..engine.core.anomaly import ALL_OPEN, ANOMALIES
 from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_ORDER
 from ..plugins.common.ports import lookup, ports_in_state
@@ -29,7 +30,7 @@ from ..plugins.common.ports import lookup, ports_in_state
 #: The reasons each state may carry (docs/cli.md, "States and reasons").
 STATE_REASONS: dict[str, frozenset[str]] = {
     "open": frozenset({"syn-ack"}),
-    "closed": frozenset({"conn-refused", "self-connect"}),
+    "closed": frozenset({"conn-refused", "self-connect", "reset-after-syn-ack"}),
     "filtered": frozenset({"no-response", "host-down", "rate-limited?"}),
     "unreachable": frozenset({"host-unreach", "net-unreach", "admin-prohibited",
                               "proto-unreach"}),
@@ -79,6 +80,8 @@ class HostValues:
     ports: tuple[PortValue, ...]
     up: tuple[tuple[Labels, int], ...]
     violations: int
+    # (address labels, its anomaly): only addresses that have one (engine/core/anomaly.py)
+    anomalies: tuple[tuple[Labels, str], ...] = ()
 
 
 def _labels(host: str, address: str, port: int | None = None) -> Labels:
@@ -94,18 +97,25 @@ def host_values(host: str, result: Mapping[str, Any], expected: frozenset[int]) 
     """The series of one host's Result dict (plugins/tasks/result.py) in the monitor."""
     ports: list[PortValue] = []
     up: list[tuple[Labels, int]] = []
+    anomalies: list[tuple[Labels, str]] = []
     for address, entry in (result.get("targets") or {}).items():
         address = str(address)
         up.append((_labels(host, address), int(entry.get("status") == "up")))
-        # open ports and expected ones, listed or folded into extraports (ports.py)
-        for port in sorted({*ports_in_state(entry, "open"), *expected}):
+        anomaly = entry.get("anomaly")
+        if anomaly in ANOMALIES:
+            anomalies.append((_labels(host, address), str(anomaly)))
+        # open ports and expected ones, listed or folded into extraports (ports.py); an
+        # all-open host's thousands of open ports are one series, the anomaly's
+        opened = () if anomaly == ALL_OPEN else ports_in_state(entry, "open")
+        for port in sorted({*opened, *expected}):
             value = lookup(entry, port)
             if value is None:
                 continue
             state = state_label(value.get("state"))
             ports.append(PortValue(_labels(host, address, port), int(state == "open"),
                                    state, reason_label(state, value.get("reason"))))
-    return HostValues(tuple(ports), tuple(up), len(result.get("violations") or ()))
+    return HostValues(tuple(ports), tuple(up), len(result.get("violations") or ()),
+                      tuple(anomalies))
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,9 @@ HELP = {
     "portscan_expectations_violated": "number of the host's expectations violated in its "
                                       "last scan",
     "portscan_host_up": "1 if the address answered on any port (open or closed), else 0",
+    "portscan_host_anomaly": "1 for an address whose ports cannot be read one by one: "
+                             "anomaly=all-open (every port accepts) or syn-proxy (handshakes "
+                             "reset right after completing); absent for ordinary addresses",
     "portscan_scan_duration_seconds": "how long the last round without errors took",
     "portscan_last_round_timestamp_seconds": "Unix time the last round without errors ended",
     "portscan_rounds": "rounds run since the monitor started",
@@ -166,8 +179,12 @@ def families(snap: Snapshot) -> list[Metric]:
     violated = Metric("portscan_expectations_violated", HELP["portscan_expectations_violated"],
                       "gauge")
     host_up = Metric("portscan_host_up", HELP["portscan_host_up"], "gauge")
+    host_anomaly = Metric("portscan_host_anomaly", HELP["portscan_host_anomaly"], "gauge")
     for name in sorted(snap.hosts):
         values = snap.hosts[name]
+        for labels, anomaly in values.anomalies:
+            host_anomaly.add_sample("portscan_host_anomaly", {**dict(labels), "anomaly": anomaly},
+                                    1)
         violated.add_sample("portscan_expectations_violated", {"host": name},
                             values.violations)
         for labels, up in values.up:
@@ -177,7 +194,7 @@ def families(snap: Snapshot) -> list[Metric]:
             port_state.add_sample("portscan_port_state",
                                   {**dict(port.labels), "state": port.state,
                                    "reason": port.reason}, 1)
-    out: list[Metric] = [port_open, port_state, violated, host_up]
+    out: list[Metric] = [port_open, port_state, violated, host_up, host_anomaly]
     duration = GaugeMetricFamily("portscan_scan_duration_seconds",
                                  HELP["portscan_scan_duration_seconds"])
     finished = GaugeMetricFamily("portscan_last_round_timestamp_seconds",

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..engine.core.anomaly import describe
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ._common import (
     address_key,
     elapsed_of,
@@ -46,6 +48,7 @@ from ._common import (
     targets_of,
     xml_attr,
     xml_comment,
+    xml_text,
 )
 
 #: nmap's XML format version that the output follows.
@@ -74,6 +77,7 @@ class _Address:
     name: str | None = None
     nornir_hosts: list[str] = field(default_factory=list)
     ports: dict[int, dict[str, Any]] = field(default_factory=dict)
+    anomaly: str | None = None  # engine/core/anomaly.py: all-open, syn-proxy
 
 
 def _collect(doc: Mapping[str, Any]) -> tuple[list[_Address], list[str], list[str]]:
@@ -90,6 +94,8 @@ def _collect(doc: Mapping[str, Any]) -> tuple[list[_Address], list[str], list[st
                 item.nornir_hosts.append(str(host_name))
             if target.get("name") and not item.name:
                 item.name = str(target["name"])
+            if target.get("anomaly"):
+                item.anomaly = str(target["anomaly"])
             status = str(target.get("status") or "down")
             if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(item.status, 3):
                 item.status = status
@@ -183,7 +189,21 @@ def _host(item: _Address, start: int, end: int) -> str:
             f"<status state={xml_attr(HOST_STATES.get(item.status, 'down'))} "
             f'reason={xml_attr(_status_reason(item))} reason_ttl="0"/>\n'
             f"<address addr={xml_attr(item.address)} addrtype=\"{family}\"/>\n"
-            f"{hostnames}{_ports(item)}{_times(item)}</host>\n")
+            f"{hostnames}{_ports(item)}{_hostscript(item)}{_times(item)}</host>\n")
+
+
+def _hostscript(item: _Address) -> str:
+    """An anomalous host's verdict as host script output, where nmap's format has room for
+    a host-level finding (nmap.xsl shows it, ndiff compares it, libnmap reads it); the
+    ports stay listed as they are, each with its own state."""
+    if item.anomaly is None:
+        return ""
+    ports = item.ports.values()
+    opened = sum(1 for p in ports if p.get("state") == "open")
+    resets = sum(1 for p in ports if p.get("reason") == RESET_AFTER_SYN_ACK)
+    text = describe(item.anomaly, len(item.ports), opened, resets)
+    return (f'<hostscript><script id="nornir-anomaly" output={xml_attr(text)}>'
+            f'<elem key="anomaly">{xml_text(item.anomaly)}</elem></script></hostscript>\n')
 
 
 def _args(doc: Mapping[str, Any]) -> str:

@@ -13,8 +13,15 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import IO, Any
 
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ..engine.core.names import NAME_REASONS
-from ..plugins.common.ports import each_port, lookup, ports_in_state, target_states
+from ..plugins.common.ports import (
+    each_port,
+    lookup,
+    ports_in_state,
+    reason_count,
+    target_states,
+)
 from ._common import port_ranges, started_at
 from .document import STATES
 from .human import (
@@ -23,6 +30,7 @@ from .human import (
     Trouble,
     address_key,
     address_lines,
+    anomaly_lines,
     counted,
     host_label,
     host_list,
@@ -34,8 +42,12 @@ _TROUBLE = ("error", "unreachable")
 
 def _address(address: str, target: Mapping[str, Any]) -> tuple[
         Counter[str], list[OpenPort], Trouble | None]:
-    """An address's counts per state, open ports and trouble, from its Result entry."""
+    """An address's counts per state, open ports and trouble, from its Result entry
+    (``counts["reset"]``: ports reset right after the handshake, for an anomaly's line)."""
     counts = target_states(target)
+    resets = reason_count(target, RESET_AFTER_SYN_ACK)
+    if resets:
+        counts["reset"] = resets
     opened: list[OpenPort] = []
     trouble: Trouble | None = None
     # every port only where one could not be probed; else the open ones (never folded)
@@ -101,7 +113,7 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
                                   key=lambda kv: address_key(str(kv[0]))):
         counts, opened, trouble = _address(str(address), target)
         addresses.append((str(address), target, counts, opened, trouble,
-                          _quiet_kind(counts, opened, trouble)))
+                          None if target.get("anomaly") else _quiet_kind(counts, opened, trouble)))
     kinds = {a[5] for a in addresses}
     if not violations and not errors and not diff and None not in kinds and len(kinds) == 1:
         return [], kinds.pop()
@@ -119,9 +131,15 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
     quiet: dict[str, list[str]] = {"up": [], "silent": []}
     for address, target, counts, opened, trouble, kind in addresses:
         label = host_label(address, target.get("name"))
-        if kind is not None:
+        anomaly = target.get("anomaly")
+        if anomaly:
+            resets = counts.pop("reset", 0)
+            lines += anomaly_lines(label, str(anomaly), counts, opened, resets, trouble, paint,
+                                   "  ")
+        elif kind is not None:
             quiet[kind].append(label)
         else:
+            counts.pop("reset", None)  # not a state: address_lines lists states only
             lines += address_lines(label, counts, opened, trouble, paint, "  ")
     for kind, labels in quiet.items():
         if labels:

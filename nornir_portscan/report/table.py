@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import IO
 
+from ..engine.core.anomaly import judge
+from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ..engine.core.names import NAME_REASONS
 from ..engine.core.outcome import STATE_TEXT, PortRun, PortState, ProbeOutcome
 from .base import ScanSummary
@@ -24,11 +26,12 @@ from .human import (
     Trouble,
     address_key,
     address_lines,
+    anomaly_lines,
     host_label,
     host_list,
 )
 
-_HOST, _STATE, _NAME = itemgetter(0), itemgetter(2), itemgetter(6)
+_HOST, _STATE, _REASON, _NAME = itemgetter(0), itemgetter(2), itemgetter(3), itemgetter(6)
 _OPEN = PortState.OPEN
 
 #: The host categories of the count line, in its order.
@@ -52,8 +55,9 @@ def _category(counts: Counter[str], trouble: Trouble | None) -> str:
 
 
 class TableWriter:
-    def __init__(self, stream: IO[str], color: bool = False) -> None:
+    def __init__(self, stream: IO[str], color: bool = False, ports_per_host: int = 0) -> None:
         self.stream = stream
+        self.resets: Counter[str] = Counter()  # ports reset after the handshake, per address
         self.paint = Paint(color)
         self.open: dict[str, list[OpenPort]] = defaultdict(list)
         self.names: dict[str, str] = {}
@@ -68,6 +72,8 @@ class TableWriter:
         self.counts.update(zip(map(_HOST, outcomes), map(_STATE, outcomes), strict=True))
         if any(map(_NAME, outcomes)):
             self.names.update((o.host, o.name) for o in outcomes if o.name)
+        if RESET_AFTER_SYN_ACK in map(_REASON, outcomes):
+            self.resets.update(o.host for o in outcomes if o.reason == RESET_AFTER_SYN_ACK)
         if _OPEN in map(_STATE, outcomes):
             for o in outcomes:
                 if o.state is _OPEN:
@@ -89,6 +95,12 @@ class TableWriter:
             category = _category(counts, trouble)
             tally[category] += 1
             label = host_label(host, self.names.get(host) or (trouble.name if trouble else None))
+            total, resets = sum(counts.values()), self.resets[host]
+            anomaly = judge(total, counts["open"], resets)
+            if anomaly is not None:
+                out.writelines(line + "\n" for line in anomaly_lines(
+                    label, anomaly, counts, self.open.get(host, []), resets, trouble, paint))
+                continue
             if category in quiet:
                 if trouble is None:
                     quiet[category].append(label)

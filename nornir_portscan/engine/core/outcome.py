@@ -142,7 +142,7 @@ def classify(err: int) -> tuple[PortState, str] | None:
     if unreach is not None:
         return PortState.UNREACHABLE, unreach
     if err == errno.ECONNRESET:
-        # a refused SYN reads ECONNREFUSED; a reset after the handshake means something
-        # accepted the connection and then dropped it: the port is open (as nmap -sT says)
-        return PortState.OPEN, "syn-ack"
+        # a refused SYN reads ECONNREFUSED; a reset right after the handshake is what a SYN
+        # proxy answers for a port with nothing behind it (see hold.py): closed
+        return PortState.CLOSED, "reset-after-syn-ack"
     return PortState.ERROR, errno.errorcode.get(err, f"errno-{err}")

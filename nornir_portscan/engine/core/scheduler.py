@@ -27,6 +27,7 @@ import errno
 from collections import deque
 
 from .flight import FlightControl
+from .hold import RESET_AFTER_SYN_ACK
 from .intake import Intake, OutcomeItem, Resolver
 from .outcome import PortState, classify
 from .recheck import RATE_LIMITED, Recheck
@@ -234,7 +235,9 @@ class Scheduler:
     def on_answer(self, probe: Probe, err: int, now: float) -> bool:
         """The kernel's answer for a probe (immediate or via SO_ERROR).
 
-        Returns True when the loop should keep the socket open to read a banner.
+        Returns True when the loop should keep the socket open: every port that
+        completed a handshake is held a moment (``hold.py``) to see whether the peer resets
+        it, and read its banner when asked for; ``on_banner`` or ``on_reset`` ends the hold.
         """
         if probe.done:
             return False
@@ -253,10 +256,9 @@ class Scheduler:
             if probe.attempt > 1 and self.verdicts.shows_loss(probe, rtt):
                 flight.lost(now)
         host = probe.host
-        if state is _OPEN and host.job.options.banners and (
-                not probe.discovery or probe.port in host.job.ports_set):
+        if state is _OPEN and (not probe.discovery or probe.port in host.job.ports_set):
             if probe.discovery and not host.up:
-                self._host_up(host)  # do not hold the host's scan back for the banner
+                self._host_up(host)  # do not hold the host's scan back for the hold
             flight.banner_started()
             probe.rtt = rtt
             return True
@@ -264,8 +266,16 @@ class Scheduler:
         return False
 
     def on_banner(self, probe: Probe, banner: str | None) -> None:
+        """A held connection stayed up (data, an orderly close, or quiet): open."""
         self.flight.banner_done()
+        if not probe.host.job.options.banners:
+            banner = None  # read only to tell a service from a reset
         self._final(probe, _OPEN, "syn-ack", probe.rtt, banner)
+
+    def on_reset(self, probe: Probe) -> None:
+        """A held connection was reset by the peer: a SYN proxy's closed port."""
+        self.flight.banner_done()
+        self._final(probe, _CLOSED, RESET_AFTER_SYN_ACK, probe.rtt)
 
     def expire(self, now: float) -> list[Probe]:
         """Probes whose time is up; the loop closes their sockets. Retries are queued here."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import cast
 
+from ..core.hold import hold_deadline, reset_seen
 from ..core.intake import OutcomeItem
 from ..core.outcome import ProbeOutcome
 from ..core.scheduler import Scheduler
@@ -31,6 +32,8 @@ _EADDRNOTAVAIL = errno.EADDRNOTAVAIL
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = socket.SOL_SOCKET, socket.SO_ERROR, socket.SO_LINGER
 _STREAM_NB = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 _EPOLLOUT, _EPOLLIN = select.EPOLLOUT, select.EPOLLIN
+#: A held socket (``_start_banner``): data, the peer's FIN, or its reset (HUP/ERR always).
+_WATCH_HELD = select.EPOLLIN | select.EPOLLRDHUP
 #: Edge-triggered: a parked socket (unconnected, so "writable") must not wake the loop
 #: again and again; every answer to a connect is a new edge.
 _WATCH_CONNECT = select.EPOLLOUT | select.EPOLLET
@@ -352,19 +355,31 @@ class ReadinessLoop:
             return
         sock.close()
 
+    # ---- the hold after a handshake (issue 25: SYN proxies) --------------------------------
+    # An open port's socket stays registered for read/hangup until the hold ends
+    # (``core/hold.py`` says how long, from the RTT estimate; the banner wait, when banners
+    # are read, if longer). The first event decides: a reset is a SYN proxy's closed port,
+    # data or a FIN an open one; no event by the deadline: open. ``banners`` and
+    # ``banner_heap`` hold these sockets, as they held banner reads before.
+
     def _start_banner(self, probe: Probe, sock: _raw_socket, registered: bool,
                       now: float) -> None:
-        """Keep an open port's socket a moment to read what the service says first."""
+        """Keep an open port's socket to see whether the peer resets it, and to read what
+        the service says first when banners are asked for."""
         fd = sock.fileno()
         probe.sock = sock
         self.banners[fd] = probe
         assert self.ep is not None
         if registered:
-            self.ep.modify(fd, _EPOLLIN)
+            self.ep.modify(fd, _WATCH_HELD)
         else:
-            self.ep.register(fd, _EPOLLIN)
-        wait = probe.host.job.options.banner_wait
-        heapq.heappush(self.banner_heap, (now + wait, fd, probe))
+            self.ep.register(fd, _WATCH_HELD)
+        heapq.heappush(self.banner_heap, (self._hold_deadline(probe), fd, probe))
+
+    def _hold_deadline(self, probe: Probe) -> float:
+        options = probe.host.job.options
+        return hold_deadline(self.sched.flight.rtt, probe.sent, probe.rtt,
+                             options.banner_wait if options.banners else 0.0)
 
     def _read_banner(self, probe: Probe) -> None:
         sock = probe.sock
@@ -372,8 +387,11 @@ class ReadinessLoop:
         data = b""
         try:
             data = sock.recv(_BANNER_BYTES)
-        except OSError:
-            pass
+        except OSError as exc:
+            if reset_seen(exc.errno or 0):
+                sock.close()
+                self.sched.on_reset(probe)
+                return
         sock.close()
         self.sched.on_banner(probe, decode_banner(data) if data else None)
 
@@ -382,6 +400,10 @@ class ReadinessLoop:
         while heap and heap[0][0] <= now:
             _, fd, probe = heapq.heappop(heap)
             if probe.sock is None or self.banners.get(fd) is not probe:
+                continue
+            later = self._hold_deadline(probe)  # the RTT estimate may have grown since
+            if later > now:
+                heapq.heappush(heap, (later, fd, probe))
                 continue
             del self.banners[fd]
             probe.sock.close()

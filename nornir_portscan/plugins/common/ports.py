@@ -153,6 +153,16 @@ def target_states(target: Mapping[str, Any]) -> Counter[str]:
     return counts
 
 
+def reason_count(target: Mapping[str, Any], reason: str) -> int:
+    """How many ports of the address carry ``reason``, folded ones included."""
+    listed = sum(1 for v in _listed(target).values()
+                 if isinstance(v, Mapping) and v.get("reason") == reason)
+    extra = folded(target)
+    if extra is not None and extra.get("reason") == reason:
+        listed += int(extra.get("count") or 0)
+    return listed
+
+
 def compact_target(target: Mapping[str, Any]) -> dict[str, Any]:
     """The address's entry with its most common non-open (state, reason) folded, when more
     than ``FOLD_ABOVE`` ports share it; as it is otherwise (and when already folded)."""

@@ -12,10 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...engine.core.anomaly import describe, judge_ports
+from ...engine.core.hold import RESET_AFTER_SYN_ACK
 from ...engine.core.names import NAME_REASONS
 from ...engine.core.outcome import STATE_ORDER, ProbeOutcome
 from ...inputs.targets import address_order
-from ..common.ports import compact_targets, folded, is_scanned, lookup, ports_in_state
+from ..common.ports import (
+    compact_targets,
+    folded,
+    is_scanned,
+    lookup,
+    ports_in_state,
+    reason_count,
+    target_states,
+)
 
 STATES = STATE_ORDER
 _UP = ("open", "closed")
@@ -73,6 +83,9 @@ def finish_targets(targets: Targets) -> dict[str, Any]:
         entry["status"] = host_status(entry["ports"])
         for port in entry["ports"].values():
             summary[port["state"]] = summary.get(port["state"], 0) + 1
+        anomaly = judge_ports([(p["state"], p["reason"]) for p in entry["ports"].values()])
+        if anomaly is not None:  # the host's verdict (engine/core/anomaly.py)
+            entry["anomaly"] = anomaly
         ordered[address] = entry
     return {"targets": ordered, "open": open_ports(ordered), "summary": summary,
             "violations": []}
@@ -121,20 +134,32 @@ def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
     ]
     only = tuple(expect["only_open"]) if "only_open" in expect else None
     for address, entry in targets.items():
+        why = _anomaly_note(entry)
         for _, listed, label, holds in wanted:
             for port in listed:
                 got = lookup(entry, port)
                 if got is None or not holds(got.get("state")):
                     violations.append(f"{endpoint(address, port)} expected {label}, "
-                                      f"got {_actual(got)}")
+                                      f"got {_actual(got)}{why}")
         if only is not None:
             allowed = ", ".join(map(str, only)) or "none"
             for port in ports_in_state(entry, "open"):
                 if port not in only:
                     violations.append(f"{endpoint(address, port)} expected not open "
                                       f"(only_open: {allowed}), got "
-                                      f"{_actual(lookup(entry, port))}")
+                                      f"{_actual(lookup(entry, port))}{why}")
     return violations
+
+
+def _anomaly_note(entry: Mapping[str, Any]) -> str:
+    """'; host ...' naming the address's anomaly, so whoever reads a failed check knows why
+    port 23 "is open" (an all-open host does accept on it); '' for an ordinary host."""
+    anomaly = entry.get("anomaly")
+    if not anomaly:
+        return ""
+    counts = target_states(entry)  # folded ports too (ports.py)
+    resets = reason_count(entry, RESET_AFTER_SYN_ACK)
+    return f"; host is {describe(str(anomaly), counts.total(), counts['open'], resets)}"
 
 
 # ---- baselines ---------------------------------------------------------------------------
