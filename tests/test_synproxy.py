@@ -29,6 +29,8 @@ import pytest
 from netns import PYTHON, NetNSUnavailable, jsonl
 from wan import Wan, build_wan
 
+from nornir_portscan.plugins.common.ports import each_port
+
 PREFIX = "198.18.25.0/29"
 PROXY, ALLOPEN, PLAIN = "198.18.25.1", "198.18.25.2", "198.18.25.3"
 PORTS = range(1, 301)
@@ -163,7 +165,7 @@ def check_targets(results: dict[str, Any]) -> None:
     for name, address in (("proxy", PROXY), ("dnat", ALLOPEN), ("plain", PLAIN)):
         target = results[name]["targets"][address]
         assert target.get("anomaly") == ANOMALY[address], name
-        got = {int(p): (v["state"], v["reason"]) for p, v in target["ports"].items()}
+        got = {p: (v["state"], v["reason"]) for p, v in each_port(target)}  # folded too
         assert got == {p: truth(address, p) for p in PORTS}, name
     assert results["proxy"]["violations"] == [] and results["plain"]["violations"] == []
     [violation] = results["dnat"]["violations"]
