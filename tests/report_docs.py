@@ -17,10 +17,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import nornir_portscan
-from nornir_portscan.report.document import finish_document, new_document, result_from_outcomes
+from nornir_portscan.plugins.common.shapes import (
+    Diff,
+    HostResult,
+    PortEntry,
+    PortKey,
+    TargetEntry,
+)
+from nornir_portscan.report.document import (
+    RunDocument,
+    finish_document,
+    new_document,
+    result_from_outcomes,
+)
 
 #: What the loopback listener says first: markup, quotes and non-ASCII, as a device might.
 NASTY_GREETING = "SSH-2.0-<script>alert(\"pwn\")</script> 'q' & ünïcødé ✓"
@@ -72,7 +84,7 @@ def closed_port() -> int:
     return port
 
 
-def scanned_document(host_name: str = "lo") -> tuple[dict[str, Any], int, int]:
+def scanned_document(host_name: str = "lo") -> tuple[RunDocument, int, int]:
     """(run document, open port, closed port) from a real scan of 127.0.0.1."""
     with listener() as open_port:
         shut = closed_port()
@@ -86,20 +98,20 @@ def scanned_document(host_name: str = "lo") -> tuple[dict[str, Any], int, int]:
 
 
 def _port(state: str, reason: str, rtt: float | None = None,
-          banner: str | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"state": state, "reason": reason, "rtt_ms": rtt}
+          banner: str | None = None) -> PortEntry:
+    entry: PortEntry = {"state": state, "reason": reason, "rtt_ms": rtt}
     if banner is not None:
         entry["banner"] = banner
     return entry
 
 
-def _result(targets: dict[str, Any], violations: list[str] | None = None,
-            diff: dict[str, Any] | None = None) -> dict[str, Any]:
+def _result(targets: dict[str, TargetEntry], violations: list[str] | None = None,
+            diff: Diff | None = None) -> HostResult:
     summary: dict[str, int] = {}
     for target in targets.values():
         for port in target["ports"].values():
             summary[port["state"]] = summary.get(port["state"], 0) + 1
-    result: dict[str, Any] = {
+    result: HostResult = {
         "targets": targets,
         "open": {a: [int(p) for p, v in t["ports"].items() if v["state"] == "open"]
                  for a, t in targets.items()},
@@ -109,7 +121,7 @@ def _result(targets: dict[str, Any], violations: list[str] | None = None,
     return result
 
 
-def hand_document() -> dict[str, Any]:
+def hand_document() -> RunDocument:
     """Every case a renderer must handle, with string port keys as after JSON."""
     doc = new_document({"ports": "22,23,80,443,830", "timeout": 1.0}, started=STARTED)
     hosts = doc["hosts"]
@@ -130,14 +142,17 @@ def hand_document() -> dict[str, Any]:
          "127.0.0.4": {"status": "down", "name": "edge-fw-b", "ports": {
              "22": _port("filtered", "no-response"),
              "443": _port("error", "EINVAL")}},
-         "::1": {"status": "up", "name": "ipv6-loopback", "ports": {
-             str(p): _port("closed", "conn-refused", 0.05) for p in range(1000, 1030)}
-             | {"1030": _port("open", "syn-ack", 0.07)}},
+         "::1": {"status": "up", "name": "ipv6-loopback", "ports": cast(
+             "dict[PortKey, PortEntry]",  # string keys, as after JSON
+             {str(p): _port("closed", "conn-refused", 0.05) for p in range(1000, 1030)}
+             | {"1030": _port("open", "syn-ack", 0.07)})},
          "no-such-host.invalid": {"status": "down", "name": "no-such-host.invalid", "ports": {
              "22": _port("error", "unresolved")}}},
         diff={"opened": {"::1": [1030]}})}
     # what the portscan task adds when probes could not be made at all
-    hosts["edge-fw"]["result"]["errors"] = [
+    edge = hosts["edge-fw"]["result"]
+    assert edge is not None
+    edge["errors"] = [
         "127.0.0.4: 1 port(s) could not be probed (EINVAL)",
         "no-such-host.invalid: name could not be resolved"]
     hosts['we"ird <name>'] = {"failed": True, "error": "Traceback: boom <b>& \"x\"\x01",
@@ -161,7 +176,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def anomaly_document(anomalies: bool = True) -> dict[str, Any]:
+def anomaly_document(anomalies: bool = True) -> RunDocument:
     """A run of two anomalous addresses (issue 25) built by the task's own Result builder
     from outcomes as the engine gives them: 198.18.30.1 a SYN proxy (3 real open ports, the
     rest reset after the handshake), 198.18.30.2 all-open. ``anomalies=False``: the same

@@ -37,6 +37,7 @@ from nornir_portscan.plugins.common.ports import (
     ports_in_state,
     target_states,
 )
+from nornir_portscan.plugins.common.shapes import TargetEntry
 from nornir_portscan.plugins.tasks import portscan
 from nornir_portscan.plugins.tasks.portscan import ScanResult
 
@@ -293,7 +294,7 @@ def test_folding_loses_no_port_state_or_reason(ports: dict[int, tuple[str, str]]
                                                through_json: bool) -> None:
     """Whatever the ports, the compact entry read back through the accessor gives every
     probed port its state and reason, and nothing for a port not probed."""
-    full = {"status": "up", "name": None,
+    full: TargetEntry = {"status": "up", "name": None,
             "ports": {p: {"state": s, "reason": r, "rtt_ms": 0.1, "attempts": 1}
                       for p, (s, r) in sorted(ports.items())}}
     compact = compact_target(full)

@@ -225,10 +225,11 @@ def test_host_anomaly_gauge_and_an_all_open_host_costs_one_series() -> None:
     expectation names)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from nornir_portscan.plugins.common.shapes import HostResult
     from nornir_portscan.plugins.tasks.result import finish_targets
     from nornir_portscan.report.metrics import SnapshotCollector
 
-    def result(address: str, ports: dict[int, tuple[str, str]]) -> dict[str, Any]:
+    def result(address: str, ports: dict[int, tuple[str, str]]) -> HostResult:
         return finish_targets({address: {"status": "up", "name": None, "ports": {
             p: {"state": st, "reason": r, "rtt_ms": 1.0} for p, (st, r) in ports.items()}}})
 

@@ -11,19 +11,19 @@ import subprocess
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 from report_docs import anomaly_document, hand_document, scanned_document, write
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, html, render_document
+from nornir_portscan.report.document import RunDocument
 
 GENERATED = _dt.datetime(2024, 5, 6, 8, 0, 0, tzinfo=_dt.timezone.utc)
 
 VOID = {"meta", "br", "col", "hr", "img", "input", "link"}
 
 
-def _render(doc: dict[str, Any]) -> str:
+def _render(doc: RunDocument) -> str:
     out = io.StringIO()
     html.render(doc, out, generated=GENERATED)
     return out.getvalue()
@@ -60,7 +60,7 @@ def _parse(page: str) -> _Balance:
 
 
 @pytest.fixture(scope="module")
-def combined() -> dict[str, Any]:
+def combined() -> RunDocument:
     """The real loopback scan plus every hand-built case, in one run document."""
     doc, _, _ = scanned_document()
     hand = hand_document()
@@ -71,7 +71,7 @@ def combined() -> dict[str, Any]:
     return doc
 
 
-def test_banners_and_names_are_escaped(combined: dict[str, Any]) -> None:
+def test_banners_and_names_are_escaped(combined: RunDocument) -> None:
     page = _render(combined)
     assert "<script" not in page.lower()
     assert "&lt;script&gt;alert(&quot;pwn&quot;)&lt;/script&gt;" in page  # the live banner
@@ -83,12 +83,12 @@ def test_banners_and_names_are_escaped(combined: dict[str, Any]) -> None:
     assert '<script>alert("pwn")</script>' in text  # what a reader sees: the text itself
 
 
-def test_markup_is_balanced(combined: dict[str, Any]) -> None:
+def test_markup_is_balanced(combined: RunDocument) -> None:
     parser = _parse(_render(combined))
     assert parser.errors == [] and parser.stack == []
 
 
-def test_self_contained(combined: dict[str, Any]) -> None:
+def test_self_contained(combined: RunDocument) -> None:
     page = _render(combined)
     for needle in ("http://", "https://", "<link", "<img", "<iframe", "url(", "@import",
                    " src="):
@@ -96,7 +96,7 @@ def test_self_contained(combined: dict[str, Any]) -> None:
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
 
 
-def test_sections(combined: dict[str, Any]) -> None:
+def test_sections(combined: RunDocument) -> None:
     page = _render(combined)
     text = " ".join("".join(_parse(page).text).split())
     assert "generated 2024-05-06 08:00:00 UTC" in text
@@ -134,7 +134,7 @@ def test_quiet_addresses_fold_into_one_row() -> None:
     assert "40 addresses" in text and "and 32 more" in text
 
 
-def test_registered_as_document_renderer(combined: dict[str, Any]) -> None:
+def test_registered_as_document_renderer(combined: RunDocument) -> None:
     assert DOCUMENT_RENDERERS["html"] == "html"
     out = io.StringIO()
     render_document("html", combined, out)
@@ -171,7 +171,7 @@ def _chromium() -> str | None:
     return None
 
 
-def test_renders_in_headless_chromium(tmp_path: Path, combined: dict[str, Any]) -> None:
+def test_renders_in_headless_chromium(tmp_path: Path, combined: RunDocument) -> None:
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium: apt-get install chromium to see the page rendered")

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -15,11 +14,12 @@ from netns import LAB_CLOSED_PORT, LAB_FILTERED_PORT, LAB_UP, PYTHON, NetNS
 from report_docs import anomaly_document, hand_document, scanned_document, write, xmllint
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, junit, render_document
+from nornir_portscan.report.document import RunDocument
 
 SCHEMA = Path(__file__).parent / "data" / "junit.xsd"
 
 
-def _render(doc: dict[str, Any]) -> str:
+def _render(doc: RunDocument) -> str:
     out = io.StringIO()
     junit.render(doc, out)
     return out.getvalue()
@@ -38,12 +38,12 @@ def _cases(text: str) -> dict[str, ET.Element]:
 
 
 @pytest.fixture(scope="module")
-def scanned() -> tuple[dict[str, Any], int, int]:
+def scanned() -> tuple[RunDocument, int, int]:
     return scanned_document()
 
 
 def test_real_scan_is_schema_valid_and_passes(tmp_path: Path,
-                                              scanned: tuple[dict[str, Any], int, int]) -> None:
+                                              scanned: tuple[RunDocument, int, int]) -> None:
     doc, open_port, _ = scanned
     text = _render(doc)
     assert _validate(tmp_path, text) == (0, f"{tmp_path / 'junit.xml'} validates\n")
@@ -101,8 +101,9 @@ def test_violations_errors_and_skips(tmp_path: Path) -> None:
 
 def test_violations_and_errors_together(tmp_path: Path) -> None:
     doc = hand_document()
-    entry = doc["hosts"]["core-sw1"]
-    entry["result"]["errors"] = ["127.0.0.2: 1 port(s) could not be probed (EINVAL)"]
+    result = doc["hosts"]["core-sw1"]["result"]
+    assert result is not None
+    result["errors"] = ["127.0.0.2: 1 port(s) could not be probed (EINVAL)"]
     text = _render(doc)
     assert _validate(tmp_path, text)[0] == 0  # error before failure, as the schema orders
     case = _cases(text)["core-sw1"]
@@ -117,7 +118,7 @@ def test_hostile_text_is_well_formed() -> None:
 
 
 def test_schema_check_is_real(tmp_path: Path,
-                              scanned: tuple[dict[str, Any], int, int]) -> None:
+                              scanned: tuple[RunDocument, int, int]) -> None:
     """The schema rejects what CI parsers reject: a test case without a classname."""
     text = _render(scanned[0]).replace('classname="portscan.lo" ', "")
     code, err = _validate(tmp_path, text)
@@ -135,14 +136,14 @@ def test_interrupted_run_says_so(tmp_path: Path) -> None:
     assert props["interrupted"] == "true" and props["started"] == "2024-05-06T07:08:09+00:00"
 
 
-def test_registered_as_document_renderer(scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_registered_as_document_renderer(scanned: tuple[RunDocument, int, int]) -> None:
     assert DOCUMENT_RENDERERS["junit"] == "junit"
     out = io.StringIO()
     render_document("junit", scanned[0], out)
     assert out.getvalue() == _render(scanned[0])
 
 
-def test_json_document_renderer_round_trips(scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_json_document_renderer_round_trips(scanned: tuple[RunDocument, int, int]) -> None:
     import json
 
     out = io.StringIO()

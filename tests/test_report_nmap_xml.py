@@ -20,11 +20,12 @@ from report_docs import (
 )
 
 from nornir_portscan.report import DOCUMENT_RENDERERS, nmap_xml, render_document
+from nornir_portscan.report.document import RunDocument
 
 NMAP_DTD = Path("/usr/share/nmap/nmap.dtd")
 
 
-def _render(doc: dict[str, Any]) -> str:
+def _render(doc: RunDocument) -> str:
     out = io.StringIO()
     nmap_xml.render(doc, out)
     return out.getvalue()
@@ -47,23 +48,23 @@ def _libnmap() -> Any:
 
 
 @pytest.fixture(scope="module")
-def scanned() -> tuple[dict[str, Any], int, int]:
+def scanned() -> tuple[RunDocument, int, int]:
     return scanned_document()
 
 
 def test_real_scan_validates_against_nmap_dtd(tmp_path: Path,
-                                              scanned: tuple[dict[str, Any], int, int]) -> None:
+                                              scanned: tuple[RunDocument, int, int]) -> None:
     _assert_dtd_valid(tmp_path, _render(scanned[0]))
 
 
-def test_dtd_check_is_real(tmp_path: Path, scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_dtd_check_is_real(tmp_path: Path, scanned: tuple[RunDocument, int, int]) -> None:
     """The validation above would catch a broken report: drop a required element."""
     text = _render(scanned[0]).replace('<verbose level="0"/>\n', "")
     with pytest.raises(AssertionError, match="verbose"):
         _assert_dtd_valid(tmp_path, text)
 
 
-def test_real_scan_reads_back_through_libnmap(scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_real_scan_reads_back_through_libnmap(scanned: tuple[RunDocument, int, int]) -> None:
     doc, open_port, shut = scanned
     report = _libnmap().parse_fromstring(_render(doc))
     assert report.scan_type == "connect"
@@ -83,7 +84,7 @@ def test_real_scan_reads_back_through_libnmap(scanned: tuple[dict[str, Any], int
     assert extrainfo.startswith("SSH-2.0-<script>") and "ünïcødé" in extrainfo
 
 
-def test_real_scan_services_and_runstats(scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_real_scan_services_and_runstats(scanned: tuple[RunDocument, int, int]) -> None:
     doc, open_port, shut = scanned
     root = ET.fromstring(_render(doc))
     assert root.tag == "nmaprun" and root.get("scanner") == "nmap"
@@ -180,9 +181,9 @@ def test_failed_host_without_targets_is_a_comment_not_a_host() -> None:
 
 
 def test_address_scanned_by_two_nornir_hosts_is_one_host(
-        tmp_path: Path, scanned: tuple[dict[str, Any], int, int]) -> None:
+        tmp_path: Path, scanned: tuple[RunDocument, int, int]) -> None:
     doc = scanned[0]
-    twice = dict(doc, hosts={"a": doc["hosts"]["lo"], "b": doc["hosts"]["lo"]})
+    twice: RunDocument = {**doc, "hosts": {"a": doc["hosts"]["lo"], "b": doc["hosts"]["lo"]}}
     text = _render(twice)
     _assert_dtd_valid(tmp_path, text)
     hosts = ET.fromstring(text).findall("host")
@@ -209,7 +210,7 @@ def test_empty_run_is_still_valid(tmp_path: Path) -> None:
     assert report.hosts == [] and report.hosts_total == 0
 
 
-def test_registered_as_document_renderer(scanned: tuple[dict[str, Any], int, int]) -> None:
+def test_registered_as_document_renderer(scanned: tuple[RunDocument, int, int]) -> None:
     assert DOCUMENT_RENDERERS["nmap-xml"] == "nmap_xml"
     out = io.StringIO()
     render_document("nmap-xml", scanned[0], out)

@@ -57,7 +57,7 @@ from nornir_portscan.engine.io.journal import JournalMismatch
 from nornir_portscan.inputs.targets import parse_targets
 from nornir_portscan.plugins.common.ports import each_port
 
-Row = tuple[str, int, str, str]  # host, port, state, reason
+Row = tuple[str, int, str, str | None]  # host, port, state, reason (a document may lack one)
 
 #: The lab's hosts and a port list that covers every state; at --rate 1000 a scan of it
 #: takes about 1.7 s (6,008 probes, one process) or 3.5 s (12,008, sharded), so a kill at
@@ -566,7 +566,7 @@ def write_inventory(directory: Path, hosts: dict[str, dict[str, Any]], ports: st
     return directory
 
 
-def run_rows(doc: dict[str, Any]) -> Counter[tuple[str, str, int, str, str]]:
+def run_rows(doc: dict[str, Any]) -> Counter[tuple[str, str, int, str, str | None]]:
     return Counter((name, address, int(port), p["state"], p["reason"])
                    for name, entry in doc["hosts"].items()
                    for address, target in (entry.get("result") or {}).get("targets", {}).items()

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import PortscanError
 from .common import (
@@ -37,6 +37,10 @@ from .common import (
 )
 from .inventory import DEFAULT_CONFIG, problem_lines
 from .outfile import output_stream
+
+if TYPE_CHECKING:
+    from ..plugins.common.shapes import HostResult
+    from ..report.document import HostEntry
 
 RUN_FORMATS = ("table", "json", "jsonl", "csv", "junit", "nmap-xml", "html")
 
@@ -186,9 +190,10 @@ def _error_line(name: str, r: Any) -> str:
     return " ".join((text or str(exc or "failed")).split())
 
 
-def _host_entry(name: str, r: Any) -> dict[str, Any]:
-    if isinstance(r.result, dict):
-        return {"failed": bool(r.failed), "error": None, "result": r.result,
+def _host_entry(name: str, r: Any) -> HostEntry:
+    result: HostResult | str | None = r.result  # the task's dict, or why it failed
+    if isinstance(result, dict):
+        return {"failed": bool(r.failed), "error": None, "result": result,
                 "changed": bool(r.changed), "diff": r.diff or ""}
     return {"failed": True, "error": _error_line(name, r), "result": None}
 
@@ -353,7 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # worker threads may still be waiting on the engine
     lines, bad_input = problem_lines(
-        nr, {name: (doc["hosts"][name]["error"], r.exception) for name, r in broken.items()})
+        nr, {name: (str(doc["hosts"][name]["error"]), r.exception) for name, r in broken.items()})
     for line in lines:
         print(f"nornir-portscan: error: {line}", file=sys.stderr)
     if bad_input:

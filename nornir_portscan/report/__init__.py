@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from .base import OutcomeWriter, ScanSummary
+
+if TYPE_CHECKING:
+    from .document import RunDocument
 
 #: format name -> "module:class"; imported on demand to keep start-up light.
 WRITERS: dict[str, str] = {
@@ -46,10 +49,10 @@ DOCUMENT_RENDERERS: dict[str, str] = {
 }
 
 
-def render_document(fmt: str, doc: dict[str, Any], stream: IO[str]) -> None:
+def render_document(fmt: str, doc: RunDocument, stream: IO[str]) -> None:
     """Render a run document in a whole-run format; KeyError names an unknown format."""
     mod = importlib.import_module(f"{__name__}.{DOCUMENT_RENDERERS[fmt]}")
-    render: Callable[[dict[str, Any], IO[str]], None] = mod.render
+    render: Callable[[RunDocument, IO[str]], None] = mod.render
     render(doc, stream)
 
 

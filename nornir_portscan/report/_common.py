@@ -12,12 +12,16 @@ import datetime as _dt
 import ipaddress
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..inputs.services import SERVICES
 from ..inputs.targets import address_order
 from ..plugins.common.ports import each_port
 from ..plugins.common.ports import port_ranges as port_ranges
+from ..plugins.common.shapes import HostResult, PortEntry, TargetEntry
+
+if TYPE_CHECKING:
+    from .document import BaselineRef, HostEntry, RunDocument
 
 # Characters XML 1.0 forbids outright, plus lone surrogates and U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -78,7 +82,7 @@ def ip_version(address: str) -> int | None:
         return None
 
 
-def sorted_ports(target: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+def sorted_ports(target: TargetEntry) -> list[tuple[int, PortEntry]]:
     """An address's (port, entry) pairs in port order, those folded into ``extraports``
     included (plugins/common/ports.py); keys are ints in memory, strings after JSON."""
     return list(each_port(target))
@@ -100,7 +104,7 @@ def service_name(port: int) -> str | None:
     return _NAMES.get(port)
 
 
-def started_at(doc: Mapping[str, Any]) -> _dt.datetime:
+def started_at(doc: RunDocument | BaselineRef) -> _dt.datetime:
     """The run's start as an aware datetime (UTC when the document has no zone)."""
     raw = doc.get("started")
     try:
@@ -112,29 +116,29 @@ def started_at(doc: Mapping[str, Any]) -> _dt.datetime:
     return when
 
 
-def elapsed_of(doc: Mapping[str, Any]) -> float:
+def elapsed_of(doc: RunDocument) -> float:
     try:
         return max(0.0, float(doc.get("elapsed_s") or 0.0))
     except (TypeError, ValueError):
         return 0.0
 
 
-def host_result(entry: Mapping[str, Any]) -> dict[str, Any]:
+def host_result(entry: HostEntry) -> HostResult:
     """A nornir host's Result dict, ``{}`` when it failed before producing one."""
     result = entry.get("result")
-    return dict(result) if isinstance(result, Mapping) else {}
+    return {**result} if isinstance(result, Mapping) else {}
 
 
-def targets_of(entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def targets_of(entry: HostEntry) -> dict[str, TargetEntry]:
     targets = host_result(entry).get("targets") or {}
-    return {str(a): dict(t) for a, t in targets.items() if isinstance(t, Mapping)}
+    return {str(a): {**t} for a, t in targets.items() if isinstance(t, Mapping)}
 
 
-def violations_of(entry: Mapping[str, Any]) -> list[str]:
+def violations_of(entry: HostEntry) -> list[str]:
     return [str(v) for v in host_result(entry).get("violations") or []]
 
 
-def errors_of(entry: Mapping[str, Any]) -> list[str]:
+def errors_of(entry: HostEntry) -> list[str]:
     """Why a host's scan broke: the task's error, then probes that could not be made.
 
     ``result["errors"]`` (set by the portscan task next to ``violations``) lists

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .anomaly import AnomalyGate, Flagged
 from .base import ScanSummary
+
+if TYPE_CHECKING:
+    from .document import RunDocument
 
 #: ``anomaly`` last: the host's verdict (engine/core/anomaly.py), empty on ordinary hosts
 COLUMNS = ("host", "name", "port", "state", "reason", "rtt_ms", "attempts", "banner",
@@ -59,7 +62,7 @@ class CsvWriter:
         self.stream.flush()
 
 
-def render(doc: dict[str, Any], stream: IO[str]) -> None:
+def render(doc: RunDocument, stream: IO[str]) -> None:
     """A run document as ``scan``'s rows, each led by its nornir host."""
     from .document import iter_ports
 

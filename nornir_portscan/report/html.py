@@ -25,6 +25,7 @@ from ..engine.core.anomaly import ALL_OPEN, describe
 from ..engine.core.hold import RESET_AFTER_SYN_ACK
 from ..engine.core.outcome import STATE_ORDER
 from ..plugins.common.ports import ports_in_state
+from ..plugins.common.shapes import PortEntry, TargetEntry
 from ._common import (
     address_key,
     clean_text,
@@ -38,6 +39,7 @@ from ._common import (
     targets_of,
     violations_of,
 )
+from .document import HostEntry, RunDocument
 
 #: Quiet addresses (nothing open, no answer) listed one per row up to this many per host.
 QUIET_ROWS = 8
@@ -74,7 +76,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _addresses(doc: Mapping[str, Any]) -> dict[str, str]:
+def _addresses(doc: RunDocument) -> dict[str, str]:
     """Every scanned address with its best status across nornir hosts."""
     rank = {"up": 0, "unreachable": 1, "down": 2}
     seen: dict[str, str] = {}
@@ -86,7 +88,7 @@ def _addresses(doc: Mapping[str, Any]) -> dict[str, str]:
     return seen
 
 
-def _summary(doc: Mapping[str, Any]) -> tuple[str, str]:
+def _summary(doc: RunDocument) -> tuple[str, str]:
     summary = doc.get("summary") or {}
     counts = summary.get("counts") or {}
     addresses = _addresses(doc)
@@ -108,7 +110,7 @@ def _summary(doc: Mapping[str, Any]) -> tuple[str, str]:
     return "".join(cards), "".join(badges) or '<span class="badge s-closed">nothing scanned</span>'
 
 
-def _violations(doc: Mapping[str, Any]) -> str:
+def _violations(doc: RunDocument) -> str:
     items: list[str] = []
     for host_name, entry in (doc.get("hosts") or {}).items():
         for line in violations_of(entry):
@@ -121,11 +123,11 @@ def _violations(doc: Mapping[str, Any]) -> str:
             f'</span></h2><ul class="lines">{"".join(items)}</ul></section>')
 
 
-def _ports_text(ports: Iterable[Any]) -> str:
+def _ports_text(ports: Iterable[object]) -> str:
     return ", ".join(_e(p) for p in ports)
 
 
-def _changes(doc: Mapping[str, Any]) -> str:
+def _changes(doc: RunDocument) -> str:
     """What moved since the baseline; nothing at all when no host carries a diff."""
     rows: list[str] = []
     any_diff = False
@@ -162,7 +164,7 @@ def _rtt(value: Any) -> str:
         return "&ndash;"
 
 
-def _banner(value: Any) -> str:
+def _banner(value: object) -> str:
     if not value:
         return ""
     full = clean_text(value)
@@ -171,7 +173,7 @@ def _banner(value: Any) -> str:
     return f'<code class="banner" title="{_e(title)}">{_e(shown.strip())}</code>'
 
 
-def _tally(ports: list[tuple[int, dict[str, Any]]], skip_open: bool = True) -> str:
+def _tally(ports: list[tuple[int, PortEntry]], skip_open: bool = True) -> str:
     counts: dict[str, int] = {}
     for _, p in ports:
         counts[str(p.get("state"))] = counts.get(str(p.get("state")), 0) + 1
@@ -180,7 +182,7 @@ def _tally(ports: list[tuple[int, dict[str, Any]]], skip_open: bool = True) -> s
     return ", ".join(parts)
 
 
-def _address_rows(address: str, target: Mapping[str, Any]) -> list[str]:
+def _address_rows(address: str, target: TargetEntry) -> list[str]:
     ports = sorted_ports(target)
     status = str(target.get("status") or "down")
     name = target.get("name")
@@ -214,7 +216,7 @@ def _address_rows(address: str, target: Mapping[str, Any]) -> list[str]:
     return rows
 
 
-def _host(host_name: str, entry: Mapping[str, Any]) -> str:
+def _host(host_name: str, entry: HostEntry) -> str:
     violations = violations_of(entry)
     result = host_result(entry)
     error = "\n".join(errors_of(entry))
@@ -270,7 +272,7 @@ def _host(host_name: str, entry: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def render(doc: dict[str, Any], stream: IO[str], *,
+def render(doc: RunDocument, stream: IO[str], *,
            generated: _dt.datetime | None = None) -> None:
     """Write ``doc`` as a self-contained HTML page to ``stream``.
 

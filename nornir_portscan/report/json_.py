@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from ..engine.core.anomaly import judge_ports
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from ..plugins.common.ports import compact_target
+from ..plugins.common.shapes import PortEntry, TargetEntry
 from .base import ScanSummary
 
+if TYPE_CHECKING:
+    from .document import RunDocument
 
 class JsonWriter:
     """``all_ports`` lists every port of every address; by default each address's most
@@ -20,14 +23,14 @@ class JsonWriter:
                  all_ports: bool = False) -> None:
         self.stream = stream
         self.all_ports = all_ports
-        self.hosts: dict[str, dict[str, Any]] = {}
+        self.hosts: dict[str, TargetEntry] = {}
 
     def write(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
         for run in runs:
             self.write(run.outcomes())
         for o in outcomes:
             entry = self.hosts.setdefault(o.host, {"name": o.name, "ports": {}})
-            port: dict[str, Any] = {"state": STATE_TEXT[o.state], "reason": o.reason,
+            port: PortEntry = {"state": STATE_TEXT[o.state], "reason": o.reason,
                                     "rtt_ms": None if o.rtt_ms is None else round(o.rtt_ms, 3),
                                     "attempts": o.attempts}
             if o.banner is not None:
@@ -57,7 +60,7 @@ class JsonWriter:
         self.stream.flush()
 
 
-def render(doc: dict[str, Any], stream: IO[str]) -> None:
+def render(doc: RunDocument, stream: IO[str]) -> None:
     """Write a run document as indented JSON: the ``--save`` file ``--baseline`` reads back.
 
     ``default=str`` keeps a stray non-JSON value (a datetime in the options) from

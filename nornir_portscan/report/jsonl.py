@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .anomaly import AnomalyGate, Flagged
 from .base import ScanSummary
+
+if TYPE_CHECKING:
+    from ..plugins.common.shapes import PortEntry, TargetEntry
+
+if TYPE_CHECKING:
+    from .document import RunDocument
 
 _quote = json.JSONEncoder(ensure_ascii=True).encode
 
@@ -44,8 +50,8 @@ def _line(host: str, port: int | str, state: str, reason: str, rtt_ms: float | N
             f'"rtt_ms":{rtt},"attempts":{attempts}{extra}}}\n')
 
 
-def _run_line(nornir_host: str, address: str, port: int, target: dict[str, Any],
-              p: dict[str, Any]) -> str:
+def _run_line(nornir_host: str, address: str, port: int, target: TargetEntry,
+              p: PortEntry) -> str:
     """A run document's port as ``scan``'s line, led by the nornir host it belongs to."""
     attempts = p.get("attempts")
     line = _line(address, port, str(p["state"]), str(p["reason"]), p.get("rtt_ms"),
@@ -103,7 +109,7 @@ class JsonlWriter:
         self.stream.flush()
 
 
-def render(doc: dict[str, Any], stream: IO[str]) -> None:
+def render(doc: RunDocument, stream: IO[str]) -> None:
     """A run document as the lines ``scan`` writes, each led by its nornir host."""
     from .document import iter_ports
 

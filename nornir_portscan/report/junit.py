@@ -43,6 +43,7 @@ from ._common import (
     xml_attr,
     xml_text,
 )
+from .document import HostEntry, RunDocument
 
 SUITE_NAME = "nornir-portscan"
 
@@ -55,7 +56,7 @@ def _seconds(value: Any) -> str:
         return "0.000"
 
 
-def _open_summary(entry: Mapping[str, Any]) -> str:
+def _open_summary(entry: HostEntry) -> str:
     """What a reader of a CI page wants next to the verdict: per address, what is open."""
     lines: list[str] = []
     targets = targets_of(entry)
@@ -92,7 +93,7 @@ def _open_summary(entry: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _testcase(host_name: str, entry: Mapping[str, Any]) -> tuple[str, str]:
+def _testcase(host_name: str, entry: HostEntry) -> tuple[str, str]:
     """(kind, xml) for one nornir host; kind is passed, failure, error or skipped."""
     violations = violations_of(entry)
     errors = errors_of(entry)
@@ -123,8 +124,8 @@ def _testcase(host_name: str, entry: Mapping[str, Any]) -> tuple[str, str]:
     return kind, xml
 
 
-def _properties(doc: Mapping[str, Any]) -> str:
-    props: list[tuple[str, Any]] = [("tool", doc.get("tool", "nornir-portscan")),
+def _properties(doc: RunDocument) -> str:
+    props: list[tuple[str, object]] = [("tool", doc.get("tool", "nornir-portscan")),
                                     ("version", doc.get("version", "")),
                                     ("started", doc.get("started", "")),
                                     ("interrupted", str(bool(doc.get("interrupted"))).lower())]
@@ -136,7 +137,7 @@ def _properties(doc: Mapping[str, Any]) -> str:
     return f"<properties>\n{''.join(lines)}</properties>\n"
 
 
-def render(doc: dict[str, Any], stream: IO[str]) -> None:
+def render(doc: RunDocument, stream: IO[str]) -> None:
     """Write ``doc`` as a JUnit XML report to ``stream``."""
     cases: list[str] = []
     kinds = {"passed": 0, "failure": 0, "error": 0, "skipped": 0}

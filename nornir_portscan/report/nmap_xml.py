@@ -32,10 +32,11 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 from ..engine.core.anomaly import describe
 from ..engine.core.hold import RESET_AFTER_SYN_ACK
+from ..plugins.common.shapes import PortEntry
 from ._common import (
     address_key,
     elapsed_of,
@@ -50,6 +51,7 @@ from ._common import (
     xml_comment,
     xml_text,
 )
+from .document import RunDocument
 
 #: nmap's XML format version that the output follows.
 XML_OUTPUT_VERSION = "1.05"
@@ -76,11 +78,11 @@ class _Address:
     status: str = "down"
     name: str | None = None
     nornir_hosts: list[str] = field(default_factory=list)
-    ports: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ports: dict[int, PortEntry] = field(default_factory=dict)
     anomaly: str | None = None  # engine/core/anomaly.py: all-open, syn-proxy
 
 
-def _collect(doc: Mapping[str, Any]) -> tuple[list[_Address], list[str], list[str]]:
+def _collect(doc: RunDocument) -> tuple[list[_Address], list[str], list[str]]:
     """Addresses (merged, sorted), targets that never resolved, and failure notes."""
     merged: dict[str, _Address] = {}
     notes: list[str] = []
@@ -128,8 +130,8 @@ def _status_reason(item: _Address) -> str:
 
 def _times(item: _Address) -> str:
     """``<times>`` in microseconds from the answered probes' RTTs; empty without any."""
-    samples = [float(p["rtt_ms"]) * 1000.0 for p in item.ports.values()
-               if p.get("rtt_ms") is not None and p.get("state") in ("open", "closed")]
+    samples = [float(rtt) * 1000.0 for p in item.ports.values()
+               if (rtt := p.get("rtt_ms")) is not None and p.get("state") in ("open", "closed")]
     if not samples:
         return ""
     srtt = statistics.fmean(samples)
@@ -140,7 +142,7 @@ def _times(item: _Address) -> str:
             f'to="{round(timeout)}"/>\n')
 
 
-def _port(port: int, pentry: Mapping[str, Any]) -> str:
+def _port(port: int, pentry: PortEntry) -> str:
     state = str(pentry.get("state") or "error")
     reason = str(pentry.get("reason") or "unknown")
     lines = [f'<port protocol="tcp" portid="{port}">'
@@ -206,7 +208,7 @@ def _hostscript(item: _Address) -> str:
             f'<elem key="anomaly">{xml_text(item.anomaly)}</elem></script></hostscript>\n')
 
 
-def _args(doc: Mapping[str, Any]) -> str:
+def _args(doc: RunDocument) -> str:
     """The command line if the document kept one, else the options as ``key=value``."""
     options = doc.get("options") or {}
     argv = options.get("argv") if isinstance(options, Mapping) else None
@@ -224,7 +226,7 @@ def _ctime(when: _dt.datetime) -> str:
     return when.ctime()
 
 
-def render(doc: dict[str, Any], stream: IO[str]) -> None:
+def render(doc: RunDocument, stream: IO[str]) -> None:
     """Write ``doc`` as an nmap XML report to ``stream``."""
     started = started_at(doc)
     elapsed = elapsed_of(doc)

@@ -10,7 +10,7 @@ saying "5 closed" reads like a problem and is not one. One summary line ends it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from ..engine.core.hold import RESET_AFTER_SYN_ACK
@@ -22,8 +22,9 @@ from ..plugins.common.ports import (
     reason_count,
     target_states,
 )
+from ..plugins.common.shapes import HostResult, TargetEntry
 from ._common import port_ranges, started_at
-from .document import STATES
+from .document import STATES, HostEntry, RunDocument
 from .human import (
     OpenPort,
     Paint,
@@ -40,7 +41,7 @@ from .human import (
 _TROUBLE = ("error", "unreachable")
 
 
-def _address(address: str, target: Mapping[str, Any]) -> tuple[
+def _address(address: str, target: TargetEntry) -> tuple[
         Counter[str], list[OpenPort], Trouble | None]:
     """An address's counts per state, open ports and trouble, from its Result entry
     (``counts["reset"]``: ports reset right after the handshake, for an anomaly's line)."""
@@ -51,8 +52,9 @@ def _address(address: str, target: Mapping[str, Any]) -> tuple[
     opened: list[OpenPort] = []
     trouble: Trouble | None = None
     # every port only where one could not be probed; else the open ones (never folded)
-    looked = (each_port(target) if any(counts[s] for s in _TROUBLE)
-              else ((p, lookup(target, p) or {}) for p in ports_in_state(target, "open")))
+    looked: Iterable[tuple[int, Mapping[str, Any]]] = (
+        each_port(target) if any(counts[s] for s in _TROUBLE)
+        else ((p, lookup(target, p) or {}) for p in ports_in_state(target, "open")))
     for port, p in looked:
         state = str(p.get("state"))
         if state == "open":
@@ -79,7 +81,7 @@ _CHECKED = (("open", "{} open"), ("closed", "{} closed"), ("not_open", "{} not o
             ("filtered", "{} filtered"), ("only_open", "only {} open"))
 
 
-def checked(result: Mapping[str, Any]) -> str:
+def checked(result: HostResult) -> str:
     """``22 open, 23 not open``: what the host's expectations asked for, so a host that
     passed says what it passed; empty for a host with no expectations."""
     expect = result.get("expect")
@@ -101,7 +103,7 @@ def _name_failure(opened: list[OpenPort], trouble: Trouble | None) -> str | None
     return reason if state == "error" and reason in NAME_REASONS else None
 
 
-def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
+def _host_block(name: str, entry: HostEntry, result: HostResult,
                 paint: Paint) -> tuple[list[str], str | None]:
     """(lines, None) for a host with something to say, else ([], its quiet kind). The
     block's first line ends with what its expectations checked."""
@@ -149,7 +151,7 @@ def _host_block(name: str, entry: Mapping[str, Any], result: Mapping[str, Any],
     return lines, None
 
 
-def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
+def render(doc: RunDocument, stream: IO[str], color: bool = False) -> None:
     paint = Paint(color)
     out = stream
     # quiet hosts by kind, then by what they were checked for: one line each
@@ -183,7 +185,7 @@ def render(doc: dict[str, Any], stream: IO[str], color: bool = False) -> None:
     out.flush()
 
 
-def _since(doc: Mapping[str, Any]) -> str:
+def _since(doc: RunDocument) -> str:
     """``audit.json, 2024-05-06 07:08:09 UTC``: the baseline and when it was taken."""
     baseline = doc.get("baseline") or {}
     text = str(baseline.get("file") or "the baseline")
@@ -192,7 +194,7 @@ def _since(doc: Mapping[str, Any]) -> str:
     return text
 
 
-def summary_line(doc: Mapping[str, Any], paint: Paint | None = None) -> str:
+def summary_line(doc: RunDocument, paint: Paint | None = None) -> str:
     """The run in one line: the table's last line, and stderr's when the report is a file."""
     paint = paint or Paint(False)
     s = doc.get("summary", {})

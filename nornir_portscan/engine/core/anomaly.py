@@ -18,6 +18,8 @@ host is ordinary (its ports are listed as usual, each with its own state).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .hold import RESET_AFTER_SYN_ACK
 
 SYN_PROXY = "syn-proxy"
@@ -42,7 +44,7 @@ def judge(probed: int, opened: int, resets: int) -> str | None:
     return None
 
 
-def judge_ports(states_reasons: list[tuple[str, str]]) -> str | None:
+def judge_ports(states_reasons: Sequence[tuple[str, str | None]]) -> str | None:
     """``judge`` over (state, reason) pairs, one per probed port."""
     opened = resets = 0
     for state, reason in states_reasons:

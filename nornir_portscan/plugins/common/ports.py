@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from .shapes import Extraports, PortEntry, PortKey, TargetEntry
+
 #: A state shared by more ports than this is folded into ``extraports`` (nmap's number).
 FOLD_ABOVE = 25
 #: Never folded: an open port is what a reader looks for, and ``open`` lists them anyway.
@@ -79,30 +81,32 @@ def _in_ranges(target: Mapping[str, Any], port: int) -> bool:
     return i >= 0 and port <= ends[i]
 
 
-def _listed(target: Mapping[str, Any]) -> Mapping[Any, Any]:
+def _listed(target: Mapping[str, Any]) -> Mapping[PortKey, PortEntry]:
+    """The listed ports: what a target read back from JSON holds there is taken on trust
+    (a baseline's shape is checked where it is loaded, plugins/tasks/baseline.py)."""
     ports = target.get("ports")
     return ports if isinstance(ports, Mapping) else {}
 
 
-def _get(ports: Mapping[Any, Any], port: int) -> Any:
+def _get(ports: Mapping[PortKey, PortEntry], port: int) -> PortEntry | None:
     entry = ports.get(port)
     return ports.get(str(port)) if entry is None else entry
 
 
-def folded(target: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    extra = target.get("extraports")
+def folded(target: Mapping[str, Any]) -> Extraports | None:
+    extra: Extraports | None = target.get("extraports")
     return extra if isinstance(extra, Mapping) else None
 
 
-def _folded_entry(extra: Mapping[str, Any]) -> dict[str, Any]:
+def _folded_entry(extra: Extraports) -> PortEntry:
     return {"state": extra.get("state"), "reason": extra.get("reason")}
 
 
-def lookup(target: Mapping[str, Any], port: int) -> dict[str, Any] | None:
+def lookup(target: Mapping[str, Any], port: int) -> PortEntry | None:
     """A port's entry (state, reason, ...), listed or folded; None when it was not probed."""
     entry = _get(_listed(target), port)
     if entry is not None:
-        return dict(entry) if isinstance(entry, Mapping) else {"state": entry}
+        return {**entry} if isinstance(entry, Mapping) else {"state": entry}
     extra = folded(target)
     if extra is not None and _in_ranges(target, port):
         return _folded_entry(extra)
@@ -113,14 +117,14 @@ def is_scanned(target: Mapping[str, Any], port: int) -> bool:
     return lookup(target, port) is not None
 
 
-def each_port(target: Mapping[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+def each_port(target: Mapping[str, Any]) -> Iterator[tuple[int, PortEntry]]:
     """Every probed port of an address and its entry, in port order, folded ones included."""
     listed = {int(p): v for p, v in _listed(target).items()}
     extra = folded(target)
     if extra is None:
         for port in sorted(listed):
             entry = listed[port]
-            yield port, dict(entry) if isinstance(entry, Mapping) else {"state": entry}
+            yield port, {**entry} if isinstance(entry, Mapping) else {"state": entry}
         return
     starts, ends = _scanned(target)
     probed = (p for first, last in zip(starts, ends, strict=True)
@@ -130,8 +134,8 @@ def each_port(target: Mapping[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]
         if port == previous:
             continue
         previous = port
-        entry = listed.get(port)
-        yield port, dict(entry) if isinstance(entry, Mapping) else _folded_entry(extra)
+        got = listed.get(port)
+        yield port, {**got} if isinstance(got, Mapping) else _folded_entry(extra)
 
 
 def ports_in_state(target: Mapping[str, Any], state: str) -> list[int]:
@@ -163,20 +167,21 @@ def reason_count(target: Mapping[str, Any], reason: str) -> int:
     return listed
 
 
-def compact_target(target: Mapping[str, Any]) -> dict[str, Any]:
+def compact_target(target: TargetEntry) -> TargetEntry:
     """The address's entry with its most common non-open (state, reason) folded, when more
     than ``FOLD_ABOVE`` ports share it; as it is otherwise (and when already folded)."""
     if folded(target) is not None:
-        return dict(target)
+        return {**target}
     ports = _listed(target)
     shared = Counter((v.get("state"), v.get("reason")) for v in ports.values()
                      if v.get("state") not in _NEVER_FOLDED)
     if not shared:
-        return dict(target)
+        return {**target}
     (state, reason), count = shared.most_common(1)[0]
     if count <= FOLD_ABOVE:
-        return dict(target)
-    out = {k: v for k, v in target.items() if k != "ports"}
+        return {**target}
+    out: TargetEntry = {**target}
+    del out["ports"]  # put back last, with only the ports that are not folded
     out["ports"] = {p: v for p, v in ports.items()
                     if v.get("state") != state or v.get("reason") != reason}
     out["extraports"] = {"state": state, "reason": reason, "count": count}
@@ -184,7 +189,7 @@ def compact_target(target: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def compact_targets(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def compact_targets(targets: Mapping[str, TargetEntry]) -> dict[str, TargetEntry]:
     return {address: compact_target(entry) for address, entry in targets.items()}
 
 

@@ -21,6 +21,7 @@ from nornir.core.task import Result, Task
 from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
 from ..common.ports import lookup
+from ..common.shapes import PortEntry
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
 from .runs import Pending, acquire, observers, open_journal, submit
@@ -50,7 +51,7 @@ class ScanResult(Result):
         super().__init__(host, result, open_ports=open_ports or {},
                          violations=violations or [], summary=summary or {}, **kwargs)
 
-    def port(self, address: str, port: int) -> dict[str, Any] | None:
+    def port(self, address: str, port: int) -> PortEntry | None:
         """The entry of ``port`` on ``address`` (``state``, ``reason``, and for a port not
         folded into ``extraports`` its ``rtt_ms``, ``attempts``, ``banner``); None when it
         was not probed (or the host's scan failed)."""

@@ -26,11 +26,18 @@ from ..common.ports import (
     reason_count,
     target_states,
 )
+from ..common.shapes import Diff, HostResult, PortEntry, TargetEntry
 
 STATES = STATE_ORDER
 _UP = ("open", "closed")
 
-Targets = dict[str, dict[str, Any]]
+#: Targets as the task builds them, and as a baseline's are read back (normalised, unchecked)
+Targets = dict[str, TargetEntry]
+RawTargets = dict[str, dict[str, Any]]
+#: What a reader of targets takes: either of the two
+AnyTargets = Mapping[str, Mapping[str, Any]]
+#: ``lookup``'s answer for a port that was not probed, where a reader wants a mapping
+_NOT_PROBED: Mapping[str, object] = {}
 
 
 def host_status(ports: Mapping[Any, Mapping[str, Any]],
@@ -44,10 +51,10 @@ def host_status(ports: Mapping[Any, Mapping[str, Any]],
     return "unreachable" if "unreachable" in states else "down"
 
 
-def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
+def port_entry(outcome: ProbeOutcome) -> PortEntry:
     """A port's entry: the keys and order of ``scan --format json``, so a run's jsonl and
     csv rows carry what a scan's do (``attempts`` included)."""
-    entry: dict[str, Any] = {
+    entry: PortEntry = {
         "state": outcome.state.value, "reason": outcome.reason,
         "rtt_ms": None if outcome.rtt_ms is None else round(outcome.rtt_ms, 3),
         "attempts": outcome.attempts}
@@ -58,7 +65,7 @@ def port_entry(outcome: ProbeOutcome) -> dict[str, Any]:
     return entry
 
 
-def build(outcomes: Iterable[ProbeOutcome], all_ports: bool = True) -> dict[str, Any]:
+def build(outcomes: Iterable[ProbeOutcome], all_ports: bool = True) -> HostResult:
     """targets / open / summary for one host's outcomes (violations are added by the caller).
 
     ``all_ports=False`` folds each address's most common port state into ``extraports``
@@ -74,7 +81,7 @@ def build(outcomes: Iterable[ProbeOutcome], all_ports: bool = True) -> dict[str,
     return doc
 
 
-def finish_targets(targets: Targets) -> dict[str, Any]:
+def finish_targets(targets: Targets) -> HostResult:
     ordered: Targets = {}
     summary = dict.fromkeys(STATES, 0)
     for address in sorted(targets, key=address_order):
@@ -91,18 +98,18 @@ def finish_targets(targets: Targets) -> dict[str, Any]:
             "violations": []}
 
 
-def open_ports(targets: Targets) -> dict[str, list[int]]:
+def open_ports(targets: AnyTargets) -> dict[str, list[int]]:
     return {address: ports_in_state(entry, "open") for address, entry in targets.items()}
 
 
-def scan_errors(targets: Targets) -> list[str]:
+def scan_errors(targets: AnyTargets) -> list[str]:
     """Probes the engine could not make at all: a scan failure, not a port state."""
     errors: list[str] = []
     for address, entry in targets.items():
         failed = ports_in_state(entry, "error")
         if not failed:
             continue
-        reasons = sorted({str((lookup(entry, p) or {}).get("reason")) for p in failed})
+        reasons = sorted({str((lookup(entry, p) or _NOT_PROBED).get("reason")) for p in failed})
         if len(reasons) == 1 and reasons[0] in NAME_REASONS:
             errors.append(f"{address}: name could not be resolved: "
                           f"{NAME_REASONS[reasons[0]]} ({reasons[0]})")
@@ -123,7 +130,7 @@ def endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def check(targets: Targets, expect: Mapping[str, Iterable[int]]) -> list[str]:
+def check(targets: AnyTargets, expect: Mapping[str, Iterable[int]]) -> list[str]:
     """One readable line per (address, port) that contradicts an expectation."""
     violations: list[str] = []
     wanted: list[tuple[str, tuple[int, ...], str, Any]] = [
@@ -164,9 +171,9 @@ def _anomaly_note(entry: Mapping[str, Any]) -> str:
 
 # ---- baselines ---------------------------------------------------------------------------
 
-def _normal_targets(raw: Mapping[str, Any]) -> Targets:
+def _normal_targets(raw: Mapping[str, Any]) -> RawTargets:
     """Targets with int port keys and a status, whatever JSON did to them."""
-    out: Targets = {}
+    out: RawTargets = {}
     for address, entry in raw.items():
         if not isinstance(entry, Mapping):
             continue
@@ -186,7 +193,7 @@ def _normal_targets(raw: Mapping[str, Any]) -> Targets:
     return out
 
 
-def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> Targets:
+def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> RawTargets:
     """This host's targets in a previous scan; empty when the baseline does not know it.
 
     Accepts a Result dict (``targets``), the saved run JSON (``hosts`` -> nornir host name
@@ -206,7 +213,7 @@ def baseline_targets(baseline: Mapping[str, Any], host_name: str) -> Targets:
     return {}
 
 
-def diff(old: Targets, new: Targets) -> dict[str, Any]:
+def diff(old: AnyTargets, new: AnyTargets) -> Diff:
     """What moved between two scans of the same targets; empty lists when nothing did.
 
     Only what was scanned both times is compared: a port or address left out of the new
@@ -237,7 +244,7 @@ def changed(d: Mapping[str, Any]) -> bool:
     return any(bool(v) for v in d.values())
 
 
-def diff_text(d: Mapping[str, Any], new: Targets) -> str:
+def diff_text(d: Mapping[str, Any], new: AnyTargets) -> str:
     """The diff as lines a person reads in ``print_result``: + for new, - for gone."""
     lines: list[str] = []
     lines += [f"+ host {a} appeared" for a in d["appeared"]]
