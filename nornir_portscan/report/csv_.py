@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from .anomaly import AnomalyGate, Flagged
@@ -22,13 +22,13 @@ RUN_COLUMNS = ("nornir_host", *COLUMNS)
 
 def _cells(host: str, name: str | None, port: int, state: str, reason: str,
            rtt_ms: float | None, attempts: int | None, banner: str | None,
-           anomaly: str | None = None) -> tuple[Any, ...]:
+           anomaly: str | None = None) -> tuple[str | int, ...]:
     """One probe's cells under COLUMNS: the one place a row's layout is written."""
     return (host, name or "", port, state, reason, "" if rtt_ms is None else f"{rtt_ms:.3f}",
             "" if attempts is None else attempts, banner or "", anomaly or "")
 
 
-def _outcome_cells(o: ProbeOutcome, anomaly: str | None = None) -> tuple[Any, ...]:
+def _outcome_cells(o: ProbeOutcome, anomaly: str | None = None) -> tuple[str | int, ...]:
     host, port, state, reason, rtt_ms, attempts, name, banner, _ = o
     return _cells(host, name, port, STATE_TEXT[state], reason, rtt_ms, attempts, banner,
                   anomaly)

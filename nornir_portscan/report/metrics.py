@@ -43,11 +43,11 @@ OTHER = "other"
 Labels = tuple[tuple[str, str], ...]
 
 
-def state_label(state: Any) -> str:
+def state_label(state: object) -> str:
     return state if isinstance(state, str) and state in STATE_ORDER else OTHER
 
 
-def reason_label(state: str, reason: Any) -> str:
+def reason_label(state: str, reason: object) -> str:
     """``reason`` when it is one this state is documented to carry, else ``other``."""
     if not isinstance(reason, str):
         return OTHER
