@@ -93,7 +93,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
                 fail(f"{where}: no targets in it (one a line, # comments)")
             targets.extend(listed)
         if not targets:
-            fail("no targets: name them on the command line or in a file (-iL FILE)")
+            fail("no targets: name them on the command line or in a file (-iL FILE); "
+                 "see nornir-portscan scan --help")
         exclude = list(args.exclude)
         for path in args.exclude_file:
             exclude.extend(read_target_file(path))

@@ -71,6 +71,11 @@ class Resolver:
             status = LookupStatus.ANSWERED if seen else LookupStatus.NO_ADDRESS
             fut.set_result(Lookup(list(seen), status, servers))
 
+        if name.rstrip(".").lower() == "localhost":
+            # c-ares makes up ::1 for localhost when /etc/hosts gives only 127.0.0.1; the
+            # system's answer (local, no query sent) is what scans of localhost always had
+            fut.set_result(_system_lookup(name))
+            return fut
         try:
             channel = self._ready()
             servers = self._servers
@@ -92,6 +97,20 @@ class Resolver:
                 channel.close()
             except Exception:
                 pass
+
+
+def _system_lookup(name: str) -> Lookup:
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return Lookup([], LookupStatus.NO_SUCH_NAME, "")
+    seen: dict[tuple[int, str], None] = {}
+    for family, _, _, _, sockaddr in infos:
+        if family == socket.AF_INET:
+            seen.setdefault((4, str(sockaddr[0])), None)
+        elif family == socket.AF_INET6:
+            seen.setdefault((6, str(sockaddr[0]).split("%")[0]), None)
+    return Lookup(list(seen), LookupStatus.ANSWERED if seen else LookupStatus.NO_ADDRESS, "")
 
 
 resolve = Resolver()
