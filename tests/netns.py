@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import Any
@@ -144,6 +145,15 @@ class NetNS:
             _, err = proc.communicate(timeout=5)
             raise RuntimeError(f"listener in {self.name} did not start: {err.strip()}")
         return proc
+
+    def wait_for_syn_sent(self, timeout: float = 60) -> None:
+        """Until a connect inside is waiting for an answer: a scan is mid-way (an event,
+        where a fixed sleep is too short on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while not self.run("ss", "-tnH", "state", "syn-sent").stdout.strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no connect waited in {self.name} within {timeout} s")
+            time.sleep(0.05)
 
     # ---- teardown --------------------------------------------------------------------------
 

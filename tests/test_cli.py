@@ -503,9 +503,11 @@ def test_scan_needs_a_target() -> None:
 def test_sigint_mid_scan_exits_130_with_complete_partial_output(lab: NetNS,
                                                                 tmp_path: Path) -> None:
     out = tmp_path / "partial.jsonl"
-    # LAB_UP answers at once; LAB_DEAD holds 2000 probes for 30 s: the scan is mid-way at 1 s
+    # LAB_UP answers at once; LAB_DEAD holds 2000 probes for 30 s: mid-way 1 s after the
+    # first probe waits (counted from then: a loaded machine may take longer to start)
     proc = lab.scan_popen(LAB_UP, LAB_DEAD, "-p", "1-2000", "--no-discovery", "--timeout", "30",
                           "--format", "jsonl", "-o", str(out))
+    lab.wait_for_syn_sent()
     time.sleep(1.0)
     assert proc.poll() is None, "the scan ended before it could be interrupted"
     sent = time.monotonic()

@@ -101,7 +101,9 @@ def test_a_stopped_worker_does_not_stall_the_scan(cluster: DaskProcesses,
     assert scan.returncode == 0, err
     rows = rows_of(out)
     check_exact(rows)
-    # undisturbed about 7 s; stopped: 2.5 s + 10 s to call it hung + its shard again
+    # undisturbed about 7 s; stopped: 2.5 s + 10 s to call it hung + its shard again.
+    # The time is the feature (without the hung rule: Dask's worker time-to-live, minutes),
+    # so it stays a bound, a generous one
     assert took < 40, f"{took:.1f} s"
     assert Counter(r["worker"] for r in rows)["w2"] >= len(rows) // 2
 
@@ -131,7 +133,7 @@ def test_a_slow_worker_s_shard_gets_a_speculative_copy(cluster: DaskProcesses,
     rows = rows_of(out)
     check_exact(rows)
     # undisturbed about 7 s; at a tenth w1's shard would take a minute; with the copy:
-    # about 1 s + 2 x 6 s + 6 s
+    # about 1 s + 2 x 6 s + 6 s; the time is the feature: a generous bound, under the minute
     assert took < 40, f"{took:.1f} s"
     assert Counter(r["worker"] for r in rows)["w2"] >= len(rows) // 2
 
@@ -178,7 +180,7 @@ def test_a_cluster_that_makes_no_progress_ends_with_exit_3(cluster: DaskProcesse
         f"nornir-portscan: error: no progress on the Dask cluster at {cluster.address} "
         "for 6 s: 1 of 1 shards unfinished (its workers hung, gone or busy)"], err
     assert "Traceback" not in err
-    assert took < 25, f"{took:.1f} s"
+    assert took < 25, f"{took:.1f} s"  # the feature: ~6 s + 6 s, not the 60 s wait
     rows = rows_of(out)
     assert 0 < len(rows) < 512
     want = expected()

@@ -346,9 +346,11 @@ def test_interrupt_mid_scan_writes_a_complete_file(lab: NetNS, tmp_path: Path,
                                                    sig: signal.Signals, fmt: str,
                                                    ports: str) -> None:
     out = tmp_path / f"partial.{fmt}"
-    # LAB_UP answers at once; LAB_DEAD holds its probes for 5 s: mid-scan at 1 s
+    # LAB_UP answers at once; LAB_DEAD holds its probes for 5 s: mid-scan 1 s after the
+    # first probe waits (counted from then: a loaded machine may take longer to start)
     proc = lab.scan_popen(LAB_UP, LAB_DEAD, "-p", ports, "--no-discovery", "--timeout", "5",
                           "--format", fmt, "-o", str(out))
+    lab.wait_for_syn_sent()
     time.sleep(1.0)
     assert proc.poll() is None, "the scan ended before it could be interrupted"
     assert not out.exists()  # written by rename only

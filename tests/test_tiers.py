@@ -63,9 +63,9 @@ def test_what_a_function_reaches_through_the_test_modules_helpers() -> None:
     ("ip netns add npt1", {"netns"}),
     ("ip netns exec npt1 python3 -m nornir_portscan scan 127.0.0.1", {"netns"}),
     ("ip netns exec npt1 python3 -m dask scheduler --host 127.0.0.1", {"cluster"}),
-    ("ip netns exec npt1 /usr/bin/prometheus --config.file=p.yml", {"server"}),
+    ("ip netns exec npt1 /usr/bin/prometheus --config.file=p.yml", {"netns"}),
     ("python3 -m nornir_portscan run --cluster local:2", {"cluster"}),
-    ("/usr/bin/chromium --headless", {"server"}),
+    ("/usr/bin/chromium --headless", {"netns", "cluster", "server", "subprocess"}),
     # what a namespace runs is judged by its program, not by the words of its arguments
     ("ip netns exec npt1 python3 -c import_prometheus_client", {"netns"}),
     ("python3 -m nornir_portscan scan 127.0.0.1", {"netns", "cluster", "server", "subprocess"}),
