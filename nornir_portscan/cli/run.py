@@ -360,8 +360,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.format != "table" or args.output not in (None, "-"):
         print(summary_line(doc), file=sys.stderr)  # stdout holds only the report
     if args.save:
-        _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"),
-               durable=journal is not None)
+        from ..report.json_ import render as render_json
+
+        _write(args.save, lambda s: render_json(doc, s), durable=journal is not None)
     broken = {name: r for name, r in results.items() if not isinstance(r.result, dict)}
     if journal is not None:
         if not interrupted and not any(_scan_failed(r) for r in broken.values()):

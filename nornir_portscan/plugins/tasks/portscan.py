@@ -22,7 +22,8 @@ from ...engine.core.outcome import ProbeOutcome
 from ...errors import PortscanError
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
-from .runs import Pending, acquire, observers, open_journal, submit
+from .run_options import RunOptions
+from .runs import Pending, claim, observers, open_journal, submit
 
 if TYPE_CHECKING:
     from ...engine.io.journal import Journal
@@ -106,17 +107,8 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
     args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
             "baseline": baseline, **settings}
     try:
-        run = run_settings(task.nornir.config)
-        options = resolve_options(task.host, args, run=run)
-    except PortscanError as exc:
-        return _invalid(task.host, exc)
-
-    def resolve_other(host: Host) -> ScanOptions:
-        return resolve_options(host, args, with_baseline=False, run=run)
-
-    try:
-        pending = acquire(task, options, resolve_other, None if resume is None else str(resume))
-    except PortscanError as exc:  # the journal belongs to another run, say
+        options, pending = claim(task, args, None if resume is None else str(resume))
+    except PortscanError as exc:  # invalid input, or the journal belongs to another run
         return _invalid(task.host, exc)
     except Exception as exc:
         return _scan_failed(task.host, exc)
@@ -133,11 +125,11 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
     are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
     share the journal opened here."""
     args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume")}
-    run = run_settings(nr.config)
+    resolver = RunOptions(args, run_settings(nr.config), with_baseline=False)
     plans: dict[str, Any] = {}
     for name, host in nr.inventory.hosts.items():
         try:
-            options = resolve_options(host, args, with_baseline=False, run=run)
+            options = resolver.resolve(host)
         except PortscanError:
             continue  # its own task fails with the message
         plans[name] = options.plan or options.make_plan()
