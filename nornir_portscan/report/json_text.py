@@ -29,7 +29,7 @@ except ImportError:  # the standard library writes the same bytes, only slower
 
 #: What ``ensure_ascii`` escapes that orjson leaves as it is (inside strings only: JSON's
 #: structure is ASCII).
-_NOT_ASCII = re.compile("[\x7f-\U0010ffff]")
+_NOT_ASCII = re.compile("[^\x00-\x7e]")
 #: Host entries written at once.
 _CHUNK = 256
 #: The host fields orjson writes as json does, by type (the result is checked apart).
