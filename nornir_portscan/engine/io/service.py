@@ -172,7 +172,7 @@ class Engine:
         if resumed is not None and resumed.point is None:
             handle._put(None)
             return handle
-        shards = self._shards(plan) if resumed is None else 1
+        shards = self.shards_for(plan) if resumed is None else 1
         if shards > 1:
             threading.Thread(target=self._run_sharded, args=(handle, shards),
                              name="portscan-shards", daemon=True).start()
@@ -186,7 +186,7 @@ class Engine:
         os.write(self._wfd, b"x")
         return handle
 
-    def _shards(self, plan: ScanPlan) -> int:
+    def shards_for(self, plan: ScanPlan) -> int:
         """Worker processes for a plan: as many as ``scan`` would use, or 1 (the loop) when
         a rate or concurrency cap must hold across the loop's jobs and the shards'."""
         if (self.rate or plan.rate or plan.settings.get("worker_rate")

@@ -75,11 +75,14 @@ class HostShare:
         self._done.release()
 
     def result(self) -> list[ProbeOutcome]:
+        """The outcomes, handed over: the plan keeps every share until its end, and a
+        run's outcomes should not stay twice in memory until then."""
         with self._done:
             pass
         if self.error is not None:
             raise self.error
-        return self.outcomes
+        outcomes, self.outcomes = self.outcomes, []
+        return outcomes
 
 
 def single_address(options: ScanOptions) -> Target | None:
