@@ -28,6 +28,7 @@ from nornir_portscan.cli.run import _host_entry
 from nornir_portscan.engine.api import run_plan
 from nornir_portscan.engine.core.plan import plan_scan
 from nornir_portscan.engine.io.service import Engine
+from nornir_portscan.engine.shards.shared import shards_for, submit_sharded
 from nornir_portscan.errors import PortscanError
 from nornir_portscan.plugins.tasks import merged, portscan
 from nornir_portscan.plugins.tasks.options import resolve_options, run_settings
@@ -168,13 +169,13 @@ def test_the_engine_shards_a_big_plan_and_loses_no_outcome() -> None:
         port = sock.getsockname()[1]
         plan = plan_scan(["127.0.0.1"], f"1-9000,{port}", timeout=1.0)
         engine = Engine()
-        assert engine.shards_for(plan) > 1
-        sharded = {o.port: o.state.value for o in engine.submit(plan).result()}
+        assert shards_for(engine, plan) > 1
+        sharded = {o.port: o.state.value for o in submit_sharded(engine, plan).result()}
         here = {o.port: o.state.value for o in run_plan(plan)}
     assert len(sharded) == len(plan.ports) == 9001
     assert sharded == here and sharded[port] == "open"
-    assert Engine(rate=100000).shards_for(plan) == 1
-    assert Engine(concurrency=512).shards_for(plan) == 1
+    assert shards_for(Engine(rate=100000), plan) == 1
+    assert shards_for(Engine(concurrency=512), plan) == 1
 
 
 # ---- the run document's JSON --------------------------------------------------------------

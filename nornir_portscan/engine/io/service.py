@@ -5,9 +5,8 @@ would be capped at the pool size and every task would learn RTTs and respect
 rate caps alone. Here every task submits a job to the same scheduler on one
 engine thread, so concurrency, timing and rate caps cover the whole inventory.
 
-A plan big enough to shard, with no rate or concurrency cap to share with the loop's
-other jobs, runs on worker processes instead, as ``scan`` runs it: the loop is one
-thread, and in a nornir run it shares the interpreter with every host's task.
+A big plan may run on worker processes instead (``engine.shards.shard.submit_sharded``),
+its outcomes handed out through the same ``JobHandle``.
 """
 
 from __future__ import annotations
@@ -22,10 +21,8 @@ from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
 from ..core.scheduler import Scheduler
-from ..core.stats import ScanStats
 from ..core.timing import RateLimiter
 from ..core.work import Job
-from ..shards.shard import run_sharded, shard_count
 from .limits import concurrency_budget
 from .local import jobs_for
 from .loop import ReadinessLoop
@@ -94,6 +91,14 @@ class JobHandle:
         if self._record is not None:
             self._record(outcome)
         self._hand_out(outcome)
+
+    def hand_out(self, outcome: ProbeOutcome) -> None:
+        """An outcome decided elsewhere than the engine's loop (a plan on shards)."""
+        self._hand_out(outcome)
+
+    def end(self, error: BaseException | None) -> None:
+        """The scan ended elsewhere than the engine's loop: done (None) or failed."""
+        self._end(error)
 
     def _hand_out(self, outcome: ProbeOutcome) -> None:
         if self.on_outcome is not None:
@@ -172,11 +177,6 @@ class Engine:
         if resumed is not None and resumed.point is None:
             handle._put(None)
             return handle
-        shards = self.shards_for(plan) if resumed is None else 1
-        if shards > 1:
-            threading.Thread(target=self._run_sharded, args=(handle, shards),
-                             name="portscan-shards", daemon=True).start()
-            return handle
         with self._lock:
             self._inbox.append(handle)
             if self._thread is None or not self._thread.is_alive():
@@ -185,25 +185,6 @@ class Engine:
                 self._thread.start()
         os.write(self._wfd, b"x")
         return handle
-
-    def shards_for(self, plan: ScanPlan) -> int:
-        """Worker processes for a plan: as many as ``scan`` would use, or 1 (the loop) when
-        a rate or concurrency cap must hold across the loop's jobs and the shards'."""
-        if (self.rate or plan.rate or plan.settings.get("worker_rate")
-                or self.concurrency_asked or plan.cluster is not None):
-            return 1
-        return shard_count(plan.spec, len(plan.ports), plan.shards)
-
-    def _run_sharded(self, handle: JobHandle, shards: int) -> None:
-        """A plan's scan on worker processes (run_sharded checks their accounting)."""
-        try:
-            for batch in run_sharded(handle.plan, shards, ScanStats()):
-                for outcome in batch.outcomes:
-                    handle._hand_out(outcome)
-        except BaseException as exc:
-            handle._fail(exc)
-        else:
-            handle._end(None)
 
     def _take_inbox(self) -> None:
         with self._lock:

@@ -242,3 +242,4 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
             except OSError:
                 pass
         sel.close()
+

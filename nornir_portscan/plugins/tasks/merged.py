@@ -23,6 +23,7 @@ from ...engine.core.errors import EngineError
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.core.plan import ScanPlan, rate_for
 from ...engine.io.service import shared_engine
+from ...engine.shards.shared import submit_sharded
 from ...inputs.targets import Target, TargetSpec
 from .run_options import Addressed
 
@@ -161,5 +162,5 @@ def submit(plan: ScanPlan, members: Members,
         for share in by_address.values():
             share.end(error)
 
-    shared_engine().submit(plan, on_outcome=route, keep=False, on_end=end)
+    submit_sharded(shared_engine(), plan, route, keep=False, on_end=end)
     return {members[address][0]: share for address, share in by_address.items()}

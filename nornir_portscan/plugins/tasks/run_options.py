@@ -15,8 +15,6 @@ and its address, and no plan of its own, since it joins a merged plan (merged.py
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import socket
 from collections.abc import Hashable, Mapping
 from typing import Any, NamedTuple
 
@@ -25,7 +23,7 @@ from nornir.core.inventory import Host
 from ...engine.core.plan import retarget
 from ...errors import PortscanError
 from ...inputs.scope import in_networks
-from ...inputs.targets import Target, TargetSpec, parse_target
+from ...inputs.targets import Target, TargetSpec, literal_target, parse_target
 from .options import DATA_KEY, ScanOptions, resolve_options
 
 #: What a host's data and the run's arguments settle: the options, and whether the targets
@@ -55,25 +53,6 @@ def _frozen(value: Any) -> Hashable:
         return (kind, tuple(_frozen(v) for v in value))
     hash(value)  # TypeError: not cacheable, resolved alone
     return (kind, value)
-
-
-def _literal(address: str) -> tuple[Target, bool] | None:
-    """The target a literal address is scanned as (its text as iterating a target list
-    gives it) and whether it is loopback; None for anything else. A dotted quad is read
-    in C: ``ipaddress`` costs more than the rest of a host's options."""
-    try:
-        packed = socket.inet_pton(socket.AF_INET, address)
-    except (OSError, ValueError, TypeError):
-        pass
-    else:
-        if socket.inet_ntop(socket.AF_INET, packed) == address:
-            return Target(address, None, 4), packed[0] == 127
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    return Target(str(ip), None, ip.version), (ip.is_loopback if ip.version == 4
-                                               else int(ip) == 1)
 
 
 def _portscan_layers(host: Host) -> list[Any]:
@@ -148,7 +127,7 @@ class RunOptions:
         if known is not None and not known[1]:
             options = known[0]
             plan = options.plan
-            target = _literal(host.hostname or host.name)
+            target = literal_target(host.hostname or host.name)
             if (plan is not None and target is not None and plan.max_addresses >= 1
                     and (not plan.options.allowed
                          or in_networks(target[0].address or "", plan.options.allowed))):
