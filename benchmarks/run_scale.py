@@ -14,8 +14,8 @@ its state): a run with a wrong or missing state is reported, whatever its time.
 
 Memory is the peak, over 20 ms samples, of the summed PSS of the command's process tree
 (its shard workers included: PSS shares out the pages a fork shares, where summed RSS
-would count them once per process), and the largest single process's peak RSS as the
-kernel counts it (``ru_maxrss``, what ``/usr/bin/time -f %M`` prints). The machine may be
+would count them once per process), and the peak RSS that ``/usr/bin/time -f %M`` prints
+(the largest of the command's processes, as the kernel counts it). The machine may be
 shared: figures of one round are taken one right after the other, so ratios mean more
 than times. Needs root, iproute2, nftables; nornir-portscan importable.
 """
@@ -99,14 +99,21 @@ def _pss_kib(pid: int) -> int:
 
 
 def measure(cmd: list[str], stdout: Path | None = None) -> dict[str, float]:
-    """Wall time, peak summed PSS of the process tree, largest process's peak RSS."""
+    """Wall time, peak summed PSS of the process tree, largest process's peak RSS. The
+    command runs in a scratch directory: ``python -m`` would import a checkout in the
+    working directory before the one PYTHONPATH names."""
     out = open(stdout, "w") if stdout else subprocess.DEVNULL
+    # /usr/bin/time reports its child's peak RSS; a child of this (large) process would
+    # inherit this process's high-water mark through exec
+    rss_file = tempfile.NamedTemporaryFile("r", suffix=".rss")
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *cmd]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE,
+                            cwd=tempfile.gettempdir())
     peak = 0
     while True:
         peak = max(peak, sum(_pss_kib(p) for p in _tree(proc.pid)))
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         time.sleep(0.02)
@@ -117,8 +124,9 @@ def measure(cmd: list[str], stdout: Path | None = None) -> dict[str, float]:
         out.close()  # type: ignore[union-attr]
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-500:]}")
-    # wait4's ru_maxrss: the largest of the child and the children it waited for
-    return {"wall": wall, "pss_mib": peak / 1024, "rss_mib": usage.ru_maxrss / 1024}
+    with rss_file:
+        rss_kib = int(rss_file.read().split()[-1])
+    return {"wall": wall, "pss_mib": peak / 1024, "rss_mib": rss_kib / 1024}
 
 
 def truth_of(path: Path) -> dict[tuple[str, int], str]:
@@ -216,7 +224,7 @@ def main() -> int:
     print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} cores", file=sys.stderr)
     rows = ["| hosts x ports | `scan` wall | `run --format json` wall | ratio (median) "
-            "| peak PSS of the tree, scan / run | largest process's peak RSS, scan / run "
+            "| peak PSS of the tree, scan / run | peak RSS (time -f %M), scan / run "
             "| run PSS per host | wrong states (worst round) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory(prefix="run-scale-") as tmp:
