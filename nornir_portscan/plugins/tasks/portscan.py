@@ -11,7 +11,6 @@ value, not raised: nornir would print a traceback for a typo in a YAML file.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,8 @@ from .run_options import RunOptions
 from .runs import Pending, claim, observers, open_journal, submit
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ...engine.io.journal import Journal
 
 PortsArg = str | int | list[str | int] | None
@@ -144,6 +145,8 @@ async def _gather(pending: Pending) -> list[ProbeOutcome]:
     The default executor has a few dozen threads: a thousand awaiting hosts would queue
     behind them. A plain daemon thread per scan only sleeps on the handle's queue.
     """
+    import asyncio  # here: a threaded run (``nornir-portscan run``) starts without it
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[list[ProbeOutcome]] = loop.create_future()
 

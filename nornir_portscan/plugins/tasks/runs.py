@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.io.local import resume_point
 from ...engine.io.service import JobHandle, Resumed, shared_engine
-from ...engine.shards.cluster import ClusterJob
 from ...errors import PortscanError
 from . import merged
 from .options import ScanOptions, resolve_options, run_settings
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from nornir.core.task import Task
 
     from ...engine.io.journal import Journal
+    from ...engine.shards.cluster import ClusterJob
 
 
 @runtime_checkable
@@ -161,6 +161,8 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
             w.scan_submitted(host, planned)
     resumed = None if journal is None else _resumed(journal, host)
     if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
+        from ...engine.shards.cluster import ClusterJob  # here: Dask's side loads on use
+
         return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed,
                                   shared_rate=shared_engine().rate), planned, options)
     return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
