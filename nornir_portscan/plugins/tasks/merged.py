@@ -32,16 +32,28 @@ if TYPE_CHECKING:
 
 
 class AddressList:
-    """The addresses of a merged plan: a target source the engine walks once."""
+    """The addresses of a merged plan: a target source the engine walks.
+
+    Kept as one string, not a Target per host: each shard worker walks the whole list to
+    find its slice, and touching tens of thousands of objects forked from the parent
+    (their reference counts) would copy every page they lie on into each worker. Targets
+    are made as the walk goes, and dropped behind it."""
 
     def __init__(self, targets: list[Target]) -> None:
-        self.targets = targets
+        self._text = "\n".join(t.address or "" for t in targets)
+        self._versions = bytes(t.version for t in targets)
 
     def __iter__(self) -> Iterator[Target]:
-        return iter(self.targets)
+        text, start = self._text, 0
+        for version in self._versions:
+            end = text.find("\n", start)
+            if end < 0:
+                end = len(text)
+            yield Target(text[start:end], None, version)
+            start = end + 1
 
     def count(self) -> int:
-        return len(self.targets)
+        return len(self._versions)
 
 
 class HostShare:
