@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import gc
 import ipaddress
 import os
 import pathlib
@@ -428,7 +429,15 @@ class PortscanInventory:
         defaults.written = [(e.origin, copy.deepcopy(e.data)) for e in elements]
         if subnets_doc:
             assert self.subnet_file is not None
-            self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
+            # a host is a few objects that all stay: collections on the way would only walk
+            # the hosts made so far again and again (a /16: about a second)
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
+            finally:
+                if collecting:
+                    gc.enable()
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
     def _defaults(self) -> SourcedDefaults:

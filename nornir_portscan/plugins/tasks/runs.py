@@ -29,6 +29,7 @@ hosts that scan their own address with the same settings share one plan (merged.
 
 from __future__ import annotations
 
+import gc
 import threading
 import weakref
 from collections.abc import Callable
@@ -203,7 +204,15 @@ def claim(task: Task, args: dict[str, object],
                 return entry.options, entry
             if name not in batch.members:
                 return _alone(task, args, watchers, resume)
-        return _new_batch(task, state, args, watchers, resume)
+        # The batch makes a few objects per host, all kept until the run ends: collections
+        # on the way would only walk the inventory again and again (a /16: seconds)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _new_batch(task, state, args, watchers, resume)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def _alone(task: Task, args: dict[str, object], watchers: list[ScanObserver],
