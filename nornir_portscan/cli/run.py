@@ -8,7 +8,6 @@ the outcome to an exit status a CI job can gate on.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -345,10 +344,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if silent:
         print(silent, file=sys.stderr)
     if args.save:
+        from ..report.json_ import render as render_json
+
         if not args.all_ports:
             compact_document(doc)
-        _write(args.save, lambda s: s.write(json.dumps(doc, indent=2, default=str) + "\n"),
-               durable=journal is not None)
+        _write(args.save, lambda s: render_json(doc, s), durable=journal is not None)
     if journal is not None:
         if not interrupted and not any(_scan_failed(r) for r in broken.values()):
             journal.remove()  # the report is complete and in place: nothing to continue

@@ -13,6 +13,7 @@ import bisect
 import ipaddress
 import itertools
 import re
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -427,3 +428,23 @@ def parse_targets(targets: str | Iterable[str], exclude: str | Iterable[str] = (
     items = [parse_target(e) for e in entries]
     excludes = [parse_target(e, whole_network=True) for e in _split(exclude)] if exclude else []
     return TargetSpec(items, excludes)
+
+
+def literal_target(address: str) -> tuple[Target, bool] | None:
+    """The target a literal address is scanned as (its text as iterating a target list
+    gives it) and whether it is loopback; None for anything else. A dotted quad is read
+    in C: a nornir run reads thousands, and ``ipaddress`` costs more than the rest of a
+    host's options."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, ValueError, TypeError):
+        pass
+    else:
+        if socket.inet_ntop(socket.AF_INET, packed) == address:
+            return Target(address, None, 4), packed[0] == 127
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return Target(str(ip), None, ip.version), (ip.is_loopback if ip.version == 4
+                                               else int(ip) == 1)

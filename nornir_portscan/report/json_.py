@@ -11,6 +11,7 @@ from ..engine.core.outcome import STATE_TEXT, PortRun, ProbeOutcome
 from ..plugins.common.ports import compact_target
 from ..plugins.common.shapes import PortEntry, TargetEntry
 from .base import ScanSummary
+from .json_text import dump
 
 if TYPE_CHECKING:
     from .document import RunDocument
@@ -64,8 +65,9 @@ def render(doc: RunDocument, stream: IO[str]) -> None:
     """Write a run document as indented JSON: the ``--save`` file ``--baseline`` reads back.
 
     ``default=str`` keeps a stray non-JSON value (a datetime in the options) from
-    losing the whole report at the end of a long run.
+    losing the whole report at the end of a long run. The text is what
+    ``json.dump(doc, stream, indent=2, default=str)`` writes, a host at a time and
+    faster (json_text.py).
     """
-    json.dump(doc, stream, indent=2, default=str)
-    stream.write("\n")
+    dump(doc, stream, default=str)
     stream.flush()

@@ -9,7 +9,7 @@ pure: a nornir run plans a scan for every host, and none of that may touch the p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ...inputs.ports import parse_ports
@@ -61,18 +61,42 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
     scope = Scope(parse_networks(values["allowed"]), values["max_addresses"])
     scope.check(spec)
     port_list = parse_ports(ports)
-    rate = values["rate"]
-    # a rate per vantage point asked for: the whole scan is capped only if asked as well
-    # (the point of workers with rates of their own is that they add up)
-    if (rate is None and not values["worker_rate"] and isinstance(spec, TargetSpec)
-            and not spec.loopback_only()):
-        rate = DEFAULT_REMOTE_RATE
-    # discovery only pays when there is more than one host to tell apart
-    discovery = values["discovery"] and spec.count() > 1
     options = JobOptions(timeout=values["timeout"], retries=values["retries"],
-                         discovery=discovery, banners=values["banners"],
+                         discovery=values["discovery"], banners=values["banners"],
                          banner_wait=values["banner_wait"], allowed=tuple(scope.allowed),
                          recheck=values["recheck"])
-    return ScanPlan(spec, port_list, options, values["concurrency"] or None, rate or None,
-                    shards, values["cluster"], values["max_addresses"],
-                    {s.name: values[s.name] for s in PER_SCAN})
+    return _from_targets(ScanPlan(spec, port_list, options, values["concurrency"] or None,
+                                  values["rate"], shards, values["cluster"],
+                                  values["max_addresses"],
+                                  {s.name: values[s.name] for s in PER_SCAN}), spec)
+
+
+def retarget(plan: ScanPlan, spec: TargetSource) -> ScanPlan:
+    """The same scan of other targets: what a plan takes from its targets (the scope check,
+    the default rate beyond loopback, discovery) taken anew, and nothing parsed again.
+    A nornir run plans thousands of hosts that differ only in their address."""
+    if isinstance(spec, TargetSpec):
+        Scope(list(plan.options.allowed), plan.max_addresses).check(spec)
+    return _from_targets(plan, spec)
+
+
+def _from_targets(plan: ScanPlan, spec: TargetSource) -> ScanPlan:
+    values = plan.settings
+    rate = rate_for(plan, not isinstance(spec, TargetSpec) or spec.loopback_only())
+    # discovery only pays when there is more than one host to tell apart
+    discovery = bool(values.get("discovery", True)) and spec.count() > 1
+    options = plan.options
+    if options.discovery != discovery:
+        options = replace(options, discovery=discovery)
+    return replace(plan, spec=spec, options=options, rate=rate)
+
+
+def rate_for(plan: ScanPlan, loopback: bool) -> float | None:
+    """The rate cap of a plan's settings for targets within loopback or not."""
+    values = plan.settings
+    rate = values.get("rate")
+    # a rate per vantage point asked for: the whole scan is capped only if asked as well
+    # (the point of workers with rates of their own is that they add up)
+    if rate is None and not values.get("worker_rate") and not loopback:
+        rate = DEFAULT_REMOTE_RATE
+    return rate or None

@@ -4,6 +4,9 @@ nornir runs host tasks on a thread pool; if each task ran its own loop, a run
 would be capped at the pool size and every task would learn RTTs and respect
 rate caps alone. Here every task submits a job to the same scheduler on one
 engine thread, so concurrency, timing and rate caps cover the whole inventory.
+
+A big plan may run on worker processes instead (``engine.shards.shard.submit_sharded``),
+its outcomes handed out through the same ``JobHandle``.
 """
 
 from __future__ import annotations
@@ -45,18 +48,28 @@ class Resumed:
 
 
 class JobHandle:
-    """A submitted scan: iterate it for outcomes as they are decided (thread-safe)."""
+    """A submitted scan: iterate it for outcomes as they are decided (thread-safe).
+
+    ``keep=False``: the outcomes go only to ``on_outcome`` (a caller that sorts them as
+    they come, a nornir run's merged scan), so the handle does not hold a second copy of
+    them; iterating it then only waits for the end and raises what failed.
+    ``on_end`` hears the end (None) or the failure, on the thread that ran the scan."""
 
     def __init__(self, plan: ScanPlan,
                  on_outcome: Callable[[ProbeOutcome], None] | None = None,
-                 resumed: Resumed | None = None) -> None:
+                 resumed: Resumed | None = None, *, keep: bool = True,
+                 on_end: Callable[[BaseException | None], None] | None = None) -> None:
         self.plan = plan
         self.on_outcome = on_outcome
+        self.keep = keep
+        self.on_end = on_end
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.jobs: list[Job] = []
         self.cancelled = False
         self.resumed = resumed
         self._left = 0  # jobs not ended yet
+        self._ended = False
+        self._lost: BaseException | None = None  # what on_outcome raised (keep=False)
         self._record: Callable[[ProbeOutcome], None] | None = None
         #: From submission to the last outcome, once the scan ended (a report's per-host
         #: time: junit's testcase time); None before.
@@ -79,31 +92,55 @@ class JobHandle:
                 self.elapsed_s = time.monotonic() - self._submitted
                 if self.resumed is not None:
                     self.resumed.finished()
-                self._queue.put(_DONE)
+                self._end(self._accounting_error())
             return
         if self._record is not None:
             self._record(outcome)
         self._hand_out(outcome)
 
+    def hand_out(self, outcome: ProbeOutcome) -> None:
+        """An outcome decided elsewhere than the engine's loop (a plan on shards)."""
+        self._hand_out(outcome)
+
+    def end(self, error: BaseException | None) -> None:
+        """The scan ended elsewhere than the engine's loop: done (None) or failed."""
+        self._end(error)
+
     def _hand_out(self, outcome: ProbeOutcome) -> None:
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
-            except Exception:
+            except Exception as exc:
                 self.on_outcome = None
-        self._queue.put(outcome)
+                if not self.keep:  # the caller's only copy is lost: the scan has failed
+                    self._lost = exc
+        if self.keep:
+            self._queue.put(outcome)
+
+    def _accounting_error(self) -> EngineError | None:
+        for job in self.jobs:
+            if job.emitted != job.addresses * len(job.ports):
+                return EngineError(f"accounting error: {job.emitted} outcomes for "
+                                   f"{job.addresses} hosts x {len(job.ports)} ports")
+        return None
+
+    def _end(self, error: BaseException | None) -> None:
+        """The first end counts (a resumed scan's jobs may each fail with the engine)."""
+        if self._ended:
+            return
+        self._ended = True
+        error = error or self._lost
+        if self.on_end is not None:
+            self.on_end(error)
+        self._queue.put(_DONE if error is None else error)
 
     def _fail(self, exc: BaseException) -> None:
-        self._queue.put(exc)
+        self._end(exc)
 
     def __iter__(self) -> Iterator[ProbeOutcome]:
         while True:
             item = self._queue.get()
             if item is _DONE:
-                for job in self.jobs:
-                    if job.emitted != job.addresses * len(job.ports):
-                        raise EngineError(f"accounting error: {job.emitted} outcomes for "
-                                          f"{job.addresses} hosts x {len(job.ports)} ports")
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -119,6 +156,7 @@ class Engine:
 
     def __init__(self, concurrency: int | None = None, rate: float | None = None) -> None:
         self.concurrency = concurrency_budget(concurrency)
+        self.concurrency_asked = concurrency is not None  # a cap shards could not share
         self.rate = rate
         self._lock = threading.Lock()
         self._inbox: list[JobHandle] = []
@@ -137,14 +175,17 @@ class Engine:
         """Settings for the engine's next start (the command line's --concurrency/--rate)."""
         if concurrency is not None:
             self.concurrency = concurrency_budget(concurrency)
+        self.concurrency_asked = concurrency is not None
         self.rate = rate
 
     def submit(self, plan: ScanPlan,
                on_outcome: Callable[[ProbeOutcome], None] | None = None,
-               resumed: Resumed | None = None) -> JobHandle:
+               resumed: Resumed | None = None, *, keep: bool = True,
+               on_end: Callable[[BaseException | None], None] | None = None) -> JobHandle:
         """Queue a plan's scan; with ``resumed``, only what its journal has not decided
-        (and nothing at all, no engine, when nothing is left)."""
-        handle = JobHandle(plan, on_outcome, resumed)
+        (and nothing at all, no engine, when nothing is left). ``keep`` and ``on_end``:
+        see ``JobHandle``."""
+        handle = JobHandle(plan, on_outcome, resumed, keep=keep, on_end=on_end)
         if resumed is not None and resumed.point is None:
             handle._put(None)
             return handle

@@ -10,6 +10,7 @@ of completion; small scans stay in one process, where a fork would dominate.
 from __future__ import annotations
 
 import functools
+import gc
 import mmap
 import os
 import pickle
@@ -167,6 +168,10 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
     sel = selectors.DefaultSelector()
     buffers: dict[int, bytearray] = {}
     received: dict[int, int] = {}  # outcomes from each worker, to check against its count
+    # The workers inherit the parent's objects (a nornir run's inventory and Results)
+    # copy-on-write; a collection in a worker would touch every one of them and copy
+    # every page. Frozen objects are left alone by collections, in the workers too.
+    gc.freeze()
     try:
         for i in range(count):
             rfd, wfd = os.pipe()
@@ -181,6 +186,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
             received[rfd] = 0
             sel.register(rfd, selectors.EVENT_READ)
             finished: set[int] = set()
+        gc.unfreeze()  # the parent collects its own garbage again
         error: BaseException | None = None
         while len(finished) < len(children) or sel.get_map():
             for key, _ in sel.select():
@@ -223,6 +229,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
         if error is not None:
             raise error
     finally:
+        gc.unfreeze()
         for fd, pid in children.items():
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -237,3 +244,4 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
             except OSError:
                 pass
         sel.close()
+

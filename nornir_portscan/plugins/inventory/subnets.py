@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import gc
 import ipaddress
 import os
 import pathlib
@@ -401,7 +402,15 @@ class PortscanInventory:
         defaults.written = [(e.origin, copy.deepcopy(e.data)) for e in elements]
         if subnets_doc:
             assert self.subnet_file is not None
-            self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
+            # a host is a few objects that all stay: collections on the way would only walk
+            # the hosts made so far again and again (a /16: about a second)
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
+            finally:
+                if collecting:
+                    gc.enable()
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
     def _defaults(self) -> SourcedDefaults:
@@ -488,20 +497,36 @@ class PortscanInventory:
                         known.groups.add(groups[group])
                     _fill(known.data, entry.attrs["data"], origin, known.filled)
                     continue
-                name = entry.host_name(address, index)
+                text = str(address)
+                name = (f"{entry.name}/{text}" if entry.name_format == DEFAULT_NAME_FORMAT
+                        else entry.host_name(address, index))
                 if name in hosts:
                     raise _fail(path, entry.where,
                                 f"host name {name!r} made by name_format is already taken")
                 # nornir completes a host's connection options in place: never share them
-                attrs = dict(entry.attrs, hostname=str(address),
-                             data=copy.deepcopy(entry.attrs["data"]),
-                             connection_options=copy.deepcopy(
-                                 entry.attrs["connection_options"]))
+                attrs = dict(entry.attrs, hostname=text, data=_copied(entry.attrs["data"]),
+                             connection_options=_copied(entry.attrs["connection_options"]))
                 host = sourced(SourcedHost(name=name, defaults=defaults,
                                             groups=ParentGroups(groups[g] for g in entry.groups),
                                             **attrs), origin)
                 hosts[name] = host
                 by_address[address] = host
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """``copy.deepcopy`` of what YAML gives (dicts, lists, scalars) at a fifth of its cost,
+    which a /16 pays 65,534 times; anything else goes through deepcopy."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    return copy.deepcopy(value)
 
 
 class SimpleFiles(PortscanInventory):

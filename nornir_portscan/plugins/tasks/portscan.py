@@ -11,7 +11,6 @@ value, not raised: nornir would print a traceback for a typo in a YAML file.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +23,12 @@ from ..common.ports import lookup
 from ..common.shapes import PortEntry
 from . import result as results
 from .options import ScanOptions, resolve_options, run_settings
-from .runs import Pending, acquire, observers, open_journal, submit
+from .run_options import RunOptions
+from .runs import Pending, claim, observers, open_journal, submit
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ...engine.io.journal import Journal
 
 PortsArg = str | int | list[str | int] | None
@@ -140,17 +142,8 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
             "baseline": baseline, **settings}
     try:
         _check_all_ports(task.host, all_ports)
-        run = run_settings(task.nornir.config)
-        options = resolve_options(task.host, args, run=run)
-    except PortscanError as exc:
-        return _invalid(task.host, exc)
-
-    def resolve_other(host: Host) -> ScanOptions:
-        return resolve_options(host, args, with_baseline=False, run=run)
-
-    try:
-        pending = acquire(task, options, resolve_other, None if resume is None else str(resume))
-    except PortscanError as exc:  # the journal belongs to another run, say
+        options, pending = claim(task, args, None if resume is None else str(resume))
+    except PortscanError as exc:  # invalid input, or the journal belongs to another run
         return _invalid(task.host, exc)
     except Exception as exc:
         return _scan_failed(task.host, exc)
@@ -167,11 +160,11 @@ def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:
     are the task's, as ``nr.run(task=portscan, ...)`` will get them; the run's tasks then
     share the journal opened here."""
     args = {k: v for k, v in arguments.items() if k not in ("baseline", "resume", "all_ports")}
-    run = run_settings(nr.config)
+    resolver = RunOptions(args, run_settings(nr.config), with_baseline=False)
     plans: dict[str, Any] = {}
     for name, host in nr.inventory.hosts.items():
         try:
-            options = resolve_options(host, args, with_baseline=False, run=run)
+            options = resolver.resolve(host)
         except PortscanError:
             continue  # its own task fails with the message
         plans[name] = options.plan or options.make_plan()
@@ -186,6 +179,8 @@ async def _gather(pending: Pending) -> list[ProbeOutcome]:
     The default executor has a few dozen threads: a thousand awaiting hosts would queue
     behind them. A plain daemon thread per scan only sleeps on the handle's queue.
     """
+    import asyncio  # here: a threaded run (``nornir-portscan run``) starts without it
+
     loop = asyncio.get_running_loop()
     future: asyncio.Future[list[ProbeOutcome]] = loop.create_future()
 

@@ -21,10 +21,15 @@ With ``resume`` (a journal's path) a run survives a crash: the journal has a sec
 nornir host, holding the (address, port) pairs decided so far, so the same run again hands
 each host's decided outcomes out first and probes only the rest. All of a batch's hosts
 are known when its first task opens the journal, so one look at the file serves them all.
+
+A batch resolves its hosts' options once (``RunOptions``: equal inventory data is checked
+once) and hands each host its options with its scan, so a host's task parses nothing. The
+hosts that scan their own address with the same settings share one plan (merged.py).
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import weakref
 from collections.abc import Callable
@@ -34,9 +39,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.io.local import resume_point
 from ...engine.io.service import JobHandle, Resumed, shared_engine
-from ...engine.shards.cluster import ClusterJob
 from ...errors import PortscanError
-from .options import ScanKey, ScanOptions
+from . import merged
+from .options import ScanOptions, resolve_options, run_settings
+from .run_options import Addressed, RunOptions
 
 if TYPE_CHECKING:
     from nornir.core import Nornir
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
     from nornir.core.task import Task
 
     from ...engine.io.journal import Journal
+    from ...engine.shards.cluster import ClusterJob
 
 
 @runtime_checkable
@@ -60,20 +67,29 @@ class ScanObserver(Protocol):
     def scan_collected(self, host: str, planned: int, probes: int) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """A submitted scan, and how many probes it was planned to be (for progress totals)."""
 
-    handle: JobHandle | ClusterJob
-    key: ScanKey
+    handle: JobHandle | ClusterJob | merged.HostShare
     planned: int
+    #: the options the scan was planned with (a batch resolved them for the host's task)
+    options: ScanOptions | None = None
 
 
 @dataclass
 class _Batch:
     members: set[str]
+    args: dict[str, object] = field(default_factory=dict)
+    resume: str | None = None
 
-    def over(self, host: str, pending: Pending | None) -> bool:
+    def same(self, args: dict[str, object], resume: str | None) -> bool:
+        """Whether a task's arguments are the batch's (every host of one nr.run gets the
+        same objects, so identity decides before any deep comparison)."""
+        return resume == self.resume and args.keys() == self.args.keys() and all(
+            value is self.args[key] or value == self.args[key] for key, value in args.items())
+
+    def over(self, host: str, pending: Pending | PortscanError | None) -> bool:
         # This host already collected its scan: a new run has begun. (Whether the run's
         # worker threads are alive is no signal: under load a pool thread of the same run
         # was seen reported dead, and a second batch then scanned every host twice.)
@@ -83,7 +99,7 @@ class _Batch:
 @dataclass
 class _RunState:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: dict[str, Pending] = field(default_factory=dict)
+    pending: dict[str, Pending | PortscanError] = field(default_factory=dict)
     batch: _Batch | None = None
 
 
@@ -91,8 +107,19 @@ _states: weakref.WeakKeyDictionary[Nornir, _RunState] = weakref.WeakKeyDictionar
 _states_lock = threading.Lock()
 
 
+_seen: tuple[object, list[ScanObserver]] = (None, [])
+
+
 def observers(task: Task) -> list[ScanObserver]:
-    return [p for p in task.processors if isinstance(p, ScanObserver)]
+    """The task's processors that watch probes: a Protocol check is slow, and every host
+    of a run has the same processors, so the last answer is kept."""
+    global _seen
+    processors = task.processors
+    seen, found = _seen
+    if seen is not processors:
+        found = [p for p in processors if isinstance(p, ScanObserver)]
+        _seen = (processors, found)
+    return found
 
 
 def open_journal(path: str, plans: dict[str, ScanOptions], new_run: bool = False) -> Journal:
@@ -135,10 +162,12 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
             w.scan_submitted(host, planned)
     resumed = None if journal is None else _resumed(journal, host)
     if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
+        from ...engine.shards.cluster import ClusterJob  # here: Dask's side loads on use
+
         return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed,
-                                  shared_rate=shared_engine().rate), options.key, planned)
+                                  shared_rate=shared_engine().rate), planned, options)
     return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
-                   options.key, planned)
+                   planned, options)
 
 
 def _run_hosts(task: Task) -> list[Host]:
@@ -152,51 +181,102 @@ def _run_hosts(task: Task) -> list[Host]:
     return [h for name, h in task.nornir.inventory.hosts.items() if (name in failed) == mine]
 
 
-def acquire(task: Task, options: ScanOptions,
-            resolve: Callable[[Host], ScanOptions], resume: str | None = None) -> Pending:
-    """This host's scan: pre-submitted by the run's first task, or submitted now."""
+def claim(task: Task, args: dict[str, object],
+          resume: str | None = None) -> tuple[ScanOptions, Pending]:
+    """This host's options and scan: resolved and submitted by the run's first task, or
+    now. Raises the ``PortscanError`` of invalid input (the host's own data, the config,
+    another run's journal)."""
     watchers = observers(task)
     name = task.host.name
     if task.parent_task is not None:
-        return _alone(name, options, watchers, resume)
+        return _alone(task, args, watchers, resume)
     with _states_lock:
         state = _states.setdefault(task.nornir, _RunState())
     with state.lock:
-        pending = state.pending.pop(name, None)
+        entry = state.pending.pop(name, None)
         batch = state.batch
-        fresh = batch is not None and not batch.over(name, pending)
+        fresh = batch is not None and not batch.over(name, entry)
         if fresh and batch is not None:
-            if pending is not None and pending.key == options.key:
-                return pending
+            if entry is not None and batch.same(args, resume):
+                if isinstance(entry, PortscanError):
+                    raise entry
+                assert entry.options is not None
+                return entry.options, entry
             if name not in batch.members:
-                return _alone(name, options, watchers, resume)
-        return _new_batch(task, state, options, resolve, watchers, resume)
-
-
-def _alone(name: str, options: ScanOptions, watchers: list[ScanObserver],
-           resume: str | None) -> Pending:
-    journal = None if resume is None else open_journal(resume, {name: options})
-    return submit(name, options, watchers, journal)
-
-
-def _new_batch(task: Task, state: _RunState, options: ScanOptions,
-               resolve: Callable[[Host], ScanOptions],
-               watchers: list[ScanObserver], resume: str | None) -> Pending:
-    """Submit every host of the run; hosts whose data is invalid fail in their own task."""
-    name = task.host.name
-    state.pending.clear()  # leftovers of an earlier run would be stale results
-    batch = {name: options}
-    for host in _run_hosts(task):
-        if host.name == name:
-            continue
+                return _alone(task, args, watchers, resume)
+        # The batch makes a few objects per host, all kept until the run ends: collections
+        # on the way would only walk the inventory again and again (a /16: seconds)
+        collecting = gc.isenabled()
+        gc.disable()
         try:
-            batch[host.name] = resolve(host)
-        except PortscanError:
+            return _new_batch(task, state, args, watchers, resume)
+        finally:
+            if collecting:
+                gc.enable()
+
+
+def _alone(task: Task, args: dict[str, object], watchers: list[ScanObserver],
+           resume: str | None) -> tuple[ScanOptions, Pending]:
+    name = task.host.name
+    options = resolve_options(task.host, args, run=run_settings(task.nornir.config))
+    journal = None if resume is None else open_journal(resume, {name: options})
+    return options, submit(name, options, watchers, journal)
+
+
+def _new_batch(task: Task, state: _RunState, args: dict[str, object],
+               watchers: list[ScanObserver],
+               resume: str | None) -> tuple[ScanOptions, Pending]:
+    """Resolve and submit every host of the run; an invalid host's error waits for its
+    own task."""
+    name = task.host.name
+    resolver = RunOptions(args, run_settings(task.nornir.config))
+    hosts = {host.name: host for host in _run_hosts(task)}
+    resolved: dict[str, ScanOptions | Addressed] = {}
+    errors: dict[str, Pending | PortscanError] = {}
+    for host_name, host in hosts.items():
+        try:
+            resolved[host_name] = (resolver.resolve(host) if resume is not None
+                                   else resolver.resolve_lean(host))
+        except PortscanError as exc:
+            errors[host_name] = exc
+    if resume is None:
+        journal = None
+        groups, alone = merged.group(resolved)
+    else:  # the journal keeps a section per host: each host's own job
+        valid = {n: resolver.full(hosts[n], o) for n, o in resolved.items()}
+        journal = open_journal(resume, valid, new_run=True)
+        groups, alone = [], list(valid)
+    state.pending.clear()  # leftovers of an earlier run would be stale results
+    state.pending.update(errors)
+    probe_done = _probe_done(watchers)
+    for plan, members in groups:
+        planned = len(plan.ports)  # each host's: one address
+        for host_name, _ in members.values():
+            for w in watchers:
+                w.scan_submitted(host_name, planned)
+        shares = merged.submit(plan, members, probe_done)
+        for host_name, options in members.values():
+            state.pending[host_name] = Pending(shares[host_name], planned, options)
+    for other in alone:
+        try:
+            options = resolver.full(hosts[other], resolved[other])
+        except PortscanError as exc:  # not seen before: resolved alone only now
+            state.pending[other] = exc
             continue
-    journal = None if resume is None else open_journal(resume, batch, new_run=True)
-    own = submit(name, options, watchers, journal)
-    for other, other_options in batch.items():
-        if other != name:
-            state.pending[other] = submit(other, other_options, watchers, journal)
-    state.batch = _Batch(set(batch))
-    return own
+        state.pending[other] = submit(other, options, watchers, journal)
+    state.batch = _Batch(set(hosts), args, resume)
+    own = state.pending.pop(name)
+    if isinstance(own, PortscanError):
+        raise own
+    assert own.options is not None
+    return own.options, own
+
+
+def _probe_done(watchers: list[ScanObserver]) -> Callable[[ProbeOutcome], None] | None:
+    if not watchers:
+        return None
+
+    def probe_done(outcome: ProbeOutcome) -> None:
+        for w in watchers:
+            w.probe_done(outcome)
+    return probe_done
