@@ -73,9 +73,11 @@ badly: {{hostname: 127.0.7.40, data: {{portscan: {{ports: "70000"}}}}}}
 
 
 def _comparable(r: Result) -> dict[str, Any]:
-    """What a host's Result says, without the round-trip times a second scan changes."""
+    """What a host's Result says, without the round-trip and scan times a second scan
+    changes."""
     result = json.loads(json.dumps(r.result)) if isinstance(r.result, dict) else r.result
     if isinstance(result, dict):
+        result["elapsed_s"] = "time" if result.get("elapsed_s") is not None else None
         for target in result["targets"].values():
             for port in target["ports"].values():
                 port["rtt_ms"] = "rtt" if port["rtt_ms"] is not None else None
