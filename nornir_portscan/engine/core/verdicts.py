@@ -226,7 +226,7 @@ class Verdicts:
         unsent = list(host.cursor)
         host.disc_left -= len(unsent)
         unsent = [p for p in unsent if p in job.ports_set]
-        rest = job.port_order(hash(host.addr))
+        rest = job.port_order(host.addr)
         host.cursor = itertools.chain(unsent, rest) if unsent else rest
         deferred, host.deferred = host.deferred, []
         allowed = self.allowed_attempts(job)

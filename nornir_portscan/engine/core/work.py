@@ -8,6 +8,7 @@ apart keeps each module short enough to read in one go.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -38,6 +39,19 @@ def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int
         if p not in chosen:
             chosen.append(p)
     return tuple(chosen)
+
+
+#: The seed of ``address_salt``: part of the port order's definition, so a scan given the
+#: same job key probes each host's ports in the same order in every process and every run.
+#: Changing it changes every order; it is written down here, not drawn.
+PORT_ORDER_SEED = 0x6E6F726E  # "norn"
+
+
+def address_salt(addr: str) -> int:
+    """A host's share of its port order's key: CRC-32 of the address text, seeded with
+    ``PORT_ORDER_SEED``. Not ``hash(addr)``: Python salts string hashes per process
+    (PYTHONHASHSEED), which made the same scan probe in another order in each run."""
+    return zlib.crc32(addr.encode(), PORT_ORDER_SEED)
 
 
 def affine_map(key: int, n: int) -> tuple[int, int]:
@@ -160,11 +174,12 @@ class Job:
         self.recheck_deadline = -1.0  # set when its held hosts' re-probes begin
 
 
-    def port_order(self, salt: int) -> Iterator[int]:
-        """The non-discovery ports of one host, in this job's keyed order."""
+    def port_order(self, addr: str) -> Iterator[int]:
+        """The non-discovery ports of one host, in this job's keyed order: a function of
+        the job's key and the address alone (``address_salt``)."""
         if not self.key:
             return iter(self.nondisc_ports)
-        return permuted(self.nondisc_ports, self.key ^ (salt & 0xFFFFFFFFFF))
+        return permuted(self.nondisc_ports, self.key ^ address_salt(addr))
 
 
 class Host:
@@ -206,7 +221,7 @@ class Host:
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
         self.cursor: Iterator[int] = (iter(job.disc_ports) if job.disc_ports
-                                      else job.port_order(hash(addr)))
+                                      else job.port_order(addr))
 
 
 class Probe:
