@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from .outcome import PortState
-from .verdicts import HOST_SAME, HOST_UNREACHABLE, HOST_UP
+from .verdicts import HOST_SAME, HOST_UP, HostVerdict, Unreachable
 from .work import Host, JobOptions, Probe
 
 _OPEN, _CLOSED, _UNREACHABLE = PortState.OPEN, PortState.CLOSED, PortState.UNREACHABLE
@@ -168,17 +168,18 @@ class Recheck:
                     self.deadline(host, now))
         return max(0.0, until - now)
 
-    def answered(self, host: Host, state: PortState) -> tuple[int, list[Host], bool]:
-        """A re-probe's verdict: (what the host gets: HOST_UNREACHABLE, HOST_UP or, silent,
-        HOST_SAME; the group's silent hosts once the whole group is decided; whether those
-        are down, else they are held again)."""
+    def answered(self, host: Host, state: PortState, reason: str
+                 ) -> tuple[HostVerdict, list[Host], bool]:
+        """A re-probe's verdict (``reason``: its answer's): (what the host gets:
+        ``Unreachable``, HOST_UP or, silent, HOST_SAME; the group's silent hosts once the
+        whole group is decided; whether those are down, else they are held again)."""
         host.rechecking = False
         self.left -= 1
-        host_do = HOST_SAME
+        host_do: HostVerdict = HOST_SAME
         if state is _UNREACHABLE:
             self.errors += 1
             self.recovered += 1
-            host_do = HOST_UNREACHABLE
+            host_do = Unreachable(reason)
         elif state is _OPEN or state is _CLOSED:
             # up after all (its discovery answers were lost): scanned like any up host
             self.recovered += 1

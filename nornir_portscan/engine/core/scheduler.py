@@ -37,7 +37,7 @@ from .verdicts import (
     HOST_DOWN,
     HOST_HOLD,
     HOST_RECHECKED,
-    HOST_UNREACHABLE,
+    HOST_SAME,
     HOST_UP,
     NEXT_TRY,
     NO_RESPONSE,
@@ -46,6 +46,7 @@ from .verdicts import (
     REARM,
     RETRY,
     SILENT_LAST,
+    Unreachable,
     Verdicts,
 )
 from .work import Host, IcmpEvidence, Job, Probe
@@ -279,18 +280,18 @@ class Scheduler:
             if probe.done:
                 continue
             action, deadline = verdicts.on_due(probe, now, timeout)
-            if action == REARM:
+            if action is REARM:
                 timers.add(deadline, probe)
                 continue
-            if action == NEXT_TRY:  # the next overlapping try goes out; this one waits on
+            if action is NEXT_TRY:  # the next overlapping try goes out; this one waits on
                 retry.append(probe.overlapping_try())
                 timers.add(deadline, probe)
                 continue
             flight.settle(probe)
             out.append(probe)
-            if action == RETRY:
+            if action is RETRY:
                 retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
-            elif action == SILENT_LAST:
+            elif action is SILENT_LAST:
                 self._final(probe, _FILTERED, NO_RESPONSE, None)
         return out
 
@@ -345,21 +346,22 @@ class Scheduler:
                 self.intake.emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
             return
         port_do, host_do = self.verdicts.discovery(probe, state, reason)
-        if host_do == HOST_RECHECKED:
+        if host_do is HOST_RECHECKED:
             self._rechecked(host, state, reason)
             return
-        if host_do == HOST_UP:
+        if host_do is HOST_UP:
             self._host_up(host)
-        if port_do == PORT_EMIT:
+        if port_do is PORT_EMIT:
             self.intake.emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
-        elif port_do == PORT_RETRY:
+        elif port_do is PORT_RETRY:
             self.intake.retry.append(Probe(host, probe.port, probe.attempt + 1, False))
-        if host_do == HOST_UNREACHABLE:
-            assert host.disc_unreach is not None  # the reason of the reject it drew
-            self._host_decided(host, _UNREACHABLE, host.disc_unreach)
-        elif host_do == HOST_HOLD:
+        if host_do is HOST_SAME:
+            return
+        if isinstance(host_do, Unreachable):
+            self._host_decided(host, _UNREACHABLE, host_do.reason)
+        elif host_do is HOST_HOLD:
             self._hold(host)
-        elif host_do == HOST_DOWN:
+        elif host_do is HOST_DOWN:
             self._host_decided(host, _FILTERED, DOWN_REASON)
 
     def _host_up(self, host: Host) -> None:
@@ -400,11 +402,10 @@ class Scheduler:
 
     def _rechecked(self, host: Host, state: PortState, reason: str) -> None:
         """A re-probe's verdict; silent hosts wait for the rest of their group."""
-        host_do, quiet, down = self.recheck.answered(host, state)
-        if host_do == HOST_UNREACHABLE:
-            host.disc_unreach = reason
-            self._host_decided(host, _UNREACHABLE, reason)
-        elif host_do == HOST_UP:
+        host_do, quiet, down = self.recheck.answered(host, state, reason)
+        if isinstance(host_do, Unreachable):
+            self._host_decided(host, _UNREACHABLE, host_do.reason)
+        elif host_do is HOST_UP:
             self._host_up(host)
         for other in quiet:
             if down:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from enum import Enum
+from typing import NamedTuple
 
 from .outcome import PortState
 from .work import Host, IcmpEvidence, Job, Probe
@@ -52,29 +54,57 @@ QUIET_WINDOW = 5.0
 NO_RESPONSE = "no-response"
 DOWN_REASON = "host-down"
 
-# What ``on_due`` decides for a probe whose deadline came.
-#: Not yet: its real deadline is later (the returned time).
-REARM = 0
-#: Not yet, but the next of its overlapping tries goes out now (fixed timeout).
-NEXT_TRY = 1
-#: Its time is up: try again.
-RETRY = 2
-#: Its time is up and it was the port's last try: filtered.
-SILENT_LAST = 3
-#: Its time is up; another try of the port is still out and decides.
-SILENT_OTHERS_OUT = 4
+class Due(Enum):
+    """What ``on_due`` decides for a probe whose deadline came."""
 
-# What ``discovery`` decides for the probed port ...
-PORT_NONE = 0  # nothing (not asked for, decided already, or set aside for the host)
-PORT_EMIT = 1  # its own answer
-PORT_RETRY = 2  # silent on an up host: one more try, as a port probe
-# ... and for its host.
-HOST_SAME = 0
-HOST_UP = 1
-HOST_UNREACHABLE = 2  # with the reason in host.disc_unreach
-HOST_DOWN = 3
-HOST_HOLD = 4  # silent in a network that may rate-limit its rejects: recheck.py
-HOST_RECHECKED = 5  # a re-probe's answer: recheck.py decides
+    #: Not yet: its real deadline is later (the returned time).
+    REARM = "rearm"
+    #: Not yet, but the next of its overlapping tries goes out now (fixed timeout).
+    NEXT_TRY = "next-try"
+    #: Its time is up: try again.
+    RETRY = "retry"
+    #: Its time is up and it was the port's last try: filtered.
+    SILENT_LAST = "silent-last"
+    #: Its time is up; another try of the port is still out and decides.
+    SILENT_OTHERS_OUT = "silent-others-out"
+
+
+class PortDo(Enum):
+    """What ``discovery`` decides for the probed port."""
+
+    NONE = "none"  # nothing (not asked for, decided already, or set aside for the host)
+    EMIT = "emit"  # its own answer
+    RETRY = "retry"  # silent on an up host: one more try, as a port probe
+
+
+class HostDo(Enum):
+    """What ``discovery`` (or a re-probe, ``Recheck.answered``) decides for the host, but
+    for unreachable, which carries its reason (``Unreachable``)."""
+
+    SAME = "same"
+    UP = "up"
+    DOWN = "down"
+    HOLD = "hold"  # silent in a network that may rate-limit its rejects: recheck.py
+    RECHECKED = "rechecked"  # a re-probe's answer: recheck.py decides
+
+
+class Unreachable(NamedTuple):
+    """The host is unreachable, with the reason of the ICMP error it drew."""
+
+    reason: str
+
+
+#: A host's verdict: distinct types, so a port's verdict, a due probe's or a host's cannot
+#: be taken for one another (they were ints whose values collided) and an unreachable
+#: host's reason travels with its verdict.
+HostVerdict = HostDo | Unreachable
+
+# Module-level names for the hot paths (a global, not an enum class attribute, per use).
+REARM, NEXT_TRY, RETRY = Due.REARM, Due.NEXT_TRY, Due.RETRY
+SILENT_LAST, SILENT_OTHERS_OUT = Due.SILENT_LAST, Due.SILENT_OTHERS_OUT
+PORT_NONE, PORT_EMIT, PORT_RETRY = PortDo.NONE, PortDo.EMIT, PortDo.RETRY
+HOST_SAME, HOST_UP, HOST_DOWN = HostDo.SAME, HostDo.UP, HostDo.DOWN
+HOST_HOLD, HOST_RECHECKED = HostDo.HOLD, HostDo.RECHECKED
 
 
 def network_of(addr: str) -> str:
@@ -125,7 +155,7 @@ class Verdicts:
             return min(end, probe.start + probe.attempt * fixed / attempts)
         return end
 
-    def on_due(self, probe: Probe, now: float, timeout: float) -> tuple[int, float]:
+    def on_due(self, probe: Probe, now: float, timeout: float) -> tuple[Due, float]:
         """A try's deadline came (``timeout``: the adaptive one now): REARM or NEXT_TRY
         with its new deadline, else RETRY, SILENT_LAST or SILENT_OTHERS_OUT."""
         host = probe.host
@@ -168,7 +198,8 @@ class Verdicts:
 
     # ---- a host -------------------------------------------------------------------------
 
-    def discovery(self, probe: Probe, state: PortState, reason: str) -> tuple[int, int]:
+    def discovery(self, probe: Probe, state: PortState, reason: str
+                  ) -> tuple[PortDo, HostVerdict]:
         """A discovery probe's last word (an answer, or silence after its last try):
         (what its port gets, what its host gets)."""
         host = probe.host
@@ -179,7 +210,7 @@ class Verdicts:
         if host.rechecking:
             return PORT_NONE, HOST_RECHECKED
         up = host.up
-        host_do = HOST_SAME
+        host_do: HostVerdict = HOST_SAME
         if state is _OPEN or state is _CLOSED:
             if not up:
                 host_do, up = HOST_UP, True
@@ -204,7 +235,7 @@ class Verdicts:
                 if host.disc_silent >= host.disc_rejects:
                     # as many of its rejects never came as came: more than loss explains
                     self.icmp.saw_limit(network_of(host.addr))
-                host_do = HOST_UNREACHABLE
+                host_do = Unreachable(host.disc_unreach)
             elif job.options.recheck != 0 and (
                     self.icmp.has_rejects(network_of(host.addr))
                     or probe.sent - job.started < QUIET_WINDOW):
