@@ -171,7 +171,7 @@ class Engine:
         assert sched is not None
         # a job's worker_rate is this process's cap when the job runs here
         rates = [r for r in (self.rate, *(j.tag.plan.rate for j in sched.jobs),
-                             *(j.tag.plan.settings.get("worker_rate") for j in sched.jobs))
+                             *(j.tag.plan.settings.worker_rate for j in sched.jobs))
                  if r]
         rate = min(rates) if rates else None
         if rate != sched.rate.rate:
