@@ -40,6 +40,10 @@ class FlightControl:
         self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
         self.stalled_since: float | None = None  # nothing in flight and no socket to be had
 
+    def set_rate(self, rate: float | None) -> None:
+        """A new rate cap, with a fresh token bucket."""
+        self.rate = RateLimiter(rate)
+
     def budget(self, now: float, limit: int) -> int:
         """How many of ``limit`` probes may start now: what the descriptors, the window
         and the rate allow (0 while a shortage's pause lasts)."""

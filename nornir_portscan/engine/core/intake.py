@@ -26,7 +26,8 @@ _ERROR = PortState.ERROR
 class Intake:
     """Jobs, their admitted hosts, the probes waiting to go, and the outcome queue."""
 
-    def __init__(self, resolver: Resolver | None, max_active_hosts: int) -> None:
+    def __init__(self, resolver: Resolver | None, max_active_hosts: int,
+                 keep_alive: bool = False) -> None:
         self.resolver = resolver
         self.max_active_hosts = max_active_hosts
         self.jobs: deque[Job] = deque()
@@ -35,7 +36,7 @@ class Intake:
         self.outcomes: deque[tuple[Job, OutcomeItem]] = deque()
         self.active_hosts = 0  # admitted, not all ports decided, not set aside (recheck.py)
         self.feeding = 0  # jobs whose targets are not all admitted yet
-        self.keep_alive = False  # a service: never done, more jobs may come
+        self.keep_alive = keep_alive  # a service: never done, more jobs may come
 
     def add_job(self, job: Job) -> Job:
         self.jobs.append(job)

@@ -62,16 +62,18 @@ class Scheduler:
     def __init__(self, *, concurrency: int, rate: float | None = None,
                  resolver: Resolver | None = None, rtt: RttEstimator | None = None,
                  max_active_hosts: int | None = None,
-                 icmp_evidence: IcmpEvidence | None = None) -> None:
+                 icmp_evidence: IcmpEvidence | None = None, keep_alive: bool = False) -> None:
         self.flight = FlightControl(concurrency, rate, rtt or RttEstimator())
         self.timers = Timers(self.flight.rtt.timeout)
         self.intake = Intake(resolver,
-                             max_active_hosts or max(64, self.flight.cwnd.limit // 4))
+                             max_active_hosts or max(64, self.flight.cwnd.limit // 4),
+                             keep_alive)
         self.verdicts = Verdicts(icmp_evidence or IcmpEvidence())
         self.recheck = Recheck()
         #: Outcomes decided so far (the intake's queue): the loop checks it every turn.
         self.outcomes = self.intake.outcomes
         #: In-flight tries the loop must close: another try of their port was answered.
+        #: The loop takes them with ``take_cancelled``.
         self.cancelled: list[Probe] = []
 
     # ---- what the loop, the local scan and the shared engine read -----------------------
@@ -82,11 +84,8 @@ class Scheduler:
 
     @property
     def keep_alive(self) -> bool:
+        """A service's scheduler (``keep_alive=True``): never done, more jobs may come."""
         return self.intake.keep_alive
-
-    @keep_alive.setter
-    def keep_alive(self, value: bool) -> None:
-        self.intake.keep_alive = value
 
     @property
     def jobs(self) -> deque[Job]:
@@ -100,9 +99,16 @@ class Scheduler:
     def rate(self) -> RateLimiter:
         return self.flight.rate
 
-    @rate.setter
-    def rate(self, limiter: RateLimiter) -> None:
-        self.flight.rate = limiter
+    def set_rate(self, rate: float | None) -> None:
+        """A new cap (probes a second; None: none) from now on: a shared engine's strictest
+        running job's (``io/service.py``)."""
+        self.flight.set_rate(rate)
+
+    def take_cancelled(self) -> list[Probe]:
+        """The tries the loop must close now (another try of their port was answered),
+        handed over once."""
+        cancelled, self.cancelled = self.cancelled, []
+        return cancelled
 
     @property
     def inflight(self) -> int:

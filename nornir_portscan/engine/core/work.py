@@ -147,12 +147,11 @@ class Job:
         "recheck_deadline",
         "resolving",
         "started",
-        "tag",
         "targets",
     )
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
-                 options: JobOptions | None = None, tag: Any = None, key: int = 0) -> None:
+                 options: JobOptions | None = None, key: int = 0) -> None:
         self.targets: Iterator[Target] = iter(targets)
         self.ports: tuple[int, ...] = tuple(ports)
         self.ports_set = frozenset(self.ports)
@@ -167,7 +166,6 @@ class Job:
         self.key = key if self.options.shuffle else 0
         self.resolving: deque[tuple[str, Future[list[tuple[int, str]]]]] = deque()
         self.done = False
-        self.tag = tag
         self.addresses = 0  # hosts admitted (for the H x P invariant)
         self.emitted = 0
         self.started = -1.0  # when its first probe went out, as its first verdict tells
@@ -225,10 +223,10 @@ class Host:
 
 
 class Probe:
-    """One try at one (host, port). The loop stores its socket here."""
+    """One try at one (host, port). The loop keeps its socket in a map of its own."""
 
     __slots__ = ("attempt", "discovery", "done", "host", "live", "next", "port", "prev", "rtt",
-                 "self_connects", "sent", "sock", "start", "young")
+                 "self_connects", "sent", "start", "young")
 
     def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
         self.host = host
@@ -236,7 +234,6 @@ class Probe:
         self.attempt = attempt
         self.discovery = discovery
         self.sent = 0.0
-        self.sock: Any = None
         self.done = False
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
