@@ -83,10 +83,11 @@ class Intake:
             self.outcomes.append((job, PortRun(addr, name, ports, state, reason,
                                                job.options.worker)))
 
-    def decide_host(self, host: Host, state: PortState, reason: str, probed_reason: str) -> None:
+    def decide_host(self, host: Host, deferred: list[tuple[int, int]], state: PortState,
+                    reason: str, probed_reason: str) -> None:
         """Every port of a host not decided yet gets the host's verdict: its probed ports
-        (``host.deferred``) one by one with ``probed_reason``, the rest in bulk."""
-        deferred, host.deferred = host.deferred, []
+        (``deferred``: (port, attempts), ``Verdicts.take_deferred``) one by one with
+        ``probed_reason``, the rest in bulk."""
         for port, attempts in deferred:
             self.emit(host, port, state, probed_reason, None, attempts)
         if host.pending == 0:
@@ -148,6 +149,16 @@ class Intake:
 
     # ---- the intake ---------------------------------------------------------------------
 
+    def unready(self) -> None:
+        """The first ready host has no port left to start: out of the turn."""
+        self.ready.popleft().queued = False
+
+    def make_ready(self, host: Host) -> None:
+        """The host has ports to start again (it turned out up): back in the turn."""
+        if not host.queued:
+            host.queued = True
+            self.ready.append(host)
+
     def set_aside(self, host: Host) -> None:
         """A silent host held for re-probes (recheck.py) no longer holds back admission."""
         self.active_hosts -= 1
@@ -158,8 +169,6 @@ class Intake:
 
     def add_host(self, job: Job, addr: str, version: int, name: str | None) -> None:
         host = Host(job, addr, version, name)
-        if version == 6:
-            host.sockaddr = (addr, 0, 0, 0)
         job.active += 1
         job.addresses += 1
         self.active_hosts += 1

@@ -149,7 +149,6 @@ class Recheck:
         while held and len(out) < min(limit, self.group):
             host = held.popleft()
             host.rechecking = True
-            host.disc_left += 1
             out.append(Probe(host, host.job.disc_ports[0], 1, True))
         self.left = len(out)
         self.sent += len(out)

@@ -170,7 +170,7 @@ class Scheduler:
             host = ready[0]
             port = next(host.cursor, None)
             if port is None:
-                ready.popleft().queued = False
+                intake.unready()
                 continue
             ready.rotate(-1)
             out.append(Probe(host, port, 1, host.in_discovery))
@@ -213,8 +213,7 @@ class Scheduler:
         the burst gives one RTT sample (its slowest) and one window update, as TCP
         takes one sample per window. Anything else takes ``on_answer``'s full path.
         """
-        refused = 0
-        young = 0
+        refused: list[Probe] = []
         slowest = -1.0
         emit = self.intake.emit
         for probe, err, now in answers:
@@ -223,20 +222,17 @@ class Scheduler:
                 if self.on_answer(probe, err, now):
                     self.on_banner(probe, None)  # a reset after the handshake: nothing to read
                 continue
-            probe.done = True
-            probe.live = False
-            if probe.young:
-                probe.young = False
-                young += 1
+            # a first try with no other try of its port: settled (``refused_burst``) after
+            # the burst, as nothing before then reads it
+            refused.append(probe)
             rtt = now - probe.sent
             if rtt > slowest:
                 slowest = rtt
-            refused += 1
             host = probe.host
             if host.pending > 0:
                 emit(host, probe.port, _CLOSED, "conn-refused", rtt, 1)
         if refused:
-            self.flight.refused_burst(refused, young, slowest)
+            self.flight.refused_burst(refused, slowest)
 
     def on_answer(self, probe: Probe, err: int, now: float) -> bool:
         """The kernel's answer for a probe (immediate or via SO_ERROR).
@@ -325,9 +321,7 @@ class Scheduler:
             self._final(probe, _CLOSED, "self-connect",
                         None if now is None else now - probe.sent)
             return
-        retry = probe.replacement()
-        retry.self_connects = probe.self_connects + 1
-        self.intake.retry.append(retry)
+        self.intake.retry.append(probe.self_connect_retry())
 
     def _cancel_others(self, probe: Probe) -> None:
         """The port is answered: its other tries are pointless."""
@@ -336,7 +330,7 @@ class Scheduler:
                 self.flight.settle(other)
                 self.cancelled.append(other)
             else:
-                other.done = True  # still queued: next_probes skips it
+                self.flight.void(other)  # still queued: next_probes skips it
 
     # ---- applying verdicts ---------------------------------------------------------------
 
@@ -375,16 +369,15 @@ class Scheduler:
         retried or decided (``Verdicts.host_up``)."""
         retries, filtered = self.verdicts.host_up(host)
         intake = self.intake
-        if not host.queued:
-            host.queued = True
-            intake.ready.append(host)
+        intake.make_ready(host)
         intake.retry.extend(retries)
         for port, attempts in filtered:
             intake.emit(host, port, _FILTERED, NO_RESPONSE, None, attempts)
 
     def _host_decided(self, host: Host, state: PortState, reason: str) -> None:
         """Every port of a host that discovery found down or unreachable, in bulk."""
-        self.intake.decide_host(host, state, reason, self.verdicts.probed_reason(reason))
+        self.intake.decide_host(host, self.verdicts.take_deferred(host), state, reason,
+                                self.verdicts.probed_reason(reason))
 
     def _hold(self, host: Host) -> None:
         """Set a silent host aside for re-probes; it no longer holds back admission."""
@@ -404,6 +397,7 @@ class Scheduler:
         probes = recheck.next_group(now, limit)
         for probe in probes:
             intake.take_back(probe.host)
+            self.verdicts.reprobing(probe.host)
         return probes
 
     def _rechecked(self, host: Host, state: PortState, reason: str) -> None:

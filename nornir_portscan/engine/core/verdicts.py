@@ -237,6 +237,17 @@ class Verdicts:
         return retries, filtered
 
     @staticmethod
+    def reprobing(host: Host) -> None:
+        """A held host gets one more discovery probe (recheck.py)."""
+        host.disc_left += 1
+
+    @staticmethod
+    def take_deferred(host: Host) -> list[tuple[int, int]]:
+        """The host's silent discovery ports that wait for its verdict, handed over once."""
+        deferred, host.deferred = host.deferred, []
+        return deferred
+
+    @staticmethod
     def probed_reason(reason: str) -> str:
         """The reason a host's probed, silent ports get with its verdict: ``no-response``
         on a down host, the host's own on an unreachable one."""

@@ -204,7 +204,7 @@ class Host:
         self.job = job
         self.addr = addr
         self.family = 10 if version == 6 else 2  # AF_INET6 / AF_INET, without importing socket
-        self.sockaddr: tuple[Any, ...] = (addr, 0)
+        self.sockaddr: tuple[Any, ...] = (addr, 0, 0, 0) if version == 6 else (addr, 0)
         self.name = name
         self.up = False
         self.pending = len(job.ports)
@@ -251,6 +251,12 @@ class Probe:
         retry.start = self.start
         retry.self_connects = self.self_connects
         return retry
+
+    def self_connect_retry(self) -> Probe:
+        """The same try again with a fresh socket, after it connected to itself."""
+        again = self.replacement()
+        again.self_connects = self.self_connects + 1
+        return again
 
     def overlapping_try(self) -> Probe:
         """The next of a fixed timeout's overlapping tries, linked after this one."""
