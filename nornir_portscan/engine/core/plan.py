@@ -26,32 +26,28 @@ PortsArg = str | int | Iterable[str | int]
 TargetsArg = str | Iterable[str] | TargetSpec
 
 
-def _default(name: str) -> Any:
-    return BY_NAME[name].default
-
-
 @dataclass(frozen=True)
 class ScanSettings(Mapping[str, Any]):
     """Every setting's value (inputs/settings.py), typed, as the scan was asked for: each
     reader takes its field (``plan.settings.worker_rate``), parsed once by the setting's
     one parser, instead of a string key and a coercion of its own.
 
-    One field per ``SETTINGS`` entry, in table order, with its default
+    One field per ``SETTINGS`` entry, in table order, with the table's default
     (tests/test_settings.py checks both): a new setting's row gets its field here. As a
     mapping (name -> value) it is what ``scan_identity`` and the reuse key read."""
 
-    allowed: tuple[str, ...] = _default("allowed")
-    max_addresses: int = _default("max_addresses")
-    timeout: float | None = _default("timeout")
-    retries: int | None = _default("retries")
-    concurrency: int | None = _default("concurrency")
-    rate: float | None = _default("rate")
-    worker_rate: float | None = _default("worker_rate")
-    discovery: bool = _default("discovery")
-    banners: bool = _default("banners")
-    banner_wait: float = _default("banner_wait")
-    recheck: float | None = _default("recheck")
-    cluster: str | None = _default("cluster")
+    allowed: tuple[str, ...] = ()
+    max_addresses: int = DEFAULT_MAX_ADDRESSES
+    timeout: float | None = None
+    retries: int | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+    worker_rate: float | None = None
+    discovery: bool = True
+    banners: bool = False
+    banner_wait: float = 1.0
+    recheck: float | None = None
+    cluster: str | None = None
 
     @classmethod
     def settle(cls, given: Mapping[str, Any]) -> ScanSettings:

@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
+from ...inputs.scope import Network
 from ...inputs.targets import Target
 
 #: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
@@ -110,7 +110,7 @@ class JobOptions:
     discovery: bool = True
     banners: bool = False
     banner_wait: float = 1.0
-    allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
+    allowed: tuple[Network, ...] = ()  # ip networks a resolved name may point into; () = any
     shuffle: bool = True  # probe each host's ports in a keyed random order (Job's key)
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
     # rate-limited (recheck.py); None: a share of the scan's time, 0: no re-probes
@@ -204,7 +204,8 @@ class Host:
         self.job = job
         self.addr = addr
         self.family = 10 if version == 6 else 2  # AF_INET6 / AF_INET, without importing socket
-        self.sockaddr: tuple[Any, ...] = (addr, 0, 0, 0) if version == 6 else (addr, 0)
+        self.sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
+            (addr, 0, 0, 0) if version == 6 else (addr, 0))
         self.name = name
         self.up = False
         self.pending = len(job.ports)
