@@ -8,6 +8,12 @@ Accuracy is scored against the lab's ground truth.
     sudo python3 benchmarks/bench.py [--lab PATH] [--repeat N]
         [--only full,sweep,wan,sweep10,big,nornir]
     sudo python3 benchmarks/bench.py --netns LAB --truth T.jsonl --target CIDR --ports P
+    sudo python3 benchmarks/bench.py --against OLD_TREE [--only full,sweep,big] [--repeat N]
+
+``--against`` compares two trees of nornir-portscan instead of ours and nmap: the copy
+this Python imports (new) and the source tree OLD_TREE (a ``git worktree add`` of an older
+commit), run alternately, old new old new ..., in the same lab, with new/old ratios of
+the medians of wall, CPU and peak RSS; both reports are scored against the ground truth.
 
 Needs root, iproute2, nftables, nmap; nornir-portscan installed.
 """
@@ -47,7 +53,8 @@ SCENARIOS: dict[str, dict[str, object]] = {
     "sweep10": {"hosts": "127.30.0.0/24", "ports": "1-10", "lab": ["--open", "0"],
                 "target": "127.30.0.0/24", "scan_ports": "1-10",
                 "nmap": ["-sT", "-n", "--unprivileged", "-p", "1-10"]},
-    # no listeners: the lab's one listener process cannot hold ~80,000 of them
+    # a /16 x 10 (655,340 probes, forked shards): the per-host costs that a /24 hides.
+    # No listeners: the lab's one listener process cannot hold ~80,000 of them
     "big": {"hosts": "127.64.0.0/16", "ports": "1-10", "lab": ["--open", "0"],
             "target": "127.64.0.0/16", "scan_ports": "1-10",
             "nmap": None},  # nmap on a /16 x 10 takes minutes; ours is checked for scale
@@ -129,7 +136,7 @@ def score(lab: Path, truth: Path, got: Path) -> dict[str, object]:
     return scored
 
 
-def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
+def run_scenario(name: str, lab: Path, repeat: int, against: Path | None = None) -> list[str]:
     sc = SCENARIOS[name]
     ns = f"bench-{name}"
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -138,6 +145,8 @@ def run_scenario(name: str, lab: Path, repeat: int) -> list[str]:
                     str(sc["ports"]), "--truth", str(truth), *sc["lab"]],  # type: ignore[misc]
                    check=True, stdout=subprocess.DEVNULL)
     try:
+        if against is not None:
+            return compare_trees(name, sc, ns, truth, lab, repeat, work, against)
         return measure(name, sc, ns, truth, lab, repeat, work)
     finally:
         subprocess.run([sys.executable, str(lab), "down", ns], check=False)
@@ -185,6 +194,39 @@ def measure(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path, r
     return rows
 
 
+def compare_trees(name: str, sc: dict[str, object], ns: str, truth: Path, lab: Path,
+                  repeat: int, work: Path, old_tree: Path) -> list[str]:
+    """New (the package this Python imports) against ``old_tree``, alternated, in ``ns``."""
+    spec = importlib.util.find_spec("nornir_portscan")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("bench: --against needs nornir_portscan importable (the new tree)")
+    new_tree = Path(next(iter(spec.submodule_search_locations))).parent
+    compileall.compile_dir(old_tree / "nornir_portscan", quiet=1)
+    cmd = [ours_exe(), "scan", str(sc["target"]), "-p", str(sc["scan_ports"]),
+           "--format", "jsonl"]
+    runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+    trees = {"old": old_tree, "new": new_tree}
+    for _ in range(repeat):
+        for which in ("old", "new"):
+            runs[which].append(timed(["ip", "netns", "exec", ns, "env",
+                                      f"PYTHONPATH={trees[which]}", *cmd],
+                                     work / f"{which}.jsonl"))
+    rows = []
+    med = {w: {k: statistics.median(x[k] for x in runs[w]) for k in ("wall", "cpu", "rss_mib")}
+           for w in runs}
+    for which in ("old", "new"):
+        scored = score(lab, truth, work / f"{which}.jsonl")
+        m = med[which]
+        rows.append(f"{name:<7} {which:<5}  wall {m['wall']:7.2f}s  cpu {m['cpu']:6.2f}s  "
+                    f"rss {m['rss_mib']:6.1f}MiB  wrong {scored['wrong_state']} "
+                    f"missing {scored['missing']}  ({trees[which]})")
+    rows.append(f"{name:<7} ratio  wall {med['new']['wall'] / med['old']['wall']:.3f}  "
+                f"cpu {med['new']['cpu'] / med['old']['cpu']:.3f}  "
+                f"rss {med['new']['rss_mib'] / med['old']['rss_mib']:.3f}  (new / old, "
+                f"medians of {repeat} alternated runs)")
+    return rows
+
+
 def run_nornir(lab: Path) -> list[str]:
     """Scenario 3: nr.run(task=portscan) against nornir_utils' tcp_ping, its own script."""
     r = subprocess.run([sys.executable, str(HERE / "nornir_vs_tcp_ping.py"), "--netlab", str(lab)],
@@ -199,6 +241,8 @@ def main() -> int:
     ap.add_argument("--lab", type=Path, default=DEFAULT_LAB)
     ap.add_argument("--only", default="full,sweep,wan,sweep10,big,nornir")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--against", type=Path, metavar="OLD_TREE",
+                    help="compare with the nornir-portscan source tree OLD_TREE instead of nmap")
     given = ap.add_argument_group("a lab that is already up (instead of --only)")
     given.add_argument("--netns", help="its namespace, as netlab.py named it")
     given.add_argument("--truth", type=Path, help="its ground truth (netlab.py up --truth)")
@@ -217,12 +261,15 @@ def main() -> int:
         sc: dict[str, object] = {"target": a.target, "scan_ports": a.ports,
                                  "nmap": [*a.nmap_args.split(), "-p", a.ports]}
         work = Path(tempfile.mkdtemp(prefix="bench-given-"))
-        for row in measure("given", sc, a.netns, a.truth, a.lab, a.repeat, work):
+        rows = (compare_trees("given", sc, a.netns, a.truth, a.lab, a.repeat, work, a.against)
+                if a.against is not None
+                else measure("given", sc, a.netns, a.truth, a.lab, a.repeat, work))
+        for row in rows:
             print(row, flush=True)
         return 0
     for name in a.only.split(","):
         rows = run_nornir(a.lab) if name.strip() == "nornir" else run_scenario(
-            name.strip(), a.lab, a.repeat)
+            name.strip(), a.lab, a.repeat, a.against)
         for row in rows:
             print(row, flush=True)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 import select
 import socket
 import subprocess
@@ -334,6 +335,48 @@ def test_each_scan_draws_its_own_port_order() -> None:
         assert sorted(order) == list(range(1, 301))
         assert order != sorted(order)
     assert orders[0] != orders[1]
+
+
+PROBE_ORDER_SCRIPT = textwrap.dedent("""
+    import errno, json, sys
+    from nornir_portscan.engine import Job, Scheduler, plan_scan
+    plan = plan_scan("127.0.0.1-4", "1-300", retries=0)
+    sched = Scheduler(concurrency=64)
+    sched.add_job(Job(plan.spec, plan.ports, plan.options, key=int(sys.argv[1])))
+    order, now = [], 0.0
+    while not sched.done:
+        probes = sched.next_probes(now, 16)
+        order += [(p.host.addr, p.port) for p in probes]
+        sched.on_failed_connects([(p, errno.ECONNREFUSED, now + 0.001) for p in probes])
+        sched.drain_some(1 << 16)
+        now += 0.002
+    print(json.dumps(order))
+""")
+
+
+def probe_order(key: int, hashseed: str) -> list[list[Any]]:
+    env = {**os.environ, "PYTHONHASHSEED": hashseed}
+    done = subprocess.run([sys.executable, "-c", PROBE_ORDER_SCRIPT, str(key)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    order: list[list[Any]] = json.loads(done.stdout)
+    return order
+
+
+def test_same_plan_and_key_probe_in_the_same_order_in_every_process() -> None:
+    """The port order is a function of the job's key and each address alone (CRC-32 with a
+    fixed seed, work.PORT_ORDER_SEED), not of Python's per-process string hashing: the same
+    plan and key, run in two processes with different PYTHONHASHSEED, send the same probes
+    in the same order, so a scan can be replayed exactly. Four hosts, so discovery and each
+    host's keyed order after it (``Verdicts.host_up``) both take part."""
+    first, second = probe_order(0x1234567890, "1"), probe_order(0x1234567890, "2")
+    assert len(first) == 4 * 300
+    assert sorted(map(tuple, first)) == [(f"127.0.0.{h}", p) for h in range(1, 5)
+                                         for p in range(1, 301)]
+    assert first == second
+    one_host = [port for addr, port in first if addr == "127.0.0.2"]
+    assert one_host[8:] != sorted(one_host[8:])  # keyed, not in the order given
+    assert probe_order(0x0987654321, "1") != first  # another key, another order
 
 
 # ---- banners ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ refuses a bad value through every source with the same words.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from nornir.core.inventory import Host
 
 from nornir_portscan.cli import build_parser
 from nornir_portscan.cli.common import INVENTORY_COMMANDS, given_settings
-from nornir_portscan.engine.core.plan import plan_scan
+from nornir_portscan.engine.core.plan import ScanSettings, plan_scan
 from nornir_portscan.errors import ConfigError, InventoryError, PortscanError, SpecError
 from nornir_portscan.inputs.settings import (
     BY_NAME,
@@ -92,6 +93,26 @@ def test_the_table_is_well_formed() -> None:
     for s in SETTINGS:
         assert s.help and (s.default_text or not s.flags), s.name
         assert s.metavar or s.flag_value is not None or not s.flags, s.name
+
+
+def test_the_plans_typed_settings_are_the_table() -> None:
+    """``ScanSettings`` (what a plan's code reads, typed) has one field per setting, in table
+    order, with the table's default: a row added without its field fails here."""
+    fields = dataclasses.fields(ScanSettings)
+    assert [f.name for f in fields] == [s.name for s in SETTINGS]
+    assert [f.default for f in fields] == [s.default for s in SETTINGS]
+    assert dict(ScanSettings()) == settle({})
+
+
+@pytest.mark.parametrize("s", SETTINGS, ids=ids(SETTINGS))
+def test_each_setting_reaches_its_typed_field_in_the_plan(s: Setting) -> None:
+    """A setting given to plan_scan is in the plan's typed field, parsed by its one parser
+    (the command line's string form too), and the same value by name."""
+    for given in (s.example, *([str(s.example)] if isinstance(s.example, (int, float))
+                               and not isinstance(s.example, bool) else [])):
+        plan = plan_scan("127.0.0.1", "22", **{s.name: given})
+        assert getattr(plan.settings, s.name) == parsed(s) == plan.settings[s.name]
+        assert type(getattr(plan.settings, s.name)) is type(parsed(s))
 
 
 @pytest.mark.parametrize("s", SETTINGS, ids=ids(SETTINGS))

@@ -68,7 +68,7 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
             journal.record(SCAN, batch.outcomes, batch.runs)
             yield batch
         return
-    worker_rate = plan.settings.get("worker_rate")
+    worker_rate = plan.settings.worker_rate
     if worker_rate:  # here, this process is the one vantage point
         plan = replace(plan, rate=min(worker_rate, plan.rate or worker_rate))
     point = None if journal is None else resume_point(journal.section(SCAN).decided)

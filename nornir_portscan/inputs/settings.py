@@ -30,8 +30,9 @@ setting's ``default`` applies, or, in a nornir run, the next inventory layer.
 
 Adding a setting is one entry in ``SETTINGS`` (with a valid non-default ``example``, which
 the tests use to check that it reaches the reuse key, the flags and the inventory). Then
-use its value: ``plan.settings[name]`` in the code that acts on it (or a ``JobOptions``
-field filled in ``plan_scan`` when the scheduler needs it), and add a row to the options
+give it its typed field in ``engine/core/plan.ScanSettings`` and read that
+(``plan.settings.name``) in the code that acts on it (or a ``JobOptions`` field filled in
+``plan_scan`` when the scheduler needs it), and add a row to the options
 tables of docs/cli.md (and docs/inventory.md for a ``host`` setting), which
 tests/test_settings.py checks. An output option that is not part of what is scanned (a
 report file, a resume file) is not a setting: it stays a flag of its command.

@@ -40,6 +40,10 @@ class FlightControl:
         self.backoff_until = 0.0  # after a local shortage, wait a moment before the next socket
         self.stalled_since: float | None = None  # nothing in flight and no socket to be had
 
+    def set_rate(self, rate: float | None) -> None:
+        """A new rate cap, with a fresh token bucket."""
+        self.rate = RateLimiter(rate)
+
     def budget(self, now: float, limit: int) -> int:
         """How many of ``limit`` probes may start now: what the descriptors, the window
         and the rate allow (0 while a shortage's pause lasts)."""
@@ -88,6 +92,12 @@ class FlightControl:
             probe.young = False
             self.young -= 1
 
+    @staticmethod
+    def void(probe: Probe) -> None:
+        """A try still queued, made pointless by an answer to another try of its port:
+        ``next_probes`` skips it."""
+        probe.done = True
+
     def heard(self, probe: Probe) -> None:
         """The kernel answered a probe: it holds its socket no more, and sockets can be had."""
         self.settle(probe)
@@ -103,15 +113,21 @@ class FlightControl:
         self.rtt.observe(rtt)
         self.cwnd.on_answer()
 
-    def refused_burst(self, refused: int, young: int, slowest: float) -> None:
-        """A burst's first tries refused straight from connect(), settled by the scheduler
-        inline: one RTT sample (the slowest) and one window update, as TCP takes one
-        sample per window."""
-        self.inflight -= refused
+    def refused_burst(self, refused: list[Probe], slowest: float) -> None:
+        """A burst's first tries refused straight from connect(): settled, and one RTT
+        sample (the slowest) and one window update, as TCP takes one sample per window."""
+        young = 0
+        for probe in refused:  # settle(), inlined: a burst is up to a hundred probes
+            probe.done = True
+            probe.live = False
+            if probe.young:
+                probe.young = False
+                young += 1
+        self.inflight -= len(refused)
         self.young -= young
         self.stalled_since = None
         self.rtt.observe(slowest)
-        self.cwnd.on_answer(refused)
+        self.cwnd.on_answer(len(refused))
 
     def lost(self, now: float) -> None:
         """An earlier try was lost on the way (an answer to a retry shows it)."""

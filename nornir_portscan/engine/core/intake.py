@@ -27,7 +27,8 @@ _ERROR = PortState.ERROR
 class Intake:
     """Jobs, their admitted hosts, the probes waiting to go, and the outcome queue."""
 
-    def __init__(self, resolver: Resolver | None, max_active_hosts: int) -> None:
+    def __init__(self, resolver: Resolver | None, max_active_hosts: int,
+                 keep_alive: bool = False) -> None:
         self.resolver = resolver
         self.max_active_hosts = max_active_hosts
         self.jobs: deque[Job] = deque()
@@ -36,7 +37,7 @@ class Intake:
         self.outcomes: deque[tuple[Job, OutcomeItem]] = deque()
         self.active_hosts = 0  # admitted, not all ports decided, not set aside (recheck.py)
         self.feeding = 0  # jobs whose targets are not all admitted yet
-        self.keep_alive = False  # a service: never done, more jobs may come
+        self.keep_alive = keep_alive  # a service: never done, more jobs may come
         # lookups answered, appended by the resolver's thread (deque.append is atomic)
         self.answered: deque[tuple[Job, str, int, Future[Lookup]]] = deque()
         self.reask: deque[tuple[Job, str, int]] = deque()  # names to ask again (names.py)
@@ -90,10 +91,11 @@ class Intake:
             self.outcomes.append((job, PortRun(addr, name, ports, state, reason,
                                                job.options.worker)))
 
-    def decide_host(self, host: Host, state: PortState, reason: str, probed_reason: str) -> None:
+    def decide_host(self, host: Host, deferred: list[tuple[int, int]], state: PortState,
+                    reason: str, probed_reason: str) -> None:
         """Every port of a host not decided yet gets the host's verdict: its probed ports
-        (``host.deferred``) one by one with ``probed_reason``, the rest in bulk."""
-        deferred, host.deferred = host.deferred, []
+        (``deferred``: (port, attempts), ``Verdicts.take_deferred``) one by one with
+        ``probed_reason``, the rest in bulk."""
         for port, attempts in deferred:
             self.emit(host, port, state, probed_reason, None, attempts)
         if host.pending == 0:
@@ -155,6 +157,16 @@ class Intake:
 
     # ---- the intake ---------------------------------------------------------------------
 
+    def unready(self) -> None:
+        """The first ready host has no port left to start: out of the turn."""
+        self.ready.popleft().queued = False
+
+    def make_ready(self, host: Host) -> None:
+        """The host has ports to start again (it turned out up): back in the turn."""
+        if not host.queued:
+            host.queued = True
+            self.ready.append(host)
+
     def set_aside(self, host: Host) -> None:
         """A silent host held for re-probes (recheck.py) no longer holds back admission."""
         self.active_hosts -= 1
@@ -165,8 +177,6 @@ class Intake:
 
     def add_host(self, job: Job, addr: str, version: int, name: str | None) -> None:
         host = Host(job, addr, version, name)
-        if version == 6:
-            host.sockaddr = (addr, 0, 0, 0)
         job.active += 1
         job.addresses += 1
         self.active_hosts += 1

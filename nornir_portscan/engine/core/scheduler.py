@@ -38,7 +38,7 @@ from .verdicts import (
     HOST_DOWN,
     HOST_HOLD,
     HOST_RECHECKED,
-    HOST_UNREACHABLE,
+    HOST_SAME,
     HOST_UP,
     NEXT_TRY,
     NO_RESPONSE,
@@ -47,6 +47,7 @@ from .verdicts import (
     REARM,
     RETRY,
     SILENT_LAST,
+    Unreachable,
     Verdicts,
 )
 from .work import Host, IcmpEvidence, Job, Probe
@@ -62,16 +63,18 @@ class Scheduler:
     def __init__(self, *, concurrency: int, rate: float | None = None,
                  resolver: Resolver | None = None, rtt: RttEstimator | None = None,
                  max_active_hosts: int | None = None,
-                 icmp_evidence: IcmpEvidence | None = None) -> None:
+                 icmp_evidence: IcmpEvidence | None = None, keep_alive: bool = False) -> None:
         self.flight = FlightControl(concurrency, rate, rtt or RttEstimator())
         self.timers = Timers(self.flight.rtt.timeout)
         self.intake = Intake(resolver,
-                             max_active_hosts or max(64, self.flight.cwnd.limit // 4))
+                             max_active_hosts or max(64, self.flight.cwnd.limit // 4),
+                             keep_alive)
         self.verdicts = Verdicts(icmp_evidence or IcmpEvidence())
         self.recheck = Recheck()
         #: Outcomes decided so far (the intake's queue): the loop checks it every turn.
         self.outcomes = self.intake.outcomes
         #: In-flight tries the loop must close: another try of their port was answered.
+        #: The loop takes them with ``take_cancelled``.
         self.cancelled: list[Probe] = []
 
     # ---- what the loop, the local scan and the shared engine read -----------------------
@@ -82,11 +85,8 @@ class Scheduler:
 
     @property
     def keep_alive(self) -> bool:
+        """A service's scheduler (``keep_alive=True``): never done, more jobs may come."""
         return self.intake.keep_alive
-
-    @keep_alive.setter
-    def keep_alive(self, value: bool) -> None:
-        self.intake.keep_alive = value
 
     @property
     def jobs(self) -> deque[Job]:
@@ -100,9 +100,16 @@ class Scheduler:
     def rate(self) -> RateLimiter:
         return self.flight.rate
 
-    @rate.setter
-    def rate(self, limiter: RateLimiter) -> None:
-        self.flight.rate = limiter
+    def set_rate(self, rate: float | None) -> None:
+        """A new cap (probes a second; None: none) from now on: a shared engine's strictest
+        running job's (``io/service.py``)."""
+        self.flight.set_rate(rate)
+
+    def take_cancelled(self) -> list[Probe]:
+        """The tries the loop must close now (another try of their port was answered),
+        handed over once."""
+        cancelled, self.cancelled = self.cancelled, []
+        return cancelled
 
     @property
     def inflight(self) -> int:
@@ -164,7 +171,7 @@ class Scheduler:
             host = ready[0]
             port = next(host.cursor, None)
             if port is None:
-                ready.popleft().queued = False
+                intake.unready()
                 continue
             ready.rotate(-1)
             out.append(Probe(host, port, 1, host.in_discovery))
@@ -207,8 +214,7 @@ class Scheduler:
         the burst gives one RTT sample (its slowest) and one window update, as TCP
         takes one sample per window. Anything else takes ``on_answer``'s full path.
         """
-        refused = 0
-        young = 0
+        refused: list[Probe] = []
         slowest = -1.0
         emit = self.intake.emit
         for probe, err, now in answers:
@@ -217,20 +223,17 @@ class Scheduler:
                 if self.on_answer(probe, err, now):
                     self.on_banner(probe, None)  # a reset after the handshake: nothing to read
                 continue
-            probe.done = True
-            probe.live = False
-            if probe.young:
-                probe.young = False
-                young += 1
+            # a first try with no other try of its port: settled (``refused_burst``) after
+            # the burst, as nothing before then reads it
+            refused.append(probe)
             rtt = now - probe.sent
             if rtt > slowest:
                 slowest = rtt
-            refused += 1
             host = probe.host
             if host.pending > 0:
                 emit(host, probe.port, _CLOSED, "conn-refused", rtt, 1)
         if refused:
-            self.flight.refused_burst(refused, young, slowest)
+            self.flight.refused_burst(refused, slowest)
 
     def on_answer(self, probe: Probe, err: int, now: float) -> bool:
         """The kernel's answer for a probe (immediate or via SO_ERROR).
@@ -289,18 +292,18 @@ class Scheduler:
             if probe.done:
                 continue
             action, deadline = verdicts.on_due(probe, now, timeout)
-            if action == REARM:
+            if action is REARM:
                 timers.add(deadline, probe)
                 continue
-            if action == NEXT_TRY:  # the next overlapping try goes out; this one waits on
+            if action is NEXT_TRY:  # the next overlapping try goes out; this one waits on
                 retry.append(probe.overlapping_try())
                 timers.add(deadline, probe)
                 continue
             flight.settle(probe)
             out.append(probe)
-            if action == RETRY:
+            if action is RETRY:
                 retry.append(Probe(probe.host, probe.port, probe.attempt + 1, probe.discovery))
-            elif action == SILENT_LAST:
+            elif action is SILENT_LAST:
                 self._final(probe, _FILTERED, NO_RESPONSE, None)
         return out
 
@@ -328,9 +331,7 @@ class Scheduler:
             self._final(probe, _CLOSED, "self-connect",
                         None if now is None else now - probe.sent)
             return
-        retry = probe.replacement()
-        retry.self_connects = probe.self_connects + 1
-        self.intake.retry.append(retry)
+        self.intake.retry.append(probe.self_connect_retry())
 
     def _cancel_others(self, probe: Probe) -> None:
         """The port is answered: its other tries are pointless."""
@@ -339,7 +340,7 @@ class Scheduler:
                 self.flight.settle(other)
                 self.cancelled.append(other)
             else:
-                other.done = True  # still queued: next_probes skips it
+                self.flight.void(other)  # still queued: next_probes skips it
 
     # ---- applying verdicts ---------------------------------------------------------------
 
@@ -355,21 +356,22 @@ class Scheduler:
                 self.intake.emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
             return
         port_do, host_do = self.verdicts.discovery(probe, state, reason)
-        if host_do == HOST_RECHECKED:
+        if host_do is HOST_RECHECKED:
             self._rechecked(host, state, reason)
             return
-        if host_do == HOST_UP:
+        if host_do is HOST_UP:
             self._host_up(host)
-        if port_do == PORT_EMIT:
+        if port_do is PORT_EMIT:
             self.intake.emit(host, probe.port, state, reason, rtt, probe.attempt, banner)
-        elif port_do == PORT_RETRY:
+        elif port_do is PORT_RETRY:
             self.intake.retry.append(Probe(host, probe.port, probe.attempt + 1, False))
-        if host_do == HOST_UNREACHABLE:
-            assert host.disc_unreach is not None  # the reason of the reject it drew
-            self._host_decided(host, _UNREACHABLE, host.disc_unreach)
-        elif host_do == HOST_HOLD:
+        if host_do is HOST_SAME:
+            return
+        if isinstance(host_do, Unreachable):
+            self._host_decided(host, _UNREACHABLE, host_do.reason)
+        elif host_do is HOST_HOLD:
             self._hold(host)
-        elif host_do == HOST_DOWN:
+        elif host_do is HOST_DOWN:
             self._host_decided(host, _FILTERED, DOWN_REASON)
 
     def _host_up(self, host: Host) -> None:
@@ -377,16 +379,15 @@ class Scheduler:
         retried or decided (``Verdicts.host_up``)."""
         retries, filtered = self.verdicts.host_up(host)
         intake = self.intake
-        if not host.queued:
-            host.queued = True
-            intake.ready.append(host)
+        intake.make_ready(host)
         intake.retry.extend(retries)
         for port, attempts in filtered:
             intake.emit(host, port, _FILTERED, NO_RESPONSE, None, attempts)
 
     def _host_decided(self, host: Host, state: PortState, reason: str) -> None:
         """Every port of a host that discovery found down or unreachable, in bulk."""
-        self.intake.decide_host(host, state, reason, self.verdicts.probed_reason(reason))
+        self.intake.decide_host(host, self.verdicts.take_deferred(host), state, reason,
+                                self.verdicts.probed_reason(reason))
 
     def _hold(self, host: Host) -> None:
         """Set a silent host aside for re-probes; it no longer holds back admission."""
@@ -406,15 +407,15 @@ class Scheduler:
         probes = recheck.next_group(now, limit)
         for probe in probes:
             intake.take_back(probe.host)
+            self.verdicts.reprobing(probe.host)
         return probes
 
     def _rechecked(self, host: Host, state: PortState, reason: str) -> None:
         """A re-probe's verdict; silent hosts wait for the rest of their group."""
-        host_do, quiet, down = self.recheck.answered(host, state)
-        if host_do == HOST_UNREACHABLE:
-            host.disc_unreach = reason
-            self._host_decided(host, _UNREACHABLE, reason)
-        elif host_do == HOST_UP:
+        host_do, quiet, down = self.recheck.answered(host, state, reason)
+        if isinstance(host_do, Unreachable):
+            self._host_decided(host, _UNREACHABLE, host_do.reason)
+        elif host_do is HOST_UP:
             self._host_up(host)
         for other in quiet:
             if down:

@@ -35,7 +35,32 @@ import ipaddress
 import itertools
 
 from .outcome import PortState
+from .verdict_kinds import (
+    HOST_DOWN,
+    HOST_HOLD,
+    HOST_RECHECKED,
+    HOST_SAME,
+    HOST_UP,
+    NEXT_TRY,
+    PORT_EMIT,
+    PORT_NONE,
+    PORT_RETRY,
+    REARM,
+    RETRY,
+    SILENT_LAST,
+    SILENT_OTHERS_OUT,
+    Due,
+    HostDo,
+    HostVerdict,
+    PortDo,
+    Unreachable,
+)
 from .work import Host, IcmpEvidence, Job, Probe
+
+__all__ = ["HOST_DOWN", "HOST_HOLD", "HOST_RECHECKED", "HOST_SAME", "HOST_UP", "NEXT_TRY",
+           "PORT_EMIT", "PORT_NONE", "PORT_RETRY", "REARM", "RETRY", "SILENT_LAST",
+           "SILENT_OTHERS_OUT", "Due", "HostDo", "HostVerdict", "PortDo", "Unreachable",
+           "Verdicts", "network_of"]
 
 _OPEN, _CLOSED, _FILTERED = PortState.OPEN, PortState.CLOSED, PortState.FILTERED
 _UNREACHABLE = PortState.UNREACHABLE
@@ -51,31 +76,6 @@ QUIET_WINDOW = 5.0
 #: The reason of a silent port after its last try, and of a host nothing answered.
 NO_RESPONSE = "no-response"
 DOWN_REASON = "host-down"
-
-# What ``on_due`` decides for a probe whose deadline came.
-#: Not yet: its real deadline is later (the returned time).
-REARM = 0
-#: Not yet, but the next of its overlapping tries goes out now (fixed timeout).
-NEXT_TRY = 1
-#: Its time is up: try again.
-RETRY = 2
-#: Its time is up and it was the port's last try: filtered.
-SILENT_LAST = 3
-#: Its time is up; another try of the port is still out and decides.
-SILENT_OTHERS_OUT = 4
-
-# What ``discovery`` decides for the probed port ...
-PORT_NONE = 0  # nothing (not asked for, decided already, or set aside for the host)
-PORT_EMIT = 1  # its own answer
-PORT_RETRY = 2  # silent on an up host: one more try, as a port probe
-# ... and for its host.
-HOST_SAME = 0
-HOST_UP = 1
-HOST_UNREACHABLE = 2  # with the reason in host.disc_unreach
-HOST_DOWN = 3
-HOST_HOLD = 4  # silent in a network that may rate-limit its rejects: recheck.py
-HOST_RECHECKED = 5  # a re-probe's answer: recheck.py decides
-
 
 def network_of(addr: str) -> str:
     """The network an ICMP error vouches for: the address's /24 (IPv4) or /64 (IPv6)."""
@@ -125,7 +125,7 @@ class Verdicts:
             return min(end, probe.start + probe.attempt * fixed / attempts)
         return end
 
-    def on_due(self, probe: Probe, now: float, timeout: float) -> tuple[int, float]:
+    def on_due(self, probe: Probe, now: float, timeout: float) -> tuple[Due, float]:
         """A try's deadline came (``timeout``: the adaptive one now): REARM or NEXT_TRY
         with its new deadline, else RETRY, SILENT_LAST or SILENT_OTHERS_OUT."""
         host = probe.host
@@ -168,7 +168,8 @@ class Verdicts:
 
     # ---- a host -------------------------------------------------------------------------
 
-    def discovery(self, probe: Probe, state: PortState, reason: str) -> tuple[int, int]:
+    def discovery(self, probe: Probe, state: PortState, reason: str
+                  ) -> tuple[PortDo, HostVerdict]:
         """A discovery probe's last word (an answer, or silence after its last try):
         (what its port gets, what its host gets)."""
         host = probe.host
@@ -179,7 +180,7 @@ class Verdicts:
         if host.rechecking:
             return PORT_NONE, HOST_RECHECKED
         up = host.up
-        host_do = HOST_SAME
+        host_do: HostVerdict = HOST_SAME
         if state is _OPEN or state is _CLOSED:
             if not up:
                 host_do, up = HOST_UP, True
@@ -204,7 +205,7 @@ class Verdicts:
                 if host.disc_silent >= host.disc_rejects:
                     # as many of its rejects never came as came: more than loss explains
                     self.icmp.saw_limit(network_of(host.addr))
-                host_do = HOST_UNREACHABLE
+                host_do = Unreachable(host.disc_unreach)
             elif job.options.recheck != 0 and (
                     self.icmp.has_rejects(network_of(host.addr))
                     or probe.sent - job.started < QUIET_WINDOW):
@@ -226,7 +227,7 @@ class Verdicts:
         unsent = list(host.cursor)
         host.disc_left -= len(unsent)
         unsent = [p for p in unsent if p in job.ports_set]
-        rest = job.port_order(hash(host.addr))
+        rest = job.port_order(host.addr)
         host.cursor = itertools.chain(unsent, rest) if unsent else rest
         deferred, host.deferred = host.deferred, []
         allowed = self.allowed_attempts(job)
@@ -234,6 +235,17 @@ class Verdicts:
                    for port, attempts in deferred if attempts < allowed]
         filtered = [(port, attempts) for port, attempts in deferred if attempts >= allowed]
         return retries, filtered
+
+    @staticmethod
+    def reprobing(host: Host) -> None:
+        """A held host gets one more discovery probe (recheck.py)."""
+        host.disc_left += 1
+
+    @staticmethod
+    def take_deferred(host: Host) -> list[tuple[int, int]]:
+        """The host's silent discovery ports that wait for its verdict, handed over once."""
+        deferred, host.deferred = host.deferred, []
+        return deferred
 
     @staticmethod
     def probed_reason(reason: str) -> str:

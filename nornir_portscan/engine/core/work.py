@@ -8,10 +8,11 @@ apart keeps each module short enough to read in one go.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
+from ...inputs.scope import Network
 from ...inputs.targets import Target
 
 #: Ports tried first on each host of a multi-host scan: any answer (even RST) means "up".
@@ -36,6 +37,19 @@ def discovery_ports(ports: tuple[int, ...], wanted: frozenset[int]) -> tuple[int
         if p not in chosen:
             chosen.append(p)
     return tuple(chosen)
+
+
+#: The seed of ``address_salt``: part of the port order's definition, so a scan given the
+#: same job key probes each host's ports in the same order in every process and every run.
+#: Changing it changes every order; it is written down here, not drawn.
+PORT_ORDER_SEED = 0x6E6F726E  # "norn"
+
+
+def address_salt(addr: str) -> int:
+    """A host's share of its port order's key: CRC-32 of the address text, seeded with
+    ``PORT_ORDER_SEED``. Not ``hash(addr)``: Python salts string hashes per process
+    (PYTHONHASHSEED), which made the same scan probe in another order in each run."""
+    return zlib.crc32(addr.encode(), PORT_ORDER_SEED)
 
 
 def affine_map(key: int, n: int) -> tuple[int, int]:
@@ -94,7 +108,7 @@ class JobOptions:
     discovery: bool = True
     banners: bool = False
     banner_wait: float = 1.0
-    allowed: tuple[Any, ...] = ()  # ip networks a resolved name may point into; () = any
+    allowed: tuple[Network, ...] = ()  # ip networks a resolved name may point into; () = any
     shuffle: bool = True  # probe each host's ports in a keyed random order (Job's key)
     # extra seconds at most to re-probe silent hosts of networks whose ICMP errors are
     # rate-limited (recheck.py); None: a share of the scan's time, 0: no re-probes
@@ -131,12 +145,11 @@ class Job:
         "recheck_deadline",
         "resolving",
         "started",
-        "tag",
         "targets",
     )
 
     def __init__(self, targets: Iterable[Target], ports: Iterable[int],
-                 options: JobOptions | None = None, tag: Any = None, key: int = 0) -> None:
+                 options: JobOptions | None = None, key: int = 0) -> None:
         self.targets: Iterator[Target] = iter(targets)
         self.ports: tuple[int, ...] = tuple(ports)
         self.ports_set = frozenset(self.ports)
@@ -151,18 +164,18 @@ class Job:
         self.key = key if self.options.shuffle else 0
         self.resolving = 0  # its lookups under way (intake.py)
         self.done = False
-        self.tag = tag
         self.addresses = 0  # hosts admitted (for the H x P invariant)
         self.emitted = 0
         self.started = -1.0  # when its first probe went out, as its first verdict tells
         self.recheck_deadline = -1.0  # set when its held hosts' re-probes begin
 
 
-    def port_order(self, salt: int) -> Iterator[int]:
-        """The non-discovery ports of one host, in this job's keyed order."""
+    def port_order(self, addr: str) -> Iterator[int]:
+        """The non-discovery ports of one host, in this job's keyed order: a function of
+        the job's key and the address alone (``address_salt``)."""
         if not self.key:
             return iter(self.nondisc_ports)
-        return permuted(self.nondisc_ports, self.key ^ (salt & 0xFFFFFFFFFF))
+        return permuted(self.nondisc_ports, self.key ^ address_salt(addr))
 
 
 class Host:
@@ -189,7 +202,8 @@ class Host:
         self.job = job
         self.addr = addr
         self.family = 10 if version == 6 else 2  # AF_INET6 / AF_INET, without importing socket
-        self.sockaddr: tuple[Any, ...] = (addr, 0)
+        self.sockaddr: tuple[str, int] | tuple[str, int, int, int] = (
+            (addr, 0, 0, 0) if version == 6 else (addr, 0))
         self.name = name
         self.up = False
         self.pending = len(job.ports)
@@ -204,14 +218,14 @@ class Host:
         # lost ICMP error is no evidence that this port differs from the others
         self.deferred: list[tuple[int, int]] = []
         self.cursor: Iterator[int] = (iter(job.disc_ports) if job.disc_ports
-                                      else job.port_order(hash(addr)))
+                                      else job.port_order(addr))
 
 
 class Probe:
-    """One try at one (host, port). The loop stores its socket here."""
+    """One try at one (host, port). The loop keeps its socket in a map of its own."""
 
     __slots__ = ("attempt", "discovery", "done", "host", "live", "next", "port", "prev", "rtt",
-                 "self_connects", "sent", "sock", "start", "young")
+                 "self_connects", "sent", "start", "young")
 
     def __init__(self, host: Host, port: int, attempt: int, discovery: bool) -> None:
         self.host = host
@@ -219,7 +233,6 @@ class Probe:
         self.attempt = attempt
         self.discovery = discovery
         self.sent = 0.0
-        self.sock: Any = None
         self.done = False
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window
@@ -237,6 +250,12 @@ class Probe:
         retry.start = self.start
         retry.self_connects = self.self_connects
         return retry
+
+    def self_connect_retry(self) -> Probe:
+        """The same try again with a fresh socket, after it connected to itself."""
+        again = self.replacement()
+        again.self_connects = self.self_connects + 1
+        return again
 
     def overlapping_try(self) -> Probe:
         """The next of a fixed timeout's overlapping tries, linked after this one."""

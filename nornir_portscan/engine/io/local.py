@@ -31,23 +31,19 @@ def port_order_key() -> int:
     return int.from_bytes(os.urandom(5), "big")
 
 
-def job_for(plan: ScanPlan, tag: object = None) -> Job:
+def job_for(plan: ScanPlan) -> Job:
     """A plan's job, with its port-order key."""
-    return Job(plan.spec, plan.ports, plan.options, tag=tag, key=port_order_key())
+    return Job(plan.spec, plan.ports, plan.options, key=port_order_key())
 
 
-def jobs_for(plan: ScanPlan, resume: ResumePoint | None,
-             tag: object = None) -> tuple[list[Job], list[PortRun]]:
+def jobs_for(plan: ScanPlan, resume: ResumePoint | None) -> tuple[list[Job], list[PortRun]]:
     """A plan's jobs: one, or a resumed plan's (``resume_work``), and the outcomes a resumed
     plan decides without a probe."""
     if resume is None:
-        return [job_for(plan, tag)], []
+        return [job_for(plan)], []
     from ..core.resume import resume_work
 
-    jobs, early = resume_work(plan, resume, port_order_key())
-    for job in jobs:
-        job.tag = tag
-    return jobs, early
+    return resume_work(plan, resume, port_order_key())
 
 
 def resume_point(decided: DecidedPairs, timeout: float = 30.0) -> ResumePoint:

@@ -89,6 +89,9 @@ class ReadinessLoop:
         self.on_wake = on_wake
         self.inflight: dict[int, Probe] = {}
         self.banners: dict[int, Probe] = {}
+        #: The socket of each probe in ``inflight`` or ``banners``: the loop's own map (core's
+        #: probes hold no I/O object).
+        self.sockets: dict[Probe, _raw_socket] = {}
         self.banner_heap: list[tuple[float, int, Probe]] = []
         self.ep: select.epoll | None = None
         self.routable: dict[str, bool] = {}
@@ -110,6 +113,7 @@ class ReadinessLoop:
         ep = self.ep = select.epoll()
         inflight = self.inflight
         banners = self.banners
+        sockets = self.sockets
         if self.wake_fd is not None:
             ep.register(self.wake_fd, _EPOLLIN)
         register = ep.register
@@ -162,7 +166,7 @@ class ReadinessLoop:
                             err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
                             if not err:  # really pending: epoll tells the rest
                                 fd = sock.fileno()
-                                probe.sock = sock
+                                sockets[probe] = sock
                                 inflight[fd] = probe
                                 if not registered:
                                     register(fd, _WATCH_CONNECT)
@@ -213,7 +217,7 @@ class ReadinessLoop:
                 for fd, _ in events:
                     waiting = inflight.get(fd)
                     if waiting is not None:
-                        sock = waiting.sock
+                        sock = sockets[waiting]
                         host = waiting.host
                         # the same second connect() as above: unlike SO_ERROR it tells
                         # "connected" (0) from "still waiting" (EALREADY), and it resets a
@@ -225,7 +229,7 @@ class ReadinessLoop:
                             if not err:
                                 continue  # an edge left over from the socket's previous probe
                         del inflight[fd]
-                        waiting.sock = None
+                        del sockets[waiting]
                         if err and err != _EISCONN:
                             answered.append((waiting, err, now))
                             if still_trying:
@@ -248,11 +252,10 @@ class ReadinessLoop:
                 #    so a late-noticed answer is never taken for silence
                 if len(events) < MAX_EVENTS:
                     for probe in sched.expire(now):
-                        sock = probe.sock
-                        if sock is not None:
-                            probe.sock = None
-                            inflight.pop(sock.fileno(), None)
-                            self._abandon(sock)
+                        held = sockets.pop(probe, None)
+                        if held is not None:
+                            inflight.pop(held.fileno(), None)
+                            self._abandon(held)
                     self._expire_banners(now)
                     if sched.cancelled:
                         self._close_cancelled()
@@ -267,9 +270,9 @@ class ReadinessLoop:
             spare.clear()
             for stack in parked.values():
                 stack.clear()
-            for probe in list(inflight.values()) + list(banners.values()):
-                if probe.sock is not None:
-                    probe.sock.close()
+            for sock in sockets.values():
+                sock.close()
+            sockets.clear()
             inflight.clear()
             banners.clear()
             ep.close()
@@ -312,13 +315,11 @@ class ReadinessLoop:
 
     def _close_cancelled(self) -> None:
         """Stop tries made pointless by an answer to another try of the same port."""
-        for probe in self.sched.cancelled:
-            sock = probe.sock
+        for probe in self.sched.take_cancelled():
+            sock = self.sockets.pop(probe, None)
             if sock is not None:
-                probe.sock = None
                 self.inflight.pop(sock.fileno(), None)
                 self._abandon(sock)
-        self.sched.cancelled.clear()
 
     def _routable(self, probe: Probe) -> bool:
         """Whether this machine has a source address and route for the host at all.
@@ -367,7 +368,7 @@ class ReadinessLoop:
         """Keep an open port's socket to see whether the peer resets it, and to read what
         the service says first when banners are asked for."""
         fd = sock.fileno()
-        probe.sock = sock
+        self.sockets[probe] = sock
         self.banners[fd] = probe
         assert self.ep is not None
         if registered:
@@ -382,8 +383,7 @@ class ReadinessLoop:
                              options.banner_wait if options.banners else 0.0)
 
     def _read_banner(self, probe: Probe) -> None:
-        sock = probe.sock
-        probe.sock = None
+        sock = self.sockets.pop(probe)
         data = b""
         try:
             data = sock.recv(_BANNER_BYTES)
@@ -399,13 +399,12 @@ class ReadinessLoop:
         heap = self.banner_heap
         while heap and heap[0][0] <= now:
             _, fd, probe = heapq.heappop(heap)
-            if probe.sock is None or self.banners.get(fd) is not probe:
+            if self.banners.get(fd) is not probe:
                 continue
             later = self._hold_deadline(probe)  # the RTT estimate may have grown since
             if later > now:
                 heapq.heappush(heap, (later, fd, probe))
                 continue
             del self.banners[fd]
-            probe.sock.close()
-            probe.sock = None
+            self.sockets.pop(probe).close()
             self.sched.on_banner(probe, None)

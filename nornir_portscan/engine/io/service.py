@@ -22,7 +22,6 @@ from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
 from ..core.scheduler import Scheduler
-from ..core.timing import RateLimiter
 from ..core.work import Job
 from .limits import concurrency_budget
 from .local import jobs_for
@@ -164,6 +163,8 @@ class Engine:
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
         self.sched: Scheduler | None = None
+        #: Whose each running job is: the engine's own map, core's jobs hold no handle.
+        self._handles: dict[Job, JobHandle] = {}
 
     def resolver_warning(self) -> str | None:
         """The line naming each resolver that did not answer and the names it cost, over
@@ -204,9 +205,10 @@ class Engine:
         assert self.sched is not None
         for handle in handles:
             resumed = handle.resumed
-            jobs, early = jobs_for(handle.plan, None if resumed is None else resumed.point,
-                                   tag=handle)
+            jobs, early = jobs_for(handle.plan, None if resumed is None else resumed.point)
             handle._start(jobs)
+            for job in jobs:
+                self._handles[job] = handle
             for run in early:
                 for outcome in run.outcomes():
                     handle._put(outcome)
@@ -223,27 +225,32 @@ class Engine:
         sched = self.sched
         assert sched is not None
         # a job's worker_rate is this process's cap when the job runs here
-        rates = [r for r in (self.rate, *(j.tag.plan.rate for j in sched.jobs),
-                             *(j.tag.plan.settings.get("worker_rate") for j in sched.jobs))
+        plans = [self._handles[j].plan for j in sched.jobs]
+        rates = [r for r in (self.rate, *(p.rate for p in plans),
+                             *(p.settings.worker_rate for p in plans))
                  if r]
         rate = min(rates) if rates else None
         if rate != sched.rate.rate:
-            sched.rate = RateLimiter(rate)
+            sched.set_rate(rate)
 
     def _serve(self) -> None:
         sched = self.sched = Scheduler(concurrency=self.concurrency, rate=self.rate,
-                                       resolver=resolve)
-        sched.keep_alive = True
+                                       resolver=resolve, keep_alive=True)
+        handles = self._handles
         loop = ReadinessLoop(sched, wake_fd=self._rfd, on_wake=self._take_inbox)
         self._take_inbox()
         try:
             for job, outcome in loop.run():
-                job.tag._put(outcome)
-                if outcome is None and sched.rate.rate is not None:
-                    self._apply_rate()  # a job ended: its rate cap may go with it
+                if outcome is None:  # the job ended
+                    handles.pop(job)._put(None)
+                    if sched.rate.rate is not None:
+                        self._apply_rate()  # its rate cap may go with it
+                else:
+                    handles[job]._put(outcome)
         except BaseException as exc:
             for job in list(sched.jobs):
-                job.tag._fail(exc)
+                handles.pop(job)._fail(exc)
+            handles.clear()
             with self._lock:
                 for handle in self._inbox:
                     handle._fail(exc)

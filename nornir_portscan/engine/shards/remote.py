@@ -255,7 +255,7 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int, key: str, queue_n
     # shards on one machine draw on its one ICMP limiter: each takes its turn for re-probes
     # (core/recheck.py); on other machines the turns cost time, never a verdict
     share = replace(layout.share(plan, index), spec=placed,
-                    rate=shard_rate(layout.rate, plan.settings.get("worker_rate") or None,
+                    rate=shard_rate(layout.rate, plan.settings.worker_rate or None,
                                     threads),
                     concurrency=max(1, budget // threads),
                     options=replace(plan.options, limiter_slot=(index, layout.count),

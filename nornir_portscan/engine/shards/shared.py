@@ -24,7 +24,7 @@ def shards_for(engine: Engine, plan: ScanPlan) -> int:
     """Worker processes for a plan handed to the shared engine: as many as ``scan`` would
     use, or 1 (the engine's loop) when a rate or concurrency cap must hold across the
     loop's jobs and the workers'."""
-    if (engine.rate or plan.rate or plan.settings.get("worker_rate")
+    if (engine.rate or plan.rate or plan.settings.worker_rate
             or engine.concurrency_asked or plan.cluster is not None):
         return 1
     return shard_count(plan.spec, len(plan.ports), plan.shards)
