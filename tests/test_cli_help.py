@@ -15,7 +15,7 @@ import pytest
 
 from nornir_portscan.cli import build_parser
 
-SUBCOMMANDS = ("scan", "run", "monitor")
+SUBCOMMANDS = ("scan", "run", "monitor", "audit")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

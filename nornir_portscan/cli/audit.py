@@ -60,15 +60,16 @@ def add_audit_parser(sub: Any) -> None:
                     "silent-address, each naming the Nautobot object to fix. Only the "
                     "scope is probed. Without --apply nothing is written (the report "
                     "says what --apply would change).",
-        examples=(("NAUTOBOT_TOKEN=... nornir-portscan audit --nautobot "
-                   "http://127.0.0.1:8080 --prefix 127.80.0.0/24", "one network"),
+        examples=(("nornir-portscan audit --nautobot http://127.0.0.1:8080 --prefix "
+                   "127.80.0.0/24", "one network (the API token in NAUTOBOT_TOKEN)"),
                   ("nornir-portscan audit --nautobot URL --tag audited --format junit "
                    "-o audit.xml", "the prefixes tagged 'audited', as a CI test view"),
                   ("nornir-portscan audit --nautobot URL --location dc1 --apply",
                    "record last-seen dates and unknown hosts in Nautobot")),
         exits=AUDIT_EXITS, common=AUDIT_COMMON)
-    a.add_argument("--nautobot", required=True, metavar="URL",
-                   help="the Nautobot server, e.g. https://nautobot.example.net")
+    a.add_argument("--nautobot", metavar="URL",
+                   help="the Nautobot server, e.g. https://nautobot.example.net (default: "
+                        "the environment variable NAUTOBOT_URL)")
     a.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, metavar="NAME",
                    help=f"environment variable holding the API token (default: "
                         f"{DEFAULT_TOKEN_ENV}); a token is never a flag's value")
@@ -105,7 +106,9 @@ def _source(args: argparse.Namespace) -> SourceOfTruth:
     if not token.strip():
         fail(f"no API token: set the environment variable {args.token_env} "
              f"(or name another with --token-env)")
-    url = args.nautobot.strip()
+    url = (args.nautobot or os.environ.get("NAUTOBOT_URL") or "").strip()
+    if not url:
+        fail("audit needs --nautobot URL (or the environment variable NAUTOBOT_URL)")
     if not url.startswith(("http://", "https://")):
         fail(f"--nautobot {url!r}: must be an http:// or https:// URL")
     return NautobotSource(url, token.strip())
