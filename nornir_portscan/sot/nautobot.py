@@ -55,6 +55,7 @@ class NautobotSource:
                 return super().request(*args, **kwargs)
 
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.api = pynautobot.api(self.url, token=token, exclude_m2m=False)
         self.api.http_session = _Session()
 
@@ -70,8 +71,11 @@ class NautobotSource:
             raise self._refused(what, exc.response) from None
         except pynautobot.RequestError as exc:
             raise self._refused(what, exc.req) from None
+        except requests.exceptions.Timeout:
+            raise SotUnavailable(self.url, f"cannot {what}: no answer in "
+                                 f"{self.timeout:g} s") from None
         except requests.exceptions.RequestException as exc:
-            raise SotUnavailable(self.url, f"cannot {what}: {_short(exc)}") from None
+            raise SotUnavailable(self.url, f"cannot {what}: {_cause(exc)}") from None
         except pynautobot.core.graphql.GraphQLException as exc:
             raise SotUnavailable(self.url, f"GraphQL refused the query to {what}: "
                                  f"{_short(exc)}", 400) from None
@@ -194,15 +198,14 @@ class NautobotSource:
     def all_services(self) -> dict[str, list[Service]]:
         """Every service of every device and virtual machine, by owner id, in one request
         (the transform function learns its hosts one at a time: one read serves them all)."""
-        fields = "id name protocol ports ip_addresses { host }"
-        query = ("query {\n"
-                 f"  device_services: services(device__isnull: false) {{ {fields} "
-                 "device { id name } }\n"
-                 f"  vm_services: services(virtual_machine__isnull: false) {{ {fields} "
-                 "virtual_machine { id name } }\n}")
+        query = ("query {\n  services { id name protocol ports ip_addresses { host } "
+                 "device { id name } virtual_machine { id name } }\n}")
         data = self.graphql("read the services", query, {})
+        every = data.get("services") or []
+        split = {"device_services": [s for s in every if s.get("device")],
+                 "vm_services": [s for s in every if s.get("virtual_machine")]}
         out: dict[str, list[Service]] = {}
-        for service in self._service_records(data):
+        for service in self._service_records(split):
             out.setdefault(service.owner.id, []).append(service)
         return out
 
@@ -313,6 +316,22 @@ def _host_bits(address: str) -> int:
 def _named(scope: Scope) -> str:
     parts = [f"location {n!r}" for n in scope.locations] + [f"tag {t!r}" for t in scope.tags]
     return " or ".join(parts)
+
+
+def _cause(exc: BaseException) -> str:
+    """What the system said under requests' and urllib3's wrappers (``Connection
+    refused``, ``Name or service not known``), else the exception's own text."""
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror:
+            return str(e.strerror)
+        stack += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return _short(exc)
 
 
 def _short(value: object, limit: int = 200) -> str:
