@@ -102,13 +102,15 @@ class NautobotServer:
                            str(self.workdir / "nautobot_config.py"), *args,
                            env=self.env(), timeout=timeout)
 
-    def python(self, code: str, *args: str, timeout: float = 300,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def python_env(self) -> dict[str, str]:
+        """This process's environment with NAUTOBOT_URL and NAUTOBOT_TOKEN set."""
+        return {**os.environ, "NAUTOBOT_URL": self.url, "NAUTOBOT_TOKEN": self.token}
+
+    def python(self, code: str, *args: str, timeout: float = 300
+               ) -> subprocess.CompletedProcess[str]:
         """Run ``code`` with this package's Python inside the namespace, NAUTOBOT_URL and
         NAUTOBOT_TOKEN set (how a test talks to the server: only the namespace reaches it)."""
-        full = {**os.environ, "NAUTOBOT_URL": self.url, "NAUTOBOT_TOKEN": self.token,
-                **(env or {})}
-        return self.ns.run(PYTHON, "-c", code, *args, env=full, timeout=timeout)
+        return self.ns.run(PYTHON, "-c", code, *args, env=self.python_env(), timeout=timeout)
 
     def stop(self) -> None:
         self.ns.destroy()
@@ -210,7 +212,7 @@ def _start(server: NautobotServer, migrate: bool) -> None:
     ns.popen(str(VENV / "bin" / "nautobot-server"), "--config",
              str(workdir / "nautobot_config.py"), "runserver", f"127.0.0.1:{HTTP_PORT}",
              "--insecure", "--noreload", env=server.env(), stdout=subprocess.DEVNULL,
-             stderr=open(workdir / "runserver.log", "w"))  # noqa: SIM115 (the child keeps it)
+             stderr=open(workdir / "runserver.log", "w"))
     probe = ("import sys, urllib.request\n"
              "r = urllib.request.Request(sys.argv[1] + '/api/', headers={"
              "'Authorization': 'Token ' + sys.argv[2], 'Accept': 'application/json'})\n"

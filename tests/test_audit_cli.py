@@ -55,8 +55,8 @@ def test_a_refused_token_is_one_line_and_exit_3(refusing_server: str) -> None:
     done = audit("--nautobot", refusing_server, "--prefix", "127.0.0.0/30")
     assert done.returncode == 3, done.stderr
     assert done.stderr.splitlines() == [
-        f"nornir-portscan: error: {refusing_server}: cannot read the scope's prefixes: the "
-        f"token was refused (HTTP 403)"]
+        f"nornir-portscan: error: {refusing_server}: cannot read the scope: the token was "
+        f"refused (HTTP 403)"]
     assert "t" * 40 not in done.stderr and done.stdout == ""
 
 
@@ -67,8 +67,7 @@ def test_an_unreachable_server_is_one_line_and_exit_3(
     assert done.returncode == 3, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"nornir-portscan: error: {url}: cannot read the scope's "
-                               f"prefixes: ")
+    assert lines[0].startswith(f"nornir-portscan: error: {url}: cannot read the scope: ")
     assert "Connection refused" in lines[0]
 
 

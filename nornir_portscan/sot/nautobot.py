@@ -116,15 +116,13 @@ class NautobotSource:
     # ---- reading -----------------------------------------------------------------------------
 
     def read(self, scope: Scope) -> Snapshot:
-        networks = list(scope.prefixes)
-        has_cf, selected = self._scope_prefixes(scope)
-        networks += selected
+        networks = list(scope.prefixes) + self._scope_prefixes(scope)
         if not networks:
             raise PortscanError(f"{self.url}: no prefix of Nautobot has "
                                 f"{_named(scope)}: nothing to audit")
         nets = [str(n) for n in _collapse(networks)]
-        data = self.graphql("read the prefixes and IP addresses", _addresses_query(has_cf),
-                            {"nets": nets})
+        data = self.graphql("read the scope", _ADDRESSES, {"nets": nets})
+        seen = self._last_seen(nets) if self._has_custom_field() else {}
         prefixes: dict[str, Prefix] = {}
         for p in [*data["inside"], *data["around"]]:
             prefixes[p["id"]] = Prefix(self.ref("ipam.prefix", p), p["prefix"],
@@ -138,25 +136,47 @@ class NautobotSource:
                 continue
             addresses[host] = Address(self.ref("ipam.ipaddress", ip, host), host,
                                       (ip.get("status") or {}).get("name") or "",
-                                      self._owner(ip), ip.get(f"cf_{LAST_SEEN}"))
+                                      self._owner(ip), seen.get(ip["id"]))
         services, primaries = self._services(addresses.values())
         return Snapshot(tuple(nets), tuple(prefixes.values()), addresses, services, primaries,
                         duplicates)
 
-    def _scope_prefixes(self, scope: Scope) -> tuple[bool, list[str]]:
-        """Whether the last-seen custom field exists, and the networks of the prefixes
-        the scope's locations and tags select (any of them)."""
-        parts = [f'cf: custom_fields(key: ["{LAST_SEEN}"]) {{ key }}']
+    def _scope_prefixes(self, scope: Scope) -> list[str]:
+        """The networks of the prefixes the scope's locations and tags select (any)."""
+        parts, args = [], []
         if scope.locations:
             parts.append("by_location: prefixes(locations: $locations) { prefix }")
+            args.append("$locations: [String]")
         if scope.tags:
             parts.append("by_tag: prefixes(tags: $tags) { prefix }")
-        query = ("query ($locations: [String], $tags: [String]) {\n  "
-                 + "\n  ".join(parts) + "\n}")
-        data = self.graphql("read the scope's prefixes", query,
-                            {"locations": list(scope.locations), "tags": list(scope.tags)})
-        found = [p["prefix"] for key in ("by_location", "by_tag") for p in data.get(key) or []]
-        return bool(data["cf"]), found
+            args.append("$tags: [String]")
+        if not parts:
+            return []
+        query = f"query ({', '.join(args)}) {{\n  " + "\n  ".join(parts) + "\n}"
+        variables = {k: list(v) for k, v in (("locations", scope.locations),
+                                               ("tags", scope.tags)) if v}
+        try:
+            data = self.graphql("read the scope", query, variables)
+        except SotUnavailable as exc:
+            if exc.status == 200 and "available choices" in exc.problem:
+                # a name Nautobot does not know: the user's input, not the server's fault
+                raise PortscanError(f"{self.url}: Nautobot has no {_named(scope)} (a "
+                                    f"location or tag name, as Nautobot spells it)") from None
+            raise
+        return [p["prefix"] for key in ("by_location", "by_tag") for p in data.get(key) or []]
+
+    def _last_seen(self, nets: list[str]) -> dict[str, str]:
+        """IP address id -> its portscan_last_seen date, where set. REST in pages of
+        1,000: GraphQL's schema learns of a custom field only when the server restarts."""
+        ips = self.api.ipam.ip_addresses
+        rows = self._call("read portscan_last_seen", lambda: list(
+            ips.filter(prefix=nets, limit=1000, exclude_m2m=True)))
+        out: dict[str, str] = {}
+        for row in rows:
+            value = (getattr(row, "custom_fields", None) or {}).get(LAST_SEEN)
+            if value:
+                out[str(row.id)] = str(value)
+        return out
 
     def _owner(self, ip: dict[str, Any]) -> ObjectRef | None:
         for iface in ip.get("interfaces") or []:
@@ -186,8 +206,11 @@ class NautobotSource:
             parts += [f"virtual_machines(id: $vms) {{ {primary} }}",
                       f"vm_services: services(virtual_machine: $vms) {{ {fields} "
                       f"virtual_machine {{ id name }} }}"]
-        query = "query ($devices: [String], $vms: [String]) {\n  " + "\n  ".join(parts) + "\n}"
-        data = self.graphql("read the services", query, {"devices": devices, "vms": vms})
+        args = ", ".join(a for a, used in (("$devices: [String]", devices),
+                                           ("$vms: [String]", vms)) if used)
+        query = f"query ({args}) {{\n  " + "\n  ".join(parts) + "\n}"
+        variables = {k: v for k, v in (("devices", devices), ("vms", vms)) if v}
+        data = self.graphql("read the services", query, variables)
         primaries: dict[str, tuple[str, ...]] = {}
         for owner in [*(data.get("devices") or []), *(data.get("virtual_machines") or [])]:
             primaries[owner["id"]] = tuple(
@@ -263,9 +286,17 @@ class NautobotSource:
             written["services"] = len(services)
         return written
 
-    def _ensure_custom_field(self) -> None:
+    def _has_custom_field(self) -> bool:
+        """Whether IP addresses have the custom field (the API filters custom fields by
+        model, not by key)."""
         cfs = self.api.extras.custom_fields
-        if self._call("read custom fields", lambda: cfs.get(key=LAST_SEEN)) is None:
+        found = self._call("read custom fields",
+                           lambda: list(cfs.filter(content_types="ipam.ipaddress")))
+        return any(getattr(cf, "key", None) == LAST_SEEN for cf in found)
+
+    def _ensure_custom_field(self) -> None:
+        if not self._has_custom_field():
+            cfs = self.api.extras.custom_fields
             self._call("create the custom field portscan_last_seen", lambda: cfs.create(
                 key=LAST_SEEN, label="Last seen by portscan", type="date",
                 content_types=["ipam.ipaddress"],
@@ -290,16 +321,15 @@ class NautobotSource:
         return str(found.id)
 
 
-def _addresses_query(has_cf: bool) -> str:
-    cf = f" cf_{LAST_SEEN}" if has_cf else ""
-    prefix = "id prefix namespace { name }"
-    return ("query ($nets: [String]) {\n"
-            f"  inside: prefixes(within_include: $nets) {{ {prefix} }}\n"
-            f"  around: prefixes(contains: $nets) {{ {prefix} }}\n"
-            "  ip_addresses(prefix: $nets) { id host status { name }" + cf + "\n"
-            "    interfaces { device { id name } }\n"
-            "    vm_interfaces { virtual_machine { id name } } }\n"
-            "}")
+#: The scope's prefixes (inside it, and around it: where an unknown host would go) and
+#: its IP address records with their owners, in one request.
+_ADDRESSES = """query ($nets: [String]) {
+  inside: prefixes(within_include: $nets) { id prefix namespace { name } }
+  around: prefixes(contains: $nets) { id prefix namespace { name } }
+  ip_addresses(prefix: $nets) { id host status { name }
+    interfaces { device { id name } }
+    vm_interfaces { virtual_machine { id name } } }
+}"""
 
 
 def _collapse(networks: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
