@@ -9,8 +9,9 @@
   truth), each address's findings as its violations and its probes as its result, rendered
   by the run's own renderers.
 
-Only addresses that have a record or answered are kept for the run document: a scope's
-thousands of silent unrecorded addresses cost nothing.
+Only addresses that have a record or answered are kept for the run document (of those
+without a record, only the ports that answered): a scope's thousands of silent unrecorded
+addresses cost nothing.
 """
 
 from __future__ import annotations
@@ -72,30 +73,25 @@ class AuditReport:
 
 
 class Probes:
-    """The probes of the addresses a report shows (recorded or answering), as run-document
-    port entries; everything else is dropped as it streams by."""
+    """The probes of the addresses a report shows, as run-document port entries: every
+    probe of a recorded address; of an address without a record, only what answered (its
+    open and closed ports), so a scope's thousands of silent addresses cost nothing."""
 
     def __init__(self, recorded: Iterable[str]) -> None:
         self.recorded = frozenset(recorded)
         self.targets: dict[str, dict[str, Any]] = {}
-        self._other: dict[str, dict[int, dict[str, Any]]] = {}
 
     def add(self, outcomes: Sequence[ProbeOutcome], runs: Sequence[PortRun] = ()) -> None:
-        for run in runs:
+        for run in runs:  # a host that gave no sign of life
             if run.host in self.recorded:
                 self.add(run.outcomes())
+        answered = (PortState.OPEN, PortState.CLOSED)
         for o in outcomes:
-            if o.host in self.recorded:
+            if o.host in self.recorded or o.state in answered:
                 entry = self.targets.setdefault(o.host, {"name": o.name, "ports": {}})
                 entry["ports"][o.port] = port_entry(o)
-            else:  # kept until the address answers, then promoted; dropped at the end
-                other = self._other.setdefault(o.host, {})
-                other[o.port] = port_entry(o)
-                if o.state in (PortState.OPEN, PortState.CLOSED):
-                    self.targets[o.host] = {"name": o.name, "ports": other}
 
     def finish(self) -> dict[str, dict[str, Any]]:
-        self._other.clear()
         return self.targets
 
 
