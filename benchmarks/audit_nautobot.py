@@ -2,8 +2,8 @@
 addresses and 1,000 services.
 
 Starts the tests' Nautobot (tests/nautobot_server.py: PostgreSQL, Redis and runserver in a
-fresh namespace), creates in bulk 100 devices, 1,000 interfaces, 1,000 IP addresses in
-127.90.0.0/22 (each on an interface, so each has an owner) and 1,000 services (one per
+fresh namespace), creates in bulk 100 devices with an interface each, 1,000 IP addresses in
+127.90.0.0/22 (ten on each interface, so each has an owner) and 1,000 services (one per
 address, on 8 ports); half the services' ports listen. Then runs ``nornir-portscan audit
 --format json`` twice (a dry run, then ``--apply``) inside the namespace and prints the
 report's ``summary.seconds`` (read, scan, write) and counts as JSON.
@@ -47,15 +47,15 @@ MAKE = textwrap.dedent("""
     devices = nb.dcim.devices.create([{"name": f"d{i}", "device_type": model, "role": role,
                                        "location": site, "status": active}
                                       for i in range(n // 10)])
-    ifaces = nb.dcim.interfaces.create([{"device": devices[i // 10].id, "name": f"e{i % 10}",
-                                         "type": "virtual", "status": active}
-                                        for i in range(n)])
+    ifaces = nb.dcim.interfaces.create([{"device": d.id, "name": "e0", "type": "virtual",
+                                         "status": active} for d in devices])
     net = ipaddress.ip_network(sys.argv[3])
     hosts = list(net.hosts())[:n]
     ips = nb.ipam.ip_addresses.create([{"address": f"{h}/{net.prefixlen}", "status": active,
                                         "namespace": {"name": "Global"}} for h in hosts])
-    nb.ipam.ip_address_to_interface.create([{"ip_address": ip.id, "interface": f.id}
-                                            for ip, f in zip(ips, ifaces)])
+    nb.ipam.ip_address_to_interface.create([{"ip_address": ip.id,
+                                             "interface": ifaces[i // 10].id}
+                                            for i, ip in enumerate(ips)])
     nb.ipam.services.create([{"name": f"s{i}", "protocol": "tcp",
                               "ports": [ports[i % len(ports)]],
                               "device": devices[i // 10].id, "ip_addresses": [ips[i].id]}
