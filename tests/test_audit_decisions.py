@@ -168,3 +168,15 @@ def test_narrowest_prefix_and_names() -> None:
     assert narrowest_prefix(prefixes, "192.0.2.1") is None
     assert narrowest_prefix(prefixes, "::1") is None
     assert service_name(22) == "ssh-22" and service_name(40000) == "tcp-40000"
+
+
+def test_transform_expectations_follow_the_address_a_host_is_scanned_at() -> None:
+    from nornir_portscan.plugins.inventory.nautobot_services import expectations
+
+    web = [s for s in snapshot().services if s.owner == WEB]
+    # ssh is bound to .10, api to nothing (the primary, which is the host's address)
+    assert expectations(web, "10.0.0.10") == {"open": [22, 9000], "only_open": [22, 9000]}
+    assert expectations(web, "10.0.0.11") == {"open": [9000], "only_open": [22, 9000]}
+    vm = [s for s in snapshot().services if s.owner == VM]
+    assert expectations(vm, "10.0.0.20") == {"open": [5432, 5433],
+                                             "only_open": [5432, 5433]}  # udp 53 left out
