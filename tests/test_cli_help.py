@@ -16,7 +16,7 @@ import pytest
 
 from nornir_portscan.cli import build_parser
 
-SUBCOMMANDS = ("scan", "run", "monitor")
+SUBCOMMANDS = ("scan", "run", "monitor", "audit")
 CLI_MD = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
@@ -105,8 +105,8 @@ def test_an_unknown_option_before_the_subcommand_names_the_top_level_help() -> N
 def test_no_command_names_the_commands() -> None:
     done = cli()
     assert done.returncode == 2
-    assert done.stderr == ("nornir-portscan: error: a command is required: scan, run, monitor; "
-                           "see nornir-portscan --help\n")
+    assert done.stderr == ("nornir-portscan: error: a command is required: scan, run, monitor, "
+                           "audit; see nornir-portscan --help\n")
 
 
 @pytest.mark.parametrize("args", [

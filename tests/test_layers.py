@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "nornir_portscan"
 
 #: Each layer may import itself and the layers before it, never one after it.
-LAYERS = ("errors", "inputs", "engine", "plugins", "report", "cli")
+LAYERS = ("errors", "inputs", "engine", "sot", "plugins", "report", "cli")
 ENGINE = "nornir_portscan.engine"
 #: What decision code must not import: sockets and readiness, the process (os, resource,
 #: signal, subprocess), the clock, threads, randomness. ``now``, keys and what the kernel

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import PortscanError
+from .audit import add_audit_parser
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_parser(sub)
     add_run_parser(sub)
     add_monitor_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 
@@ -59,6 +61,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return run_monitor(args)
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """In its own module, loaded when used: ``scan`` starts without the audit's parts."""
+    from .audit import cmd_audit as audit
+
+    return audit(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -66,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PortscanError as exc:
         fail(str(exc))
     settle_format(args)
-    handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor}
+    handlers = {"scan": cmd_scan, "run": cmd_run, "monitor": cmd_monitor,
+                "audit": cmd_audit}
     try:
         return handlers[args.command](args)
     except PortscanError as exc:

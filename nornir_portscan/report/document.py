@@ -59,6 +59,7 @@ class RunSummary(TypedDict, total=False):
     probes: int
     counts: dict[str, int]  # state -> ports
     violations: int
+    audit: dict[str, Any]  # an audit's own summary, when the document is one (audit.py)
 
 
 class BaselineRef(TypedDict, total=False):
