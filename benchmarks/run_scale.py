@@ -23,8 +23,6 @@ than times. Needs root, iproute2, nftables; nornir-portscan importable.
 from __future__ import annotations
 
 import argparse
-import compileall
-import importlib.util
 import json
 import os
 import statistics
@@ -33,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import byte_compile_package  # resume.py does the same
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
@@ -50,17 +50,6 @@ SCENARIOS: dict[str, tuple[str, str, list[str]]] = {
     "full2": ("127.58.0.0/30", "1-65535",
               ["--alive", "1", "--unreach", "0", "--open", "20", "--filtered", "0"]),
 }
-
-
-def byte_compile_package() -> str:
-    """Compile the package to bytecode first, as ``pip install`` does (see bench.py); with
-    PYTHONPYCACHEPREFIX set, the bytecode goes there and the checkout stays as it is."""
-    spec = importlib.util.find_spec("nornir_portscan")
-    if spec is None or not spec.submodule_search_locations:
-        return "nornir_portscan not importable here: not byte-compiled"
-    where = next(iter(spec.submodule_search_locations))
-    compileall.compile_dir(where, quiet=1)
-    return f"byte-compiled {where}"
 
 
 def ours() -> list[str]:
