@@ -240,3 +240,25 @@ def test_a_real_runs_document_is_written_as_json_dump_writes_it(lab: dict[str, A
     render(doc, got)
     assert got.getvalue() == expected.getvalue() + "\n"
     assert len(doc["hosts"]) == 31
+
+
+def test_a_cluster_run_scans_every_host_on_the_cluster() -> None:
+    """Hosts that share inventory data share their options (run_options.py), and the run
+    merges hosts of one literal address into one local plan: never those whose settings
+    send them to a cluster. Each outcome of a cluster scan names its worker; the subnet
+    hosts of the shipped inventory were once merged and scanned here, without one."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "nornir_portscan", "run", "-p", "1-3",
+                           "--cluster", "local:2", "--all-ports", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    hosts = json.loads(done.stdout)["hosts"]
+    assert len(hosts) == 7
+    local = {name: sorted(address for address, target in entry["result"]["targets"].items()
+                          if any("worker" not in p for p in target["ports"].values()))
+             for name, entry in hosts.items()}
+    assert {name: found for name, found in local.items() if found} == {}

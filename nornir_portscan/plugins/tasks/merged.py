@@ -131,6 +131,9 @@ def group(resolved: dict[str, ScanOptions | Addressed]
         if isinstance(item, Addressed):
             options, target = item.options, item.target
             assert options.plan is not None
+            if options.plan.cluster is not None or options.plan.shards is not None:
+                alone.append(name)  # runs where its settings say, as single_address leaves
+                continue
             rate = rate_for(options.plan, item.loopback)
         else:
             options, found = item, single_address(item)
