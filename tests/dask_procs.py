@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -55,15 +54,8 @@ class DaskProcesses:
         code = ("import sys\nfrom distributed import Client\n"
                 f"c = Client({self.address!r}, timeout={timeout})\n"
                 f"c.wait_for_workers({count}, timeout={timeout})\nc.close()\n")
-        deadline = time.monotonic() + timeout
-        while True:
-            done = self.ns.run(PYTHON, "-c", code, timeout=timeout + 30)
-            if done.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Dask cluster did not get {count} workers: "
-                                   f"{done.stderr.strip()[-500:]}")
-            time.sleep(0.5)
+        self.ns.run_until_ok(PYTHON, "-c", code, what=f"the Dask cluster did not get {count} "
+                             "workers", seconds=timeout, every=0.5, timeout=timeout + 30)
 
     def signal(self, name: str, sig: signal.Signals) -> int:
         pid = self.workers[name].pid

@@ -128,19 +128,6 @@ def nautobot_env(workdir: Path) -> dict[str, str]:
             "NAUTOBOT_ALLOWED_HOSTS": "*", "PYTHONPATH": ""}
 
 
-def _wait(check: subprocess.CompletedProcess[str] | None, what: str, ns: NetNS,
-          *cmd: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        done = ns.run(*cmd, timeout=30)
-        if done.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start in {seconds:.0f} s: "
-                               f"{done.stderr.strip() or done.stdout.strip()}")
-        time.sleep(0.2)
-
-
 def _psql(ns: NetNS, sql: str, db: str = DB) -> None:
     done = ns.run(str(PG_BIN / "psql"), "-q", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
                   "-p", str(PG_PORT), "-U", DB, "-d", db, input=sql, timeout=300)
@@ -182,8 +169,8 @@ def _start(server: NautobotServer, migrate: bool) -> None:
     ns.popen("redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
              "--appendonly", "no", "--dir", str(workdir), stdout=subprocess.DEVNULL,
              stderr=subprocess.DEVNULL)
-    _wait(None, "PostgreSQL", ns, str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-          str(PG_PORT))
+    ns.run_until_ok(str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(PG_PORT),
+                    what="PostgreSQL did not start")
     _psql(ns, f"CREATE DATABASE {DB};", db="postgres")
     server.timings["postgres"] = time.monotonic() - t0
     t1 = time.monotonic()
@@ -217,8 +204,8 @@ def _start(server: NautobotServer, migrate: bool) -> None:
              "r = urllib.request.Request(sys.argv[1] + '/api/', headers={"
              "'Authorization': 'Token ' + sys.argv[2], 'Accept': 'application/json'})\n"
              "urllib.request.urlopen(r, timeout=10).read()\n")
-    _wait(None, "nautobot-server runserver", ns, PYTHON, "-c", probe, server.url, TOKEN,
-          seconds=180)
+    ns.run_until_ok(PYTHON, "-c", probe, server.url, TOKEN,
+                    what="nautobot-server runserver did not start", seconds=180)
     server.timings["runserver"] = time.monotonic() - t2
 
 

@@ -146,6 +146,21 @@ class NetNS:
             raise RuntimeError(f"listener in {self.name} did not start: {err.strip()}")
         return proc
 
+    def run_until_ok(self, *cmd: str, what: str, seconds: float = 60, every: float = 0.2,
+                     timeout: float = 30) -> None:
+        """Run ``cmd`` inside until it exits 0 (a server answering, workers joined): a
+        server's start time is an event to wait for, not a sleep. RuntimeError naming
+        ``what`` and the last output after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            done = self.run(*cmd, timeout=timeout)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                said = (done.stderr.strip() or done.stdout.strip())[-500:]
+                raise RuntimeError(f"{what} within {seconds:.0f} s: {said}")
+            time.sleep(every)
+
     def wait_for_syn_sent(self, timeout: float = 60) -> None:
         """Until a connect inside is waiting for an answer: a scan is mid-way (an event,
         where a fixed sleep is too short on a loaded machine)."""
