@@ -16,6 +16,7 @@ import atexit
 import os
 import socket
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -60,16 +61,8 @@ class Resolver:
                 status = self._status.get(error, LookupStatus.FAILED)
                 fut.set_result(Lookup([], status, servers))
                 return
-            seen: dict[tuple[int, str], None] = {}
-            for node in result.nodes:
-                addr = node.addr[0]
-                text = addr.decode("ascii") if isinstance(addr, bytes) else str(addr)
-                if node.family == socket.AF_INET:
-                    seen.setdefault((4, text), None)
-                elif node.family == socket.AF_INET6:
-                    seen.setdefault((6, text.split("%")[0]), None)
-            status = LookupStatus.ANSWERED if seen else LookupStatus.NO_ADDRESS
-            fut.set_result(Lookup(list(seen), status, servers))
+            fut.set_result(_answered(((node.family, node.addr[0]) for node in result.nodes),
+                                     servers))
 
         if name.rstrip(".").lower() == "localhost":
             # c-ares makes up ::1 for localhost when /etc/hosts gives only 127.0.0.1; the
@@ -104,13 +97,21 @@ def _system_lookup(name: str) -> Lookup:
         infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except socket.gaierror:
         return Lookup([], LookupStatus.NO_SUCH_NAME, "")
+    return _answered(((family, sockaddr[0]) for family, _, _, _, sockaddr in infos), "")
+
+
+def _answered(answers: Iterable[tuple[int, Any]], servers: str) -> Lookup:
+    """A lookup's (ip version, address) pairs, in the order given, each once, without an
+    IPv6 zone; NO_ADDRESS when none is IPv4 or IPv6."""
     seen: dict[tuple[int, str], None] = {}
-    for family, _, _, _, sockaddr in infos:
+    for family, addr in answers:
+        text = addr.decode("ascii") if isinstance(addr, bytes) else str(addr)
         if family == socket.AF_INET:
-            seen.setdefault((4, str(sockaddr[0])), None)
+            seen.setdefault((4, text), None)
         elif family == socket.AF_INET6:
-            seen.setdefault((6, str(sockaddr[0]).split("%")[0]), None)
-    return Lookup(list(seen), LookupStatus.ANSWERED if seen else LookupStatus.NO_ADDRESS, "")
+            seen.setdefault((6, text.split("%")[0]), None)
+    return Lookup(list(seen), LookupStatus.ANSWERED if seen else LookupStatus.NO_ADDRESS,
+                  servers)
 
 
 resolve = Resolver()
