@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ..engine.shards.forkserver import serving
 from ..errors import PortscanError
 from .common import (
     EXIT_FAILED,
@@ -342,9 +343,10 @@ def run_monitor(args: argparse.Namespace) -> int:
     configure_engine(given_settings(args))
     monitor = Monitor(args)
     try:
-        if args.once:
-            return _once(monitor)
-        return _daemon(monitor)
+        with serving():  # before a round reads the inventory: see forkserver.py
+            if args.once:
+                return _once(monitor)
+            return _daemon(monitor)
     finally:
         if args.cluster is not None:
             from .cluster import close_clients

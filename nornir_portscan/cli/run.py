@@ -250,6 +250,13 @@ def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..engine.shards.forkserver import serving
+
+    with serving():  # before the inventory: see forkserver.py
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import logging  # here: `scan` builds this module's parser and should not pay for these
 
     from ..plugins.tasks import portscan

@@ -80,7 +80,7 @@ def permuted(items: tuple[int, ...], key: int) -> Iterator[int]:
 class IcmpEvidence:
     """What a scan has learnt of networks' ICMP rejects: which networks sent any, and
     which left some out (a rate limit at work). Shards of one scan share theirs
-    (``shard.SharedIcmpEvidence``): the limiter may give all its errors to one shard."""
+    (``shards/workers.SharedIcmpEvidence``): the limiter may give all its errors to one shard."""
 
     def __init__(self) -> None:
         self._rejects: set[str] = set()
