@@ -9,8 +9,10 @@ a worker forked by the server does not.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -203,3 +205,33 @@ def test_a_run_stopped_leaves_no_process_behind(tmp_path: Path, how: signal.Sign
             proc.kill()
             proc.wait()
     assert proc.returncode == (130 if how is signal.SIGINT else -signal.SIGKILL)
+
+
+def test_a_merged_plan_reaches_the_server_without_nornir() -> None:
+    """A nornir run's merged plan, unpickled in a fresh interpreter as the server does,
+    imports no nornir and no plugin: a class of the plugins in the plan imported nornir
+    into the server at its first request (about 50 ms before any worker started)."""
+    from nornir.core.inventory import Host
+
+    from nornir_portscan.engine.core.split import ShardLayout
+    from nornir_portscan.engine.shards.workers import WorkRequest
+    from nornir_portscan.plugins.tasks import merged
+    from nornir_portscan.plugins.tasks.run_options import RunOptions
+
+    resolver = RunOptions({}, {})
+    hosts = [Host(name=f"h{i}", hostname=f"127.88.0.{i}",
+                  data={"portscan": {"ports": "22,80"}}) for i in range(1, 5)]
+    groups, alone = merged.group({h.name: resolver.resolve_lean(h) for h in hosts})
+    assert alone == [] and len(groups) == 1
+    plan = groups[0][0]
+    request = WorkRequest(plan, ShardLayout.for_processes(plan, 2, 7), None, None)
+    code = ("import pickle, sys; request = pickle.loads(sys.stdin.buffer.read()); "
+            "print(sorted(m for m in sys.modules if m.startswith('nornir')), "
+            "[t.address for t in request.plan.spec])")
+    done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(request),
+                          capture_output=True, check=True)
+    modules, addresses = done.stdout.decode().split("] [")
+    assert "nornir_portscan.engine" in modules
+    assert "'nornir'" not in modules and "nornir." not in modules
+    assert "nornir_portscan.plugins" not in modules
+    assert addresses.count("127.88.0.") == 4

@@ -448,3 +448,33 @@ def literal_target(address: str) -> tuple[Target, bool] | None:
         return None
     return Target(str(ip), None, ip.version), (ip.is_loopback if ip.version == 4
                                                else int(ip) == 1)
+
+
+class AddressList:
+    """Literal addresses, one target each: the target source of a nornir run's merged
+    plan (plugins/tasks/merged.py), which the engine walks.
+
+    It lives here, with the other target sources, because a plan is pickled to the fork
+    server (engine/shards/forkserver.py): unpickling it there imports this module, and a
+    class in the plugins would import nornir into the server.
+
+    Kept as one string, not a Target per host: each shard worker walks the whole list to
+    find its slice, and touching tens of thousands of objects forked from the parent
+    (their reference counts) would copy every page they lie on into each worker. Targets
+    are made as the walk goes, and dropped behind it."""
+
+    def __init__(self, targets: list[Target]) -> None:
+        self._text = "\n".join(t.address or "" for t in targets)
+        self._versions = bytes(t.version for t in targets)
+
+    def __iter__(self) -> Iterator[Target]:
+        text, start = self._text, 0
+        for version in self._versions:
+            end = text.find("\n", start)
+            if end < 0:
+                end = len(text)
+            yield Target(text[start:end], None, version)
+            start = end + 1
+
+    def count(self) -> int:
+        return len(self._versions)

@@ -85,7 +85,8 @@ def _listed(target: Mapping[str, Any]) -> Mapping[PortKey, PortEntry]:
     """The listed ports: what a target read back from JSON holds there is taken on trust
     (a baseline's shape is checked where it is loaded, plugins/tasks/baseline.py)."""
     ports = target.get("ports")
-    return ports if isinstance(ports, Mapping) else {}
+    # a dict is the common case, and an ABC's isinstance costs a run per port read
+    return ports if type(ports) is dict or isinstance(ports, Mapping) else {}
 
 
 def _get(ports: Mapping[PortKey, PortEntry], port: int) -> PortEntry | None:
@@ -95,6 +96,8 @@ def _get(ports: Mapping[PortKey, PortEntry], port: int) -> PortEntry | None:
 
 def folded(target: Mapping[str, Any]) -> Extraports | None:
     extra: Extraports | None = target.get("extraports")
+    if extra is None:
+        return None
     return extra if isinstance(extra, Mapping) else None
 
 
@@ -144,7 +147,7 @@ def ports_in_state(target: Mapping[str, Any], state: str) -> list[int]:
     if extra is not None and extra.get("state") == state:
         return [p for p, v in each_port(target) if v.get("state") == state]
     return sorted(int(p) for p, v in _listed(target).items()
-                  if isinstance(v, Mapping) and v.get("state") == state)
+                  if (type(v) is dict or isinstance(v, Mapping)) and v.get("state") == state)
 
 
 def target_states(target: Mapping[str, Any]) -> Counter[str]:
@@ -173,6 +176,8 @@ def compact_target(target: TargetEntry) -> TargetEntry:
     if folded(target) is not None:
         return {**target}
     ports = _listed(target)
+    if len(ports) <= FOLD_ABOVE:  # no state can be shared by more: a run's usual host
+        return {**target}
     shared = Counter((v.get("state"), v.get("reason")) for v in ports.values()
                      if v.get("state") not in _NEVER_FOLDED)
     if not shared:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,36 +25,11 @@ from ...engine.core.outcome import ProbeOutcome
 from ...engine.core.plan import ScanPlan, rate_for
 from ...engine.io.service import shared_engine
 from ...engine.shards.shared import submit_sharded
-from ...inputs.targets import Target, TargetSpec
+from ...inputs.targets import AddressList, Target, TargetSpec
 from .run_options import Addressed
 
 if TYPE_CHECKING:
     from .options import ScanKey, ScanOptions
-
-
-class AddressList:
-    """The addresses of a merged plan: a target source the engine walks.
-
-    Kept as one string, not a Target per host: each shard worker walks the whole list to
-    find its slice, and touching tens of thousands of objects forked from the parent
-    (their reference counts) would copy every page they lie on into each worker. Targets
-    are made as the walk goes, and dropped behind it."""
-
-    def __init__(self, targets: list[Target]) -> None:
-        self._text = "\n".join(t.address or "" for t in targets)
-        self._versions = bytes(t.version for t in targets)
-
-    def __iter__(self) -> Iterator[Target]:
-        text, start = self._text, 0
-        for version in self._versions:
-            end = text.find("\n", start)
-            if end < 0:
-                end = len(text)
-            yield Target(text[start:end], None, version)
-            start = end + 1
-
-    def count(self) -> int:
-        return len(self._versions)
 
 
 class HostShare:
