@@ -152,18 +152,21 @@ class Monitor:
 
     def load(self) -> Inventory:
         """The inventory as ``run`` reads it; PortscanError (one line) when it cannot be."""
-        from ..plugins.tasks.options import resolve_options, run_settings
+        from ..plugins.tasks.options import run_settings
+        from ..plugins.tasks.run_options import Addressed, RunOptions
         from ..report.metrics import expected_ports
 
         nr = _nornir(self.args)
         run_settings_into(nr.config.user_defined, self.settings)
-        run = run_settings(nr.config)
+        # equal inventory data resolved once, as a round's batch does (a /18: seconds)
+        resolver = RunOptions(self.task_args, run_settings(nr.config), with_baseline=False)
         expected: dict[str, frozenset[int]] = {}
         for name, host in nr.inventory.hosts.items():
             try:
-                options = resolve_options(host, self.task_args, with_baseline=False, run=run)
+                resolved = resolver.resolve_lean(host)
             except PortscanError:
                 continue  # the host's own task fails with the message, every round
+            options = resolved.options if isinstance(resolved, Addressed) else resolved
             expected[name] = expected_ports(options.expect)
         return Inventory(nr, expected)
 
@@ -341,9 +344,9 @@ def run_monitor(args: argparse.Namespace) -> int:
             raise PortscanError(f"--textfile {args.textfile}: directory {directory} "
                                 f"does not exist")
     configure_engine(given_settings(args))
-    monitor = Monitor(args)
     try:
-        with serving():  # before a round reads the inventory: see forkserver.py
+        with serving():  # before the inventory is read: see forkserver.py
+            monitor = Monitor(args)
             if args.once:
                 return _once(monitor)
             return _daemon(monitor)
