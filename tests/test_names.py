@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dask_procs import DaskProcesses
 from dnslab import DNS, SILENT, DnsSetup, why_no_dnsmasq
 from netns import PYTHON, NetNS, by_key, jsonl
 
@@ -214,6 +215,42 @@ def test_run_names_a_silent_resolver_once(silent: tuple[NetNS, DnsSetup],
     assert "ERROR, resolver did not answer (3): sw0, sw1, sw2" in done.stdout.splitlines()
     assert done.stderr.splitlines() == [
         f"warning: resolver {SILENT}:53 did not answer: 3 names not scanned (resolver-timeout)"]
+
+
+def _silent_line(count: int) -> str:
+    return (f"warning: resolver {SILENT}:53 did not answer: {count} names not scanned "
+            f"(resolver-timeout)")
+
+
+def test_each_monitor_round_names_a_silent_resolver(silent: tuple[NetNS, DnsSetup],
+                                                   tmp_path: Path) -> None:
+    ns, _ = silent
+    (tmp_path / "hosts.yaml").write_text("".join(
+        f"sw{i}: {{hostname: {name}, data: {{portscan: {{ports: [22]}}}}}}\n"
+        for i, name in enumerate(names(3))), encoding="utf-8")
+    done = ns.run(PYTHON, "-m", "nornir_portscan", "monitor", "-i", str(tmp_path), "--once",
+                  timeout=60)
+    assert "portscan_host_up" in done.stdout, done.stderr
+    assert f"nornir-portscan monitor: round 1: {_silent_line(3)}" in done.stderr.splitlines()
+
+
+def test_a_cluster_scan_names_the_silent_resolver(silent: tuple[NetNS, DnsSetup]) -> None:
+    """Names looked up on Dask workers: each run's tally comes back with its end."""
+    pytest.importorskip("distributed")
+    ns, _ = silent
+    procs = DaskProcesses(ns)
+    try:
+        procs.add_worker("w1")
+        procs.add_worker("w2")
+        procs.wait_for_workers(2)
+        done = ns.scan(*names(30), "-p", "1-3", "--cluster", procs.address, "--format",
+                       "jsonl", timeout=120)
+    finally:
+        procs.close()
+    assert done.returncode == 0, done.stderr
+    rows = jsonl(done.stdout)
+    assert len(rows) == len(by_key(rows)) == 30 * 3
+    assert done.stderr.splitlines()[0] == _silent_line(30)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

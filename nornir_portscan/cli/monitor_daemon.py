@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
@@ -140,6 +141,7 @@ class Monitor:
         if args.ports is not None:
             self.task_args["ports"] = args.ports
         self.inventory = self.load()
+        self._resolver_seen: Counter[str] = Counter()  # names silent resolvers cost, so far
         self.stopping = False
         self.reloading = False
         self.rounds = 0
@@ -206,6 +208,7 @@ class Monitor:
                        f"{type(exc).__name__}: {_one_line(exc)}")
             _log(f"round {self.rounds} failed, every host keeps its last values: {problem}")
             return RoundResult(EXIT_FAILED, (problem,))
+        self._log_silent_resolvers()
         fresh: dict[str, HostValues] = {}
         problems: list[str] = []
         usage = violated = False
@@ -235,6 +238,19 @@ class Monitor:
                   else EXIT_VIOLATION if violated else EXIT_OK)
         self.write_textfile()
         return RoundResult(status, tuple(problems))
+
+    def _log_silent_resolvers(self) -> None:
+        """One line per round naming each resolver that did not answer this round, and
+        the names it cost (the hosts' Results say which names): the engine counts over
+        its life, so a round's are what it counted since the last round."""
+        from ..engine.core.stats import ScanStats
+        from ..engine.io.service import shared_engine
+
+        seen = shared_engine().resolver_timeouts()
+        line = ScanStats(resolver_timeouts=seen - self._resolver_seen).resolver_warning()
+        self._resolver_seen = seen
+        if line:
+            _log(f"round {self.rounds}: {line}")
 
     def write_textfile(self) -> None:
         path = self.args.textfile

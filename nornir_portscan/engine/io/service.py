@@ -15,13 +15,15 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ..core.errors import EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
 from ..core.scheduler import Scheduler
+from ..core.stats import ScanStats
 from ..core.work import Job
 from .limits import concurrency_budget
 from .local import jobs_for
@@ -165,12 +167,28 @@ class Engine:
         self.sched: Scheduler | None = None
         #: Whose each running job is: the engine's own map, core's jobs hold no handle.
         self._handles: dict[Job, JobHandle] = {}
+        #: names silent resolvers cost jobs that ran off the loop (shard workers, Dask)
+        self._elsewhere: Counter[str] = Counter()
+
+    def resolver_timeouts(self) -> Counter[str]:
+        """Names each silent resolver cost, by resolver, over every job this engine ran:
+        on its loop, on shard workers and on a cluster (``count_resolver_timeouts``)."""
+        with self._lock:
+            total = Counter(self._elsewhere)
+        sched = self.sched
+        if sched is not None:
+            total.update(sched.intake.resolvers.timeouts)
+        return total
+
+    def count_resolver_timeouts(self, timeouts: Mapping[str, int]) -> None:
+        """Add what a job run off the loop (shard workers, a cluster) counted."""
+        with self._lock:
+            self._elsewhere.update(timeouts)
 
     def resolver_warning(self) -> str | None:
         """The line naming each resolver that did not answer and the names it cost, over
         every job this engine ran (``run`` prints it once its hosts are done)."""
-        sched = self.sched
-        return None if sched is None else sched.intake.resolvers.warning()
+        return ScanStats(resolver_timeouts=self.resolver_timeouts()).resolver_warning()
 
     def configure(self, concurrency: int | None = None, rate: float | None = None) -> None:
         """Settings for the engine's next start (the command line's --concurrency/--rate)."""

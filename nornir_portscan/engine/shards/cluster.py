@@ -392,6 +392,9 @@ class ClusterScan:
                       end.skipped)
             stats.connects += end.connects
             if verdict == "won":
+                # the names the finishing run could not scan (a lost run's are counted
+                # by the one that finished its shard)
+                stats.resolver_timeouts.update(dict(end.resolver_timeouts))
                 for other in ledger.others(end.shard):
                     self.drop(other)
 
@@ -493,6 +496,10 @@ class ClusterJob:
             return self._scan()
         finally:
             self.elapsed_s = monotonic() - self._submitted
+            # a run's one warning line names the resolvers its cluster scans found silent
+            from ..io.service import shared_engine
+
+            shared_engine().count_resolver_timeouts(self.stats.resolver_timeouts)
 
     def _scan(self) -> list[ProbeOutcome]:
         resumed = self.resumed

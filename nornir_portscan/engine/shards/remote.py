@@ -72,6 +72,8 @@ class RunEnd(NamedTuple):
     outcomes: int  # outcomes sent, port runs expanded
     connects: int
     stopped: bool  # the client cancelled the run: what it sent is all there is
+    #: names each silent resolver cost this run (``ScanStats.resolver_timeouts``)
+    resolver_timeouts: tuple[tuple[str, int], ...] = ()
 
 
 def check_scope(plan: ScanPlan) -> None:
@@ -300,4 +302,4 @@ def run_shard(plan: ScanPlan, layout: ShardLayout, index: int, key: str, queue_n
         except Exception:  # the scheduler went away: the run's end says what it can
             pass
     return RunEnd(index, run, key, outbox.sent, hosts_sent, hosts.skipped, sent,
-                  stats.connects, stopped)
+                  stats.connects, stopped, tuple(stats.resolver_timeouts.items()))

@@ -43,14 +43,17 @@ def submit_sharded(engine: Engine, plan: ScanPlan,
     handle = JobHandle(plan, on_outcome, keep=keep, on_end=on_end)
 
     def run() -> None:
+        stats = ScanStats()
         try:
-            for batch in run_sharded(plan, count, ScanStats()):
+            for batch in run_sharded(plan, count, stats):
                 for outcome in batch.outcomes:
                     handle.hand_out(outcome)
         except BaseException as exc:  # the handle's owner hears it
             handle.end(exc)
         else:
             handle.end(None)
+        finally:  # the workers' silent resolvers: the engine's warning names them too
+            engine.count_resolver_timeouts(stats.resolver_timeouts)
 
     threading.Thread(target=run, name="portscan-shards", daemon=True).start()
     return handle
