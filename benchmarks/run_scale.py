@@ -34,6 +34,8 @@ from pathlib import Path
 
 from bench import byte_compile_package  # resume.py does the same
 
+from nornir_portscan.plugins.common.ports import each_port
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_LAB = HERE.parent.parent / "shared" / "lab" / "netlab.py"
 
@@ -124,9 +126,11 @@ def truth_of(path: Path) -> dict[tuple[str, int], str]:
 
 
 def states_of_scan(path: Path) -> dict[tuple[str, int], str]:
+    """Every probe's state, the ports folded into ``extraports`` included (read through
+    the documents' one accessor: reading ``ports`` alone misses every folded port)."""
     doc = json.loads(path.read_text())
-    return {(address, int(port)): entry["state"] for address, host in doc["hosts"].items()
-            for port, entry in host["ports"].items()}
+    return {(address, port): str(entry["state"]) for address, host in doc["hosts"].items()
+            for port, entry in each_port(host)}
 
 
 def states_of_run(path: Path) -> dict[tuple[str, int], str]:
@@ -134,8 +138,8 @@ def states_of_run(path: Path) -> dict[tuple[str, int], str]:
     got: dict[tuple[str, int], str] = {}
     for entry in doc["hosts"].values():
         for address, target in ((entry.get("result") or {}).get("targets") or {}).items():
-            for port, value in target["ports"].items():
-                got[(address, int(port))] = value["state"]
+            for port, value in each_port(target):
+                got[(address, port)] = str(value["state"])
     return got
 
 
