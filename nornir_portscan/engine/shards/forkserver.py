@@ -97,6 +97,8 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the serve
             # probes time out.
             for pid in running:
                 os.kill(pid, signal.SIGTERM)
+            for pid in running:  # reaped here: their CPU time counts in the run's
+                os.waitpid(pid, 0)
             os._exit(0)
         try:
             workers = fork_workers(pickle.loads(body), in_child=sock.close)
