@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import nautobot_server
 import pytest
+from dask_procs import DaskProcesses
 from netns import PYTHON, NetNS, why_unavailable
 
 pytestmark = [pytest.mark.server, pytest.mark.netns]
@@ -337,3 +339,52 @@ def test_the_transform_function_is_registered_by_entry_point() -> None:
     import importlib
 
     assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_an_audit_on_a_cluster_finds_what_a_local_one_finds(lab: Lab) -> None:
+    """``--cluster``: the scan runs on Dask workers (in the server's namespace), the
+    findings and the probe count are the local audit's."""
+    pytest.importorskip("distributed")
+    procs = DaskProcesses(lab.ns)
+    try:
+        procs.add_worker("w1")
+        procs.add_worker("w2")
+        procs.wait_for_workers(2)
+        status, remote, _ = audit_json(lab, "--prefix", AREA_A, "--cluster", procs.address)
+    finally:
+        procs.close()
+    local_status, local, _ = audit_json(lab, "--prefix", AREA_A)
+    assert (status, remote["findings"]) == (local_status, local["findings"])
+    assert remote["summary"]["probes"] == local["summary"]["probes"] > 0
+    assert remote["options"]["cluster"] == procs.address
+
+
+def test_an_interrupted_audit_resumes_to_the_findings_of_a_whole_one(lab: Lab,
+                                                                      tmp_path: Path) -> None:
+    """``--resume``: an audit stopped mid-scan keeps its journal beside ``-o``; the same
+    command again probes the rest and reports what one uninterrupted audit reports."""
+    out = tmp_path / "audit.json"
+    # the dead hosts of the area make every probe of theirs wait its 3 s timeout
+    args = ("--nautobot", lab.server.url, "-p", EXTRA, "--prefix", AREA_A, "--format",
+            "json", "--timeout", "3", "--retries", "0")
+    whole_status, whole, _ = audit_json(lab, "--prefix", AREA_A, "--timeout", "3",
+                                        "--retries", "0")
+    proc = lab.ns.popen(PYTHON, "-m", "nornir_portscan", "audit", *args, "-o", str(out),
+                        "--resume", env=lab.server.python_env())
+    try:
+        lab.ns.wait_for_syn_sent()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    journal = Path(f"{out}.journal")
+    assert journal.exists() and json.loads(out.read_text())["summary"]["interrupted"]
+    done = lab.audit(*args, "-o", str(out), "--resume")
+    assert done.returncode == whole_status, done.stderr
+    resumed = json.loads(out.read_text())
+    assert resumed["findings"] == whole["findings"]
+    assert resumed["summary"]["probes"] == whole["summary"]["probes"]
+    assert not resumed["summary"]["interrupted"] and not journal.exists()
