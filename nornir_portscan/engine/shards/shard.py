@@ -27,11 +27,12 @@ from ...inputs.targets import TargetSource
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.seed import layout_key
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
 from ..io.limits import concurrency_budget
-from ..io.local import scan_here
+from ..io.local import scan_here, seeded
 
 if TYPE_CHECKING:
     from ..core.resume import ResumePoint
@@ -161,7 +162,9 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
     own share of it. With ``record`` (a journal section's id, and where its records go)
     each worker encodes its outcomes as journal records itself, in parallel, and each is
     handed to ``record`` before its outcomes are yielded."""
-    layout = ShardLayout.for_processes(plan, count, int.from_bytes(os.urandom(6), "big"))
+    plan = seeded(plan)  # one seed for the layout and every worker's port order
+    assert plan.settings.seed is not None
+    layout = ShardLayout.for_processes(plan, count, layout_key(plan.settings.seed))
     budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
     children: dict[int, int] = {}  # pipe read end -> worker pid
