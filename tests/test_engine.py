@@ -119,6 +119,7 @@ def test_immediate_and_deferred_refusal_give_the_same_outcome(
         sched = Scheduler(concurrency=4)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], [port], JobOptions(discovery=False)))
         [probe] = sched.next_probes(10.0, 1)
+        sched.flight.stamp(probe, 10.0)  # as the loop does before connect()
         if via_so_error:
             sched.on_sent(probe, 10.0)  # the loop only starts a clock for EINPROGRESS
         assert sched.on_answer(probe, err, 10.002) is False
@@ -352,6 +353,8 @@ PROBE_ORDER_SCRIPT = textwrap.dedent("""
     order, now = [], 0.0
     while not sched.done:
         probes = sched.next_probes(now, 16)
+        for p in probes:
+            sched.flight.stamp(p, now)
         order += [(p.host.addr, p.port) for p in probes]
         sched.on_failed_connects([(p, errno.ECONNREFUSED, now + 0.001) for p in probes])
         sched.drain_some(1 << 16)
