@@ -36,15 +36,18 @@ PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 
 
-def _syn_filter(address: str) -> bytes:
-    """Classic BPF for ``lo``: IPv4 TCP to ``address`` with SYN set and ACK clear. The
-    kernel drops the rest, so the machine's other loopback traffic cannot crowd it out."""
+def _syn_filter(address: str, prefix: int) -> bytes:
+    """Classic BPF for ``lo``: IPv4 TCP into ``address``/``prefix`` with SYN set and ACK
+    clear. The kernel drops the rest, so the machine's other loopback traffic cannot crowd
+    it out."""
     ip = struct.unpack("!I", socket.inet_aton(address))[0]
+    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
     code = [
-        (0x28, 0, 0, 12),        # ldh [12]: the ethertype
-        (0x15, 0, 9, ETH_P_IP),  # jeq IPv4, else drop
-        (0x20, 0, 0, 30),        # ld [30]: the destination address
-        (0x15, 0, 7, ip),        # jeq ours, else drop
+        (0x28, 0, 0, 12),         # ldh [12]: the ethertype
+        (0x15, 0, 10, ETH_P_IP),  # jeq IPv4, else drop
+        (0x20, 0, 0, 30),         # ld [30]: the destination address
+        (0x54, 0, 0, mask),       # and the prefix's mask
+        (0x15, 0, 7, ip & mask),  # jeq ours, else drop
         (0x30, 0, 0, 23),        # ldb [23]: the protocol
         (0x15, 0, 5, 6),         # jeq TCP, else drop
         (0xb1, 0, 0, 14),        # ldxb 4*([14]&0xf): the IP header's length
@@ -58,14 +61,14 @@ def _syn_filter(address: str) -> bytes:
 
 
 class SynCapture:
-    """The destination ports of the SYNs sent to one loopback address, in wire order."""
+    """The SYNs sent into one small loopback network, in wire order: (address, port)."""
 
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.ports: list[int] = []
+    def __init__(self, address: str, prefix: int = 32) -> None:
+        self.address, self.prefix = address, prefix
+        self.syns: list[tuple[str, int]] = []
         # ETH_P_ALL: a socket bound to one protocol sees only the packets that arrive
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        program = ctypes.create_string_buffer(_syn_filter(address))
+        program = ctypes.create_string_buffer(_syn_filter(address, prefix))
         fprog = struct.pack("HL", len(program.raw) // 8, ctypes.addressof(program))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
@@ -76,7 +79,8 @@ class SynCapture:
         self._thread.start()
 
     def _read(self) -> None:
-        dst = socket.inet_aton(self.address)
+        mask = (0xFFFFFFFF << (32 - self.prefix)) & 0xFFFFFFFF
+        ours = struct.unpack("!I", socket.inet_aton(self.address))[0] & mask
         while True:
             try:
                 frame, where = self.sock.recvfrom(256)
@@ -90,20 +94,25 @@ class SynCapture:
                 continue
             ip = frame[14:]
             tcp = ip[(ip[0] & 0xF) * 4:]
-            if ip[9] == 6 and ip[16:20] == dst and tcp[13] & 0x12 == 0x02:
-                self.ports.append(struct.unpack("!H", tcp[2:4])[0])
+            if (ip[9] == 6 and struct.unpack("!I", ip[16:20])[0] & mask == ours
+                    and tcp[13] & 0x12 == 0x02):
+                self.syns.append((socket.inet_ntoa(ip[16:20]),
+                                  struct.unpack("!H", tcp[2:4])[0]))
 
-    def stop(self) -> list[int]:
+    @property
+    def ports(self) -> list[int]:
+        return [port for _, port in self.syns]
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
         self.sock.close()
-        return self.ports
 
 
 @contextmanager
-def syns_to(address: str) -> Iterator[SynCapture]:
+def syns_to(address: str, prefix: int = 32) -> Iterator[SynCapture]:
     try:
-        capture = SynCapture(address)
+        capture = SynCapture(address, prefix)
     except PermissionError:
         pytest.skip("capturing on lo needs CAP_NET_RAW")
     try:
@@ -115,6 +124,11 @@ def syns_to(address: str) -> Iterator[SynCapture]:
 def own_address() -> str:
     """A loopback address no other test or scan on the machine is likely to probe."""
     return f"127.{random.randrange(64, 250)}.{random.randrange(1, 250)}.{random.randrange(2, 250)}"
+
+
+def own_network() -> str:
+    """The first three octets of a loopback /24 no other scan is likely to probe."""
+    return f"127.{random.randrange(64, 250)}.{random.randrange(1, 250)}"
 
 
 def cli(*args: str, hashseed: str) -> subprocess.CompletedProcess[str]:
@@ -251,3 +265,44 @@ def test_a_hosts_seed_in_its_inventory_keys_its_order_as_scan_seed_does(tmp_path
     address = (inv / "address").read_text()
     scanned, _ = scanned_order(address, "--seed", "4242", hashseed="2")
     assert from_data == scanned and sorted(scanned) == list(range(1, 301))
+
+
+def first_seen(syns: list[tuple[str, int]], hosts: list[str]) -> list[str]:
+    """``hosts`` in the order their first SYN went out."""
+    wanted = set(hosts)
+    return list(dict.fromkeys(h for h, _ in syns if h in wanted))
+
+
+def test_a_cluster_scan_lays_out_and_orders_by_its_seed() -> None:
+    """On a local Dask cluster (two single-threaded workers, so two shards of whole hosts):
+    a seedless scan records its seed; given back, in another process, each shard takes its
+    hosts in the same order (the layout's slices, whichever worker runs a shard) and each
+    host's ports go out in the same order."""
+    pytest.importorskip("distributed")
+    net = own_network()
+    targets = f"{net}.1-16"
+
+    def cluster_scan(*flags: str, hashseed: str) -> tuple[list[tuple[str, int]], int]:
+        with syns_to(f"{net}.0", 24) as capture:
+            done = cli("scan", targets, "-p", "1-60", "--retries", "0", "--cluster", "local:2",
+                       "--format", "json", "--no-progress", *flags, hashseed=hashseed)
+        assert done.returncode == 0, done.stderr
+        return capture.syns, json.loads(done.stdout)["options"]["seed"]
+
+    def cluster_slices(seed: int) -> list[list[str]]:
+        plan = plan_scan(targets, "1-60", retries=0, seed=seed, cluster="local:2")
+        layout = ShardLayout.for_plan(plan, 2, layout_key(seed))
+        assert layout.count == 2 and layout.port_classes == 1
+        return [[str(t.address) for t in layout.share(plan, i).spec] for i in range(2)]
+
+    drawn, seed = cluster_scan(hashseed="1")
+    replayed, again = cluster_scan("--seed", str(seed), hashseed="2")
+    assert again == seed
+    for syns in (drawn, replayed):
+        # every port of every host (and the discovery probes' port 80 beside them)
+        assert set(syns) >= {(f"{net}.{h}", p) for h in range(1, 17) for p in range(1, 61)}
+        for hosts in cluster_slices(seed):
+            assert first_seen(syns, hosts) == hosts
+    for h in range(1, 17):
+        host = f"{net}.{h}"
+        assert [p for a, p in drawn if a == host] == [p for a, p in replayed if a == host]
