@@ -233,7 +233,7 @@ class Probe:
         self.port = port
         self.attempt = attempt
         self.discovery = discovery
-        self.sent = 0.0
+        self.sent = 0.0  # when its connect() started: ``FlightControl.stamp``, from the loop
         self.done = False
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window

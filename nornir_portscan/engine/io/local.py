@@ -58,15 +58,16 @@ def seeded(plan: ScanPlan) -> ScanPlan:
     shard, forked or on a cluster worker, keys its port order and the layout the same."""
     if plan.settings.seed is not None:
         return plan
-    seed = draw_seed() if _default_seed is None else _default_seed
-    return replace(plan, settings=replace(plan.settings, seed=seed))
+    return replace(plan, settings=replace(plan.settings, seed=seed_of(plan)))
 
 
 def seed_of(plan: ScanPlan) -> int:
-    """The seed a plan runs with (``seeded``)."""
-    seed = seeded(plan).settings.seed
-    assert seed is not None
-    return seed
+    """The seed a plan runs with (``seeded``), without a copy of the plan: a nornir run's
+    engine asks it of every host's plan."""
+    seed = plan.settings.seed
+    if seed is not None:
+        return seed
+    return draw_seed() if _default_seed is None else _default_seed
 
 
 def job_for(plan: ScanPlan) -> Job:
