@@ -282,10 +282,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         task_args["resume"] = journal.path
     # the seed of every host whose inventory sets none, drawn if not given: the report's
     # options.seed replays the run (--seed, as a task argument, also overrides the inventory)
+    from ..engine.io.local import default_seed, draw_seed
+
     seed = settings.get("seed")
     if seed is None:
-        from ..engine.io.local import draw_seed
-
         seed = draw_seed()
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
                "ports": args.ports, **settings_record({**settings, "seed": seed},
@@ -309,8 +309,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         # core.raise_on_error would end the run at the first failed host, report unwritten
-        from ..engine.io.local import default_seed
-
         with default_seed(seed):
             nr.with_processors(processors).run(task=portscan, raise_on_error=False,
                                                **task_args)

@@ -45,7 +45,7 @@ from ..core.seed import layout_key
 from ..core.shard_skips import Repeats, decided_places
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
-from ..io.local import seeded
+from ..io.local import seed_of, seeded
 from . import watch
 from .ledger import Ledger
 from .remote import HOSTS, START, RunEnd, check_scope, run_shard
@@ -190,8 +190,7 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
     client = connect(plan.cluster)
     threads = _total_threads(client)
     plan = seeded(plan)  # the workers get the seed with the plan: one port order key
-    assert plan.settings.seed is not None
-    layout = ShardLayout.for_plan(plan, threads, layout_key(plan.settings.seed))
+    layout = ShardLayout.for_plan(plan, threads, layout_key(seed_of(plan)))
     if shared_rate:
         cap = shared_rate / max(1, threads)
         layout = replace(layout, rate=cap if layout.rate is None else min(layout.rate, cap))

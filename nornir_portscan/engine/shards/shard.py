@@ -32,7 +32,7 @@ from ..core.split import ShardLayout
 from ..core.stats import ScanStats
 from ..core.work import IcmpEvidence
 from ..io.limits import concurrency_budget
-from ..io.local import scan_here, seeded
+from ..io.local import scan_here, seed_of, seeded
 
 if TYPE_CHECKING:
     from ..core.resume import ResumePoint
@@ -163,8 +163,7 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
     each worker encodes its outcomes as journal records itself, in parallel, and each is
     handed to ``record`` before its outcomes are yielded."""
     plan = seeded(plan)  # one seed for the layout and every worker's port order
-    assert plan.settings.seed is not None
-    layout = ShardLayout.for_processes(plan, count, layout_key(plan.settings.seed))
+    layout = ShardLayout.for_processes(plan, count, layout_key(seed_of(plan)))
     budget = concurrency_budget(plan.concurrency)  # the workers' descriptors, shared out
     evidence = SharedIcmpEvidence()
     children: dict[int, int] = {}  # pipe read end -> worker pid
