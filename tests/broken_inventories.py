@@ -72,7 +72,7 @@ def full_files(d: Path, port: int, closed: int) -> dict[str, Any]:
     docs["hosts"]["web"]["data"] = {"role": "web", "portscan": {
         "ports": [port], "targets": ["127.0.0.1"], "exclude": [], "timeout": 2.0,
         "retries": 1, "discovery": True, "banners": False, "baseline": None, "cluster": None,
-        "recheck": 1.5,
+        "recheck": 1.5, "seed": 12345,
         "expect": {"open": [port], "not_open": [closed], "closed": [closed],
                    "only_open": [port]}}}  # (filtered: no port is, on loopback)
     docs["groups"]["core"].update({**attrs, "connection_options": connection})
@@ -194,6 +194,7 @@ PORTSCAN_ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "recheck": _none_or(_seconds),  # seconds, 0 (none) or more
     "worker_rate": _none_or(_seconds),  # probes per second, 0 (no cap) or more, finite
     "retries": _none_or(lambda v: _int(v) and v >= 0),
+    "seed": _none_or(lambda v: _int(v) and v >= 0),  # a whole number, 0 or more
     "discovery": _none_or(lambda v: isinstance(v, bool)),
     "banners": _none_or(lambda v: isinstance(v, bool)),
     "expect": _none_or(_expect),
@@ -309,6 +310,7 @@ def _entry_cases(file: str, entry: tuple[str, ...], label: str,
                  "timeout": (0, float("inf"), float("nan")), "cluster": ("local:0", "tcp://"),
                  "recheck": (-1, float("inf"), float("nan")),
                  "worker_rate": (-1, float("inf"), float("nan")),
+                 "seed": (-1, 1.0, "12x"),
                  "baseline": ("baseline-missing.json", "baseline-not-json.json",
                               "baseline-wrong-shape.json", {"hosts": 5})}.get(key, ())
         for label_, value, marker in _wrong(key, PORTSCAN_ACCEPTS[key], extra):

@@ -119,6 +119,7 @@ def test_immediate_and_deferred_refusal_give_the_same_outcome(
         sched = Scheduler(concurrency=4)
         sched.add_job(Job([Target("127.0.0.1", None, 4)], [port], JobOptions(discovery=False)))
         [probe] = sched.next_probes(10.0, 1)
+        sched.flight.stamp(probe, 10.0)  # as the loop does before connect()
         if via_so_error:
             sched.on_sent(probe, 10.0)  # the loop only starts a clock for EINPROGRESS
         assert sched.on_answer(probe, err, 10.002) is False
@@ -340,12 +341,20 @@ def test_each_scan_draws_its_own_port_order() -> None:
 PROBE_ORDER_SCRIPT = textwrap.dedent("""
     import errno, json, sys
     from nornir_portscan.engine import Job, Scheduler, plan_scan
-    plan = plan_scan("127.0.0.1-4", "1-300", retries=0)
+    from nornir_portscan.engine.io.local import job_for
+    mode, value = sys.argv[1], int(sys.argv[2])
+    if mode == "seed":  # the job the I/O side makes of a plan with a seed
+        job = job_for(plan_scan("127.0.0.1-4", "1-300", retries=0, seed=value))
+    else:
+        plan = plan_scan("127.0.0.1-4", "1-300", retries=0)
+        job = Job(plan.spec, plan.ports, plan.options, key=value)
     sched = Scheduler(concurrency=64)
-    sched.add_job(Job(plan.spec, plan.ports, plan.options, key=int(sys.argv[1])))
+    sched.add_job(job)
     order, now = [], 0.0
     while not sched.done:
         probes = sched.next_probes(now, 16)
+        for p in probes:
+            sched.flight.stamp(p, now)
         order += [(p.host.addr, p.port) for p in probes]
         sched.on_failed_connects([(p, errno.ECONNREFUSED, now + 0.001) for p in probes])
         sched.drain_some(1 << 16)
@@ -354,9 +363,9 @@ PROBE_ORDER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def probe_order(key: int, hashseed: str) -> list[list[Any]]:
+def probe_order(key: int, hashseed: str, mode: str = "key") -> list[list[Any]]:
     env = {**os.environ, "PYTHONHASHSEED": hashseed}
-    done = subprocess.run([sys.executable, "-c", PROBE_ORDER_SCRIPT, str(key)], env=env,
+    done = subprocess.run([sys.executable, "-c", PROBE_ORDER_SCRIPT, mode, str(key)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     order: list[list[Any]] = json.loads(done.stdout)
@@ -377,6 +386,19 @@ def test_same_plan_and_key_probe_in_the_same_order_in_every_process() -> None:
     one_host = [port for addr, port in first if addr == "127.0.0.2"]
     assert one_host[8:] != sorted(one_host[8:])  # keyed, not in the order given
     assert probe_order(0x0987654321, "1") != first  # another key, another order
+
+
+def test_same_plan_and_seed_probe_in_the_same_order_in_every_process() -> None:
+    """The ``seed`` setting keys the order (``core/seed.py``): a plan with a seed, made into a
+    job by the I/O side as every scan's is, sends the same probes in the same order in two
+    processes with different PYTHONHASHSEED; seeds next to each other give other orders."""
+    first = probe_order(7, "1", "seed")
+    assert sorted(map(tuple, first)) == [(f"127.0.0.{h}", p) for h in range(1, 5)
+                                         for p in range(1, 301)]
+    assert probe_order(7, "2", "seed") == first
+    one_host = [port for addr, port in first if addr == "127.0.0.3"]
+    assert one_host[8:] != sorted(one_host[8:])
+    assert probe_order(8, "1", "seed") != first
 
 
 # ---- banners ----------------------------------------------------------------------------------

@@ -206,3 +206,27 @@ def test_the_linter_reads_every_package_file() -> None:
     wanted = {p.resolve() for d in ("nornir_portscan", "tests", "benchmarks")
               for p in (root / d).rglob("*.py") if "__pycache__" not in p.parts}
     assert wanted - linted == set(), sorted(str(p.relative_to(root)) for p in wanted - linted)
+
+
+def _writers_of(attribute: str) -> set[str]:
+    """The engine's files that assign ``attribute`` of an object other than ``self``."""
+    files: set[str] = set()
+    for path in (PACKAGE / "engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                       else [])
+            for target in targets:
+                for sub in ast.walk(target):
+                    if (isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store)
+                            and sub.attr == attribute
+                            and not (isinstance(sub.value, ast.Name) and sub.value.id == "self")):
+                        files.add(str(path.relative_to(PACKAGE)))
+    return files
+
+
+def test_a_probes_send_time_has_one_writer() -> None:
+    """``Probe.sent`` is flight control's: the loop hands its clock to ``FlightControl.stamp``
+    instead of writing a core record itself (no other record of the engine has a ``sent``
+    that code outside its class assigns)."""
+    assert _writers_of("sent") == {"engine/core/flight.py"}

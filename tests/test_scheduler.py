@@ -31,9 +31,13 @@ Responder = Callable[[Probe], Response]
 
 
 def next_probe(sched: Scheduler, now: float) -> Probe | None:
-    """One probe to start now, or None: the loop's ``next_probes`` asked for one."""
+    """One probe to start now, or None: the loop's ``next_probes`` asked for one, stamped
+    as the loop stamps a probe it starts."""
     probes = sched.next_probes(now, 1)
-    return probes[0] if probes else None
+    if not probes:
+        return None
+    sched.flight.stamp(probes[0], now)
+    return probes[0]
 
 
 def drained(sched: Scheduler) -> list[tuple[Job, ProbeOutcome | None]]:
@@ -157,6 +161,7 @@ class Sim:
                     sched.unsend(probes[i + 1:])
                     sched.on_local_error(probe, reply[1], self.now)
                     break
+                sched.flight.stamp(probe, self.now)  # as the loop does before connect()
                 if isinstance(reply, tuple) and reply[0] == IMMEDIATE:
                     self._release(probe)
                     if reply[1] == 0:

@@ -146,11 +146,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         plan = plan_scan(list(snapshot.networks), audit_ports(snapshot, extra), **settings)
     except (PortscanError, ValueError) as exc:
         fail(str(exc))
+    from ..engine.io.local import seeded
+
+    plan = seeded(plan)  # the seed it probes with, drawn if not given, goes in the report
     options = {"nautobot": source.url, "prefix": list(scope.prefixes),
                "location": list(scope.locations), "tag": list(scope.tags),
                "ports": args.ports, "apply": args.apply,
                "discovered_status": args.discovered_status,
-               **settings_record(settings, given_only=False)}
+               **settings_record({**settings, "seed": plan.settings.seed}, given_only=False)}
     return _audit(args, source, snapshot, plan, options, seconds)
 
 

@@ -287,8 +287,16 @@ def _run(args: argparse.Namespace) -> int:
     journal = _open_journal(args, nr, task_args)
     if journal is not None:
         task_args["resume"] = journal.path
+    # the seed of every host whose inventory sets none, drawn if not given: the report's
+    # options.seed replays the run (--seed, as a task argument, also overrides the inventory)
+    from ..engine.io.local import default_seed, draw_seed
+
+    seed = settings.get("seed")
+    if seed is None:
+        seed = draw_seed()
     options = {"config": args.config, "inventory": args.inventory, "filter": args.filter,
-               "ports": args.ports, **settings_record(settings, given_only=True),
+               "ports": args.ports, **settings_record({**settings, "seed": seed},
+                                                      given_only=True),
                "baseline": args.baseline}
     options = {k: v for k, v in options.items() if v is not None}
     collector = _Collector()
@@ -308,7 +316,9 @@ def _run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         # core.raise_on_error would end the run at the first failed host, report unwritten
-        nr.with_processors(processors).run(task=portscan, raise_on_error=False, **task_args)
+        with default_seed(seed):
+            nr.with_processors(processors).run(task=portscan, raise_on_error=False,
+                                               **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
         _stop_progress(progress)

@@ -141,13 +141,18 @@ def _scan(args: argparse.Namespace, plan: ScanPlan,
           journal: Journal | None = None) -> int:
     from ..engine.api import ScanStats, replay, stream_plan
     from ..engine.core.errors import EngineError
+    from ..engine.io.local import seeded
     from ..report import ScanSummary, writer_for
 
+    # the seed it probes with, drawn if not given: the report's options.seed replays the scan
+    plan = seeded(plan)
     options: dict[str, Any] = {"targets": args.targets, "ports": args.ports,
                                "exclude": args.exclude,
                                **({"targets_file": args.targets_file}
                                   if args.targets_file else {}),
-                               **settings_record(given_settings(args), given_only=False)}
+                               **settings_record({**given_settings(args),
+                                                  "seed": plan.settings.seed},
+                                                 given_only=False)}
     summary = ScanSummary(options=options, port_count=len(plan.ports),
                           ports_label=ports_label(args.ports, len(plan.ports)))
     status = EXIT_OK

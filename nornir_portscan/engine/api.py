@@ -19,7 +19,7 @@ from .core.plan import (
     plan_scan,
 )
 from .core.stats import ScanStats
-from .io.local import resume_point, scan_here
+from .io.local import resume_point, scan_here, seeded
 from .shards.shard import run_sharded, shard_count
 
 if TYPE_CHECKING:  # the journal's modules load only when a scan keeps one
@@ -57,6 +57,7 @@ def stream_plan(plan: ScanPlan, stats: ScanStats | None = None, runs: bool = Fal
     handed out (its earlier outcomes come from ``replay``).
     """
     stats = stats if stats is not None else ScanStats()
+    plan = seeded(plan)
     if plan.cluster is not None:
         from .shards.cluster import run_on_cluster  # only here: Dask is an optional extra
 

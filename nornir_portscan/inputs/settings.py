@@ -225,6 +225,11 @@ SETTINGS: tuple[Setting, ...] = (
             "local:N for N worker processes here (needs 'nornir-portscan[dask]')",
             cluster_address, "local:2", default_text="this machine", flags=("--cluster",),
             metavar="ADDR", host=True, decides=False),
+    # the order is not the outcome: a scan resumed with another seed is the same scan
+    Setting("seed", "key of the probe order and the shard layout: the same scan with the "
+            "same seed probes in the same order (the report's options.seed replays one)",
+            count, 12345, default_text="drawn at random, recorded in the report",
+            flags=("--seed",), metavar="N", host=True, decides=False),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

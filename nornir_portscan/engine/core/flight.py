@@ -61,14 +61,22 @@ class FlightControl:
         return budget
 
     def launched(self, probes: list[Probe], now: float) -> None:
-        """``probes`` go to the loop: each holds a socket until it is settled."""
+        """``probes`` go to the loop: each holds a socket until it is settled. Each is
+        stamped (``stamp``) as the loop starts its connect, not here."""
         n = len(probes)
         self.rate.take(n)
         self.inflight += n
         self.probes_sent += n
         for probe in probes:
             probe.live = True
-            probe.sent = now
+
+    @staticmethod
+    def stamp(probe: Probe, when: float) -> None:
+        """When the probe's connect() started, by the loop's clock just before the call:
+        its RTT and deadlines count from here. The one writer of ``Probe.sent``: the loop
+        (or a test standing in for it) hands its time in, for every probe it starts,
+        before it reports anything of it."""
+        probe.sent = when
 
     def may_send(self, now: float) -> bool:
         """Whether a probe could start now, if there were one."""

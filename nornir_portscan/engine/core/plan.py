@@ -48,6 +48,7 @@ class ScanSettings(Mapping[str, Any]):
     banner_wait: float = 1.0
     recheck: float | None = None
     cluster: str | None = None
+    seed: int | None = None  # None: the I/O side draws one when the plan runs (io/local.py)
 
     @classmethod
     def settle(cls, given: Mapping[str, Any]) -> ScanSettings:
@@ -90,7 +91,7 @@ def plan_scan(targets: TargetsArg, ports: PortsArg, *, exclude: str | Iterable[s
               shards: int | None = None, **settings: Any) -> ScanPlan:
     """Validate a scan: targets, ports and every setting of inputs/settings.py (timeout,
     retries, concurrency, rate, worker_rate, discovery, banners, banner_wait, recheck,
-    cluster, allowed, max_addresses), each by its one parser; None means "not given".
+    cluster, allowed, max_addresses, seed), each by its one parser; None means "not given".
     ``SpecError`` names the bad value; an unknown setting is a ``TypeError``, as a
     misspelt keyword is."""
     unknown = sorted(set(settings) - set(BY_NAME))

@@ -4,19 +4,20 @@ A shard is "index i of n" of a keyed partition of the address x port space:
 
 - the targets, laid end to end as positions 0..H-1 (H is the target count before
   excludes), are permuted by p(j) = (offset + j * stride) mod H, with the stride prime
-  to H and both drawn from one random key per scan; host slice s of n_h takes the
-  positions p with p * n_h div H = s, so a slice is spread over the whole target list
-  rather than one subnet's routers;
+  to H and both taken from one key per scan (``core/seed.layout_key`` of its seed); host
+  slice s of n_h takes the positions p with p * n_h div H = s, so a slice is spread over
+  the whole target list rather than one subnet's routers;
 - ports are split (port class c of n_p takes the ports whose index is c mod n_p) only
   when there are too few hosts: whole hosts per shard mean a dead host's discovery is
   paid once;
 - shard i is host slice i div n_p crossed with port class i mod n_p.
 
 A shard follows from the plan, the layout and its index alone, so a worker (a forked
-process, a Dask worker on another machine) computes its own share. The key is drawn by
-the caller (``shards/``): nothing here draws randomness. How many shards, and which cut,
-differs: forked processes run all at once, one per core (``ShardLayout.for_processes``);
-a cluster's shards queue on its worker threads (``ShardLayout.for_plan``).
+process, a Dask worker on another machine) computes its own share. The key is given by
+the caller (``shards/``, from the scan's seed): nothing here draws randomness. How many
+shards, and which cut, differs: forked processes run all at once, one per core
+(``ShardLayout.for_processes``); a cluster's shards queue on its worker threads
+(``ShardLayout.for_plan``).
 """
 
 from __future__ import annotations

@@ -124,9 +124,10 @@ class JobOptions:
 class Job:
     """One scan request: a lazy stream of targets crossed with a port list.
 
-    ``key`` keys each host's port order (``permuted``). It is drawn by the I/O side
-    (``io.local.job_for``, from os.urandom) and passed in: decision code draws no
-    randomness, so a test can give a key and get the same order every time. 0, or
+    ``key`` keys each host's port order (``permuted``). It follows from the scan's seed
+    (``core/seed.port_order_key``; the I/O side draws a seed when none is given) and is
+    passed in: decision code draws no randomness, so the same key gives the same order
+    every time. 0, or
     ``options.shuffle`` False, keeps the ports in the order given."""
 
     __slots__ = (
@@ -232,7 +233,7 @@ class Probe:
         self.port = port
         self.attempt = attempt
         self.discovery = discovery
-        self.sent = 0.0
+        self.sent = 0.0  # when its connect() started: ``FlightControl.stamp``, from the loop
         self.done = False
         self.rtt: float | None = None
         self.young = False  # counted in the congestion window

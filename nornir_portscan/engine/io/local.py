@@ -1,19 +1,23 @@
 """One process's scan: a scheduler and a readiness loop over a plan (or a shard of one).
 
 The I/O side's share of starting a scan happens here, not at planning: the descriptor
-budget (raising the open-file limit), the job's random port-order key and, for a resumed
+budget (raising the open-file limit), the scan's seed when none was given (the port-order
+and shard layout keys follow from it, ``core/seed.py``) and, for a resumed
 scan, fresh lookups of the names decided in part (``core/resume.py``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome
 from ..core.plan import ScanPlan
 from ..core.scheduler import Scheduler
+from ..core.seed import port_order_key
 from ..core.stats import ScanStats
 from ..core.timing import RttEstimator
 from ..core.work import IcmpEvidence, Job
@@ -26,14 +30,49 @@ if TYPE_CHECKING:  # a resumed scan's modules load only when one resumes
     from ..core.resume import ResumePoint
 
 
-def port_order_key() -> int:
-    """A job's port-order key, drawn here: the scheduler draws no randomness."""
-    return int.from_bytes(os.urandom(5), "big")
+#: The seed of plans that have none, while a caller sets one (``default_seed``): a nornir
+#: run's, so every host without a seed of its own scans with the one its report records.
+_default_seed: int | None = None
+
+
+def draw_seed() -> int:
+    """A fresh random seed, drawn here: the scheduler draws no randomness. 48 bits, so a
+    JSON reader that holds numbers as doubles (JavaScript) keeps it exact."""
+    return int.from_bytes(os.urandom(6), "big")
+
+
+@contextmanager
+def default_seed(seed: int) -> Iterator[None]:
+    """While inside, a plan with no seed of its own runs with ``seed`` (``seeded``)."""
+    global _default_seed
+    before, _default_seed = _default_seed, seed
+    try:
+        yield
+    finally:
+        _default_seed = before
+
+
+def seeded(plan: ScanPlan) -> ScanPlan:
+    """The plan with a seed: its own, the caller's default (``default_seed``), or drawn now.
+    Every way of running a plan seeds it first, before it is split into shards, so every
+    shard, forked or on a cluster worker, keys its port order and the layout the same."""
+    if plan.settings.seed is not None:
+        return plan
+    return replace(plan, settings=replace(plan.settings, seed=seed_of(plan)))
+
+
+def seed_of(plan: ScanPlan) -> int:
+    """The seed a plan runs with (``seeded``), without a copy of the plan: a nornir run's
+    engine asks it of every host's plan."""
+    seed = plan.settings.seed
+    if seed is not None:
+        return seed
+    return draw_seed() if _default_seed is None else _default_seed
 
 
 def job_for(plan: ScanPlan) -> Job:
     """A plan's job, with its port-order key."""
-    return Job(plan.spec, plan.ports, plan.options, key=port_order_key())
+    return Job(plan.spec, plan.ports, plan.options, key=port_order_key(seed_of(plan)))
 
 
 def jobs_for(plan: ScanPlan, resume: ResumePoint | None) -> tuple[list[Job], list[PortRun]]:
@@ -43,7 +82,7 @@ def jobs_for(plan: ScanPlan, resume: ResumePoint | None) -> tuple[list[Job], lis
         return [job_for(plan)], []
     from ..core.resume import resume_work
 
-    return resume_work(plan, resume, port_order_key())
+    return resume_work(plan, resume, port_order_key(seed_of(plan)))
 
 
 def resume_point(decided: DecidedPairs, timeout: float = 30.0) -> ResumePoint:

@@ -121,6 +121,7 @@ class ReadinessLoop:
         new_socket = _raw_socket
         next_probes = sched.next_probes
         on_sent = sched.on_sent
+        stamp = sched.flight.stamp  # a plain function: Probe.sent is flight control's
         on_failed = sched.on_failed_connects
         spare = self.spare
         parked = self.parked  # unconnected sockets still in the epoll set, for reuse
@@ -149,7 +150,8 @@ class ReadinessLoop:
                                 sched.on_local_error(probe, exc.errno or errno.EMFILE, now)
                                 break
                         sock = unused
-                    probe.sent = sent = monotonic()
+                    sent = monotonic()
+                    stamp(probe, sent)
                     addr = ((host.addr, probe.port) if family == _AF_INET
                             else (host.addr, probe.port, *host.sockaddr[2:]))
                     err = sock.connect_ex(addr)

@@ -4,8 +4,9 @@ A shard is "index i of n" of the keyed partition of ``core/split.py`` (the one p
 shards use too): whole hosts when there are enough of them (a dead host's discovery is
 then paid once), ports split only when there are fewer hosts than shards. A scan gets
 one shard per worker thread, and up to four when it is big enough to amortise each
-shard's tail of timeouts. The partition follows from the plan and one random key, drawn
-here, so a worker computes its own share from (plan, layout, index) alone.
+shard's tail of timeouts. The partition follows from the plan and one key, from the scan's
+seed (``core/seed.py``), so a worker computes its own share from (plan, layout, index)
+alone, and the same seed on a cluster of as many threads lays the scan out the same.
 
 A shard's finished hosts stream home while it runs (``remote.py``, through one Dask
 queue per scan), each with its place in the shard; the ``Ledger`` takes each place once.
@@ -40,9 +41,11 @@ from ..core.decided import DecidedPairs
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.seed import layout_key
 from ..core.shard_skips import Repeats, decided_places
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
+from ..io.local import seed_of, seeded
 from . import watch
 from .ledger import Ledger
 from .remote import HOSTS, START, RunEnd, check_scope, run_shard
@@ -186,7 +189,8 @@ def run_on_cluster(plan: ScanPlan, stats: ScanStats, runs: bool = False,
                           ) from None
     client = connect(plan.cluster)
     threads = _total_threads(client)
-    layout = ShardLayout.for_plan(plan, threads, int.from_bytes(os.urandom(6), "big"))
+    plan = seeded(plan)  # the workers get the seed with the plan: one port order key
+    layout = ShardLayout.for_plan(plan, threads, layout_key(seed_of(plan)))
     if shared_rate:
         cap = shared_rate / max(1, threads)
         layout = replace(layout, rate=cap if layout.rate is None else min(layout.rate, cap))

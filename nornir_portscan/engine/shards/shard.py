@@ -19,8 +19,10 @@ from ...inputs.targets import TargetSource
 from ..core.errors import EngineError
 from ..core.outcome import OutcomeBatch, outcome_from_fields
 from ..core.plan import ScanPlan
+from ..core.seed import layout_key
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
+from ..io.local import seed_of, seeded
 from .forkserver import current_fork_server
 from .workers import HEADER, Done, Worker, WorkRequest, fork_workers
 
@@ -54,7 +56,8 @@ def run_sharded(plan: ScanPlan, count: int, stats: ScanStats, runs: bool = False
     share of it. With ``record`` (a journal section's id, and where its records go)
     each worker encodes its outcomes as journal records itself, in parallel, and each is
     handed to ``record`` before its outcomes are yielded."""
-    layout = ShardLayout.for_processes(plan, count, int.from_bytes(os.urandom(6), "big"))
+    plan = seeded(plan)  # one seed for the layout and every worker's port order
+    layout = ShardLayout.for_processes(plan, count, layout_key(seed_of(plan)))
     request = WorkRequest(plan, layout, resume, None if record is None else record[0])
     server = current_fork_server()
     workers: Sequence[Worker] | None = server.start(request) if server is not None else None
