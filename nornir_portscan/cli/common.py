@@ -5,11 +5,12 @@ file (which ``outfile.py`` writes)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from ..errors import PortscanError, SpecError
@@ -25,6 +26,42 @@ class Interrupted(Exception):
 
 def _on_sigterm(signum: int, frame: object) -> NoReturn:
     raise Interrupted()
+
+
+@contextlib.contextmanager
+def interrupts_let_go() -> Iterator[None]:
+    """While a nornir run goes on: Ctrl-C and SIGTERM also let go every host task that
+    waits for its scan (``engine/io/service.stop_waiting``). nornir's threaded runner
+    joins its threads before an interrupt of the thread that queues the hosts unwinds,
+    and the host tasks waited for their probes: a run interrupted in its first second
+    waited for every probe to time out. Outcomes already in are still reported."""
+    import signal
+    import threading
+
+    from ..engine.io.service import resume_waiting, stop_waiting
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield  # signals go to the main thread; an ignored Ctrl-C stays ignored
+        return
+
+    def on_int(signum: int, frame: object) -> NoReturn:
+        stop_waiting()
+        raise KeyboardInterrupt
+
+    def on_term(signum: int, frame: object) -> NoReturn:
+        stop_waiting()
+        raise Interrupted()
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        resume_waiting()
 
 
 def fail(message: str) -> NoReturn:

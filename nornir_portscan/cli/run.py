@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from ..engine.core.errors import Abandoned
 from ..errors import PortscanError
 from .common import (
     EXIT_FAILED,
@@ -30,6 +31,7 @@ from .common import (
     configure_engine,
     given_settings,
     host_settings,
+    interrupts_let_go,
     journal_path,
     run_settings_into,
     settings_record,
@@ -170,6 +172,8 @@ class _Collector:
     def task_instance_started(self, task: Any, host: Any) -> None: ...
 
     def task_instance_completed(self, task: Any, host: Any, result: Any) -> None:
+        if isinstance(result[0].exception, Abandoned):
+            return  # let go by an interrupt: the report shows the host as not scanned
         with self.lock:
             self.results[host.name] = result[0]
 
@@ -316,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         # core.raise_on_error would end the run at the first failed host, report unwritten
-        with default_seed(seed):
+        with default_seed(seed), interrupts_let_go():
             nr.with_processors(processors).run(task=portscan, raise_on_error=False,
                                                **task_args)
     except (KeyboardInterrupt, Interrupted):

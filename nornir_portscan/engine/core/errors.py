@@ -11,3 +11,8 @@ from __future__ import annotations
 class EngineError(RuntimeError):
     """The scan cannot go on (the machine cannot open sockets at all), or its outcomes do
     not add up to hosts x ports."""
+
+
+class Abandoned(EngineError):
+    """No one waits for this scan any more: the process is stopping (``run`` was
+    interrupted), and a thread that waited for its outcomes is let go."""

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from ..core.errors import EngineError
+from ..core.errors import Abandoned, EngineError
 from ..core.outcome import ProbeOutcome
 from ..core.plan import ScanPlan
 from ..core.scheduler import Scheduler
@@ -46,6 +46,30 @@ class Resumed:
                  finished: Callable[[], None]) -> None:
         self.replayed, self.point = replayed, point
         self.record, self.finished = record, finished
+
+
+#: Set when the process stops waiting for its scans (``stop_waiting``).
+_stopping = threading.Event()
+#: How often a thread waiting for outcomes looks whether it should stop waiting: an
+#: interrupted run is let go this soon; a waiting thread costs 4 wake-ups a second.
+WAIT_POLL_S = 0.25
+
+
+def stop_waiting() -> None:
+    """Let every thread that waits for a scan's outcomes go, with ``Abandoned`` (outcomes
+    already in are still handed out). A nornir run's host tasks wait on pool threads, and
+    nornir's runner joins them before an interrupt of the thread that queues them can
+    unwind: interrupted while it queued, a run waited for every probe to time out."""
+    _stopping.set()
+
+
+def resume_waiting() -> None:
+    """Undo ``stop_waiting`` (the interrupted run is over; the process goes on)."""
+    _stopping.clear()
+
+
+def waiting_stopped() -> bool:
+    return _stopping.is_set()
 
 
 class JobHandle:
@@ -140,7 +164,15 @@ class JobHandle:
 
     def __iter__(self) -> Iterator[ProbeOutcome]:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:  # asked before each wait: a run let go ends at once
+                if _stopping.is_set():
+                    raise Abandoned("the run stopped waiting for this scan") from None
+                try:
+                    item = self._queue.get(timeout=WAIT_POLL_S)
+                except queue.Empty:
+                    continue
             if item is _DONE:
                 return
             if isinstance(item, BaseException):

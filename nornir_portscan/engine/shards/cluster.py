@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import PortscanError
 from ...inputs.targets import TargetSpec
 from ..core.decided import DecidedPairs
-from ..core.errors import EngineError
+from ..core.errors import Abandoned, EngineError
 from ..core.outcome import OutcomeBatch, PortRun, ProbeOutcome, outcome_from_fields
 from ..core.plan import ScanPlan
 from ..core.seed import layout_key
@@ -530,5 +530,15 @@ class ClusterJob:
         out.extend(outcomes)
 
     def result(self) -> list[ProbeOutcome]:
-        result: list[ProbeOutcome] = self._future.result()
-        return result
+        from concurrent.futures import TimeoutError as Waited
+
+        from ..io.service import WAIT_POLL_S, waiting_stopped
+
+        while True:
+            if not self._future.done() and waiting_stopped():
+                raise Abandoned("the run stopped waiting for this scan")
+            try:
+                result: list[ProbeOutcome] = self._future.result(timeout=WAIT_POLL_S)
+            except Waited:
+                continue
+            return result

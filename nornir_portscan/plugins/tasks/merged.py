@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ...engine.core.errors import EngineError
+from ...engine.core.errors import Abandoned, EngineError
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.core.plan import ScanPlan, rate_for
-from ...engine.io.service import shared_engine
+from ...engine.io.service import WAIT_POLL_S, shared_engine, waiting_stopped
 from ...engine.shards.shared import submit_sharded
 from ...inputs.targets import AddressList, Target, TargetSpec
 from .run_options import Addressed
@@ -71,8 +71,12 @@ class HostShare:
     def result(self) -> list[ProbeOutcome]:
         """The outcomes, handed over: the plan keeps every share until its end, and a
         run's outcomes should not stay twice in memory until then."""
-        with self._done:
-            pass
+        done = self._done.acquire(blocking=False)
+        while not done:  # asked before each wait: a run let go ends its hosts at once
+            if waiting_stopped():
+                raise Abandoned("the run stopped waiting for this scan")
+            done = self._done.acquire(timeout=WAIT_POLL_S)
+        self._done.release()
         if self.error is not None:
             raise self.error
         outcomes, self.outcomes = self.outcomes, []
