@@ -32,6 +32,7 @@ from .common import (
     fail,
     given_settings,
     host_settings,
+    interrupts_let_go,
     run_settings_into,
 )
 from .inventory import DEFAULT_CONFIG
@@ -375,7 +376,8 @@ def run_monitor(args: argparse.Namespace) -> int:
 
 def _once(monitor: Monitor) -> int:
     try:
-        result = monitor.run_round()
+        with interrupts_let_go():  # nornir joins its threads before an interrupt unwinds
+            result = monitor.run_round()
     except (KeyboardInterrupt, Interrupted):
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # nornir's worker threads may still be waiting
