@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from ..engine.core.errors import Abandoned
 from ..errors import PortscanError
 from .common import (
     EXIT_FAILED,
@@ -162,6 +161,9 @@ class _Collector:
     def __init__(self) -> None:
         import threading
 
+        from ..engine.core.errors import Abandoned  # here: `scan` builds this module's parser
+
+        self.abandoned = Abandoned
         self.lock = threading.Lock()
         self.results: dict[str, Any] = {}
 
@@ -172,7 +174,7 @@ class _Collector:
     def task_instance_started(self, task: Any, host: Any) -> None: ...
 
     def task_instance_completed(self, task: Any, host: Any, result: Any) -> None:
-        if isinstance(result[0].exception, Abandoned):
+        if isinstance(result[0].exception, self.abandoned):
             return  # let go by an interrupt: the report shows the host as not scanned
         with self.lock:
             self.results[host.name] = result[0]
