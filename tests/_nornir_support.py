@@ -109,6 +109,23 @@ def init_nornir(directory: Path, workers: int = 20, user_defined: dict[str, Any]
                       logging={"enabled": False}, user_defined=user_defined or {})
 
 
+def subnet_inventory(dest: Path, subnet: str, ports: str, max_hosts: int | None = None,
+                     workers: int = 20) -> Path:
+    """A subnet inventory in ``dest``: one nornir host per address of ``subnet``, each
+    scanning ``ports``, run by the threaded runner; the path of its config file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    limit = f"  max_hosts: {max_hosts}\n" if max_hosts is not None else ""
+    (dest / "subnets.yaml").write_text(
+        f"lab:\n  subnet: {subnet}\n{limit}  data:\n    portscan:\n      ports: '{ports}'\n")
+    config = dest / "config.yaml"
+    config.write_text(
+        "inventory:\n  plugin: PortscanInventory\n  options:\n"
+        f"    subnet_file: {dest / 'subnets.yaml'}\n"
+        f"runner:\n  plugin: threaded\n  options:\n    num_workers: {workers}\n"
+        "logging:\n  enabled: false\n")
+    return config
+
+
 def write_yaml_files(dest: Path, **files: str) -> Path:
     """Write inventory files given as text (name without .yaml -> content)."""
     dest.mkdir(parents=True, exist_ok=True)

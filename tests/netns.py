@@ -120,6 +120,11 @@ class NetNS:
     def nft(self, ruleset: str) -> None:
         self.check("nft", "-f", "-", input=ruleset)
 
+    def drop_syns_to(self, network: str) -> None:
+        """Every connect to ``network`` waits for its timeout (its SYNs are dropped)."""
+        self.nft("table inet dropsyn {\n chain c {\n type filter hook input priority 0;\n"
+                 f" ip daddr {network} tcp flags syn drop\n }}\n}}\n")
+
     def sysctl(self, key: str, value: str) -> None:
         self.check("sysctl", "-q", "-w", f"{key}={value}")
 

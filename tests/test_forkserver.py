@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _nornir_support import subnet_inventory
 from netns import NetNS
 
 from nornir_portscan.engine.core.outcome import PortState, ProbeOutcome
@@ -170,22 +171,12 @@ def test_a_run_stopped_leaves_no_process_behind(tmp_path: Path, how: signal.Sign
     """A run's server and workers end with it, however it ends (SIGKILL gives it no word:
     the server sees its socket close, the workers their pipe)."""
     ns = make_netns()
-    # every probe waits for its timeout: the workers are busy when the run is stopped
-    ns.nft("table inet t {\n chain c {\n type filter hook input priority 0;\n"
-           " ip daddr 127.90.0.0/16 tcp flags syn drop\n }\n}\n")
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    (inv / "subnets.yaml").write_text(
-        "lab:\n  subnet: 127.90.0.0/22\n  data:\n    portscan:\n      ports: '1-10'\n")
-    (inv / "config.yaml").write_text(
-        "inventory:\n  plugin: PortscanInventory\n  options:\n"
-        f"    subnet_file: {inv / 'subnets.yaml'}\n"
-        "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n"
-        "logging:\n  enabled: false\n")
+    ns.drop_syns_to("127.90.0.0/16")  # the workers are busy when the run is stopped
+    config = subnet_inventory(tmp_path / "inv", "127.90.0.0/22", "1-10")
     mark = f"PORTSCAN_TEST_MARK={uuid.uuid4().hex}"
     env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
     proc = ns.popen(sys.executable, "-m", "nornir_portscan", "run", "-c",
-                    str(inv / "config.yaml"), "--timeout", "120", "--retries", "0",
+                    str(config), "--timeout", "120", "--retries", "0",
                     "--format", "json", "--no-progress", "-o", str(tmp_path / "out.json"),
                     env=env, cwd=tmp_path)
     try:

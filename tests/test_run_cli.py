@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _nornir_support import stalled_port
+from _nornir_support import stalled_port, subnet_inventory
 from netns import NetNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -724,21 +724,11 @@ def test_sigint_while_nornir_queues_the_hosts_ends_the_run_at_once(
     host's task waited for its probes, so the run waited for them all to time out (120 s
     here, seen as 26 to 31 s with 20 s). The host tasks are let go instead."""
     ns = make_netns()
-    ns.nft("table inet t {\n chain c {\n type filter hook input priority 0;\n"
-           " ip daddr 127.91.0.0/16 tcp flags syn drop\n }\n}\n")
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    (inv / "subnets.yaml").write_text(
-        "lab:\n  subnet: 127.91.0.0/18\n  max_hosts: 16382\n"
-        "  data:\n    portscan:\n      ports: '1'\n")
-    (inv / "config.yaml").write_text(
-        "inventory:\n  plugin: PortscanInventory\n  options:\n"
-        f"    subnet_file: {inv / 'subnets.yaml'}\n"
-        "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n"
-        "logging:\n  enabled: false\n")
+    ns.drop_syns_to("127.91.0.0/16")
+    config = subnet_inventory(tmp_path / "inv", "127.91.0.0/18", "1", max_hosts=16382)
     report = tmp_path / "report.json"
     proc = ns.popen(sys.executable, "-m", "nornir_portscan", "run", "-c",
-                    str(inv / "config.yaml"), "--timeout", "120", "--retries", "0",
+                    str(config), "--timeout", "120", "--retries", "0",
                     "--format", "json", "--no-progress", "-o", str(report), cwd=tmp_path)
     try:
         ns.wait_for_syn_sent()  # the run's plan is out; the runner queues 16,382 hosts
