@@ -84,6 +84,28 @@ def test_multicast_named_singly_is_kept() -> None:
     assert addresses("224.0.0.1") == ["224.0.0.1"]
 
 
+@pytest.mark.parametrize("text", [
+    "0.0.0.0/30", "0.0.0.0", "223.255.255.252-224.0.0.2", "239.255.255.254-240.0.0.1",
+    "255.255.255.252/30", "255.255.255.255", "10.1.2.3", "1.0.0.0/28", "224.0.0.5",
+    "0-1.0.0.0-1", "::/126", "::1", "fe80::1-fe80::3",
+])
+def test_addresses_are_written_and_left_out_as_ipaddress_says(text: str) -> None:
+    """IPv4 hosts are written in C (inet_ntoa), not by ipaddress objects: the same text, and
+    the same addresses left out of a network or range (multicast, 0.0.0.0, 255.255.255.255),
+    by iteration and by ``at`` (a shard's way in) alike."""
+    spec = parse_targets(text)
+    item = spec.items[0]
+    single = item.kind == "address"
+    want = []
+    for value in item.addresses():
+        addr = ipaddress.ip_address(value) if item.version == 4 else ipaddress.IPv6Address(value)
+        if single or not (addr.is_multicast or addr.is_unspecified
+                          or (addr.version == 4 and int(addr) == 0xFFFFFFFF)):
+            want.append(str(addr))
+    assert [t.address for t in spec] == want
+    assert [t.address for t in map(spec.at, range(spec.count())) if t is not None] == want
+
+
 # ---- ranges -----------------------------------------------------------------------------------
 
 

@@ -266,6 +266,19 @@ def _to_address(version: int, value: int) -> ipaddress.IPv4Address | ipaddress.I
     return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
 
 
+def _host_text(version: int, value: int, single: bool) -> str | None:
+    """An address's text as ipaddress writes it, or None where a network or range never
+    yields it (``_never_a_host``; a single address is always a host). IPv4 in C: each
+    shard of a /16 takes every one of its hosts from here, and the ipaddress objects cost
+    4.3 us a host where this costs under 1."""
+    if version == 4:
+        if not single and (value >> 28 == 0xE or value == 0 or value == 0xFFFFFFFF):
+            return None  # multicast (224/4), unspecified, limited broadcast
+        return socket.inet_ntoa(value.to_bytes(4, "big"))
+    addr = ipaddress.IPv6Address(value)
+    return None if not single and _never_a_host(addr) else str(addr)
+
+
 @dataclass
 class TargetSpec:
     """A parsed target list with its excludes; iterating it yields ``Target``s lazily."""
@@ -339,10 +352,8 @@ class TargetSpec:
                 e.kind != "name" and e.version == item.version
                 and e.contains(item.version, value) for e in self.items[:i]):
             return None
-        addr = _to_address(item.version, value)
-        if item.kind != "address" and _never_a_host(addr):
-            return None
-        return Target(str(addr), None, item.version)
+        text = _host_text(item.version, value, item.kind == "address")
+        return None if text is None else Target(text, None, item.version)
 
     def position_of(self, address: str) -> int | None:
         """``at``'s inverse for an address: the position iterating yields it at (its first
@@ -391,10 +402,9 @@ class TargetSpec:
                     continue
                 if earlier and any(e.contains(item.version, value) for e in earlier):
                     continue
-                addr = _to_address(item.version, value)
-                if not single and _never_a_host(addr):
-                    continue
-                yield Target(str(addr), None, item.version)
+                text = _host_text(item.version, value, single)
+                if text is not None:
+                    yield Target(text, None, item.version)
 
 
 def _split(spec: str | Iterable[str]) -> list[str]:

@@ -53,9 +53,10 @@ class AnomalyGate:
             return outcomes, []
         cands, ruled_out = self.candidates, self.ruled_out
         plain: list[ProbeOutcome] = []
-        for run in runs:
-            ruled_out.add(run.host)
-            plain.extend(cands.pop(run.host, ()))
+        ruled_out.update(map(_HOST, runs))  # PortRun.host is field 0 too
+        if cands:
+            for run in runs:
+                plain.extend(cands.pop(run.host, ()))
         if (_OPEN not in map(_STATE, outcomes)
                 and RESET_AFTER_SYN_ACK not in map(_REASON, outcomes)):
             # the common batch: nothing here keeps a host a candidate

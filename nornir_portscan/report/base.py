@@ -6,12 +6,20 @@ import datetime as _dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from typing import IO, Any, Protocol
 
 from ..engine.core.outcome import STATE_ORDER, STATE_TEXT, PortRun, PortState, ProbeOutcome
-from ..inputs.targets import address_order
-from .human import Trouble, counted, host_label, ports_text, shortlist, trouble_text
+from .human import (
+    Trouble,
+    address_key,
+    counted,
+    host_label,
+    ports_text,
+    shortlist,
+    trouble_text,
+)
 
 _HOST, _STATE = itemgetter(0), itemgetter(2)  # ProbeOutcome.host, .state: C-level getters
 #: States that say the port could not be looked at: never hidden behind "no open port".
@@ -41,10 +49,9 @@ class ScanSummary:
         troubled = counts["error"] + counts["unreachable"]
         counts.update(map(STATE_TEXT.__getitem__, map(_STATE, outcomes)))
         self.hosts.update(map(_HOST, outcomes))
-        if counts["error"] + counts["unreachable"] != troubled:  # rare: look at each
-            for o in outcomes:
-                if o.state in TROUBLE:
-                    self._trouble(o.host, o.name).add(STATE_TEXT[o.state], o.reason, (o.port,))
+        if counts["error"] + counts["unreachable"] != troubled:  # picked out in C
+            for o in compress(outcomes, map(TROUBLE.__contains__, map(_STATE, outcomes))):
+                self._trouble(o.host, o.name).add(STATE_TEXT[o.state], o.reason, (o.port,))
         for run in runs:  # a down host's ports: counted whole
             counts[STATE_TEXT[run.state]] += len(run.ports)
             self.hosts.add(run.host)
@@ -83,7 +90,7 @@ class ScanSummary:
         from .human import compact_labels
 
         by_why: dict[str, list[str]] = {}
-        for host in sorted(self.trouble, key=address_order):
+        for host in sorted(self.trouble, key=address_key):  # inet_pton: a dead /16 is quick
             entry = self.trouble[host]
             state, reason = entry.worst()
             count, sample = entry.groups[(state, reason)]
