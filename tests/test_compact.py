@@ -24,10 +24,11 @@ from typing import Any, cast
 
 import pytest
 from _nornir_support import init_nornir, write_yaml_files
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from netns import PYTHON, NetNS
 
+from nornir_portscan.engine.core.outcome import PortState, ProbeOutcome
 from nornir_portscan.plugins.common.ports import (
     FOLD_ABOVE,
     compact_target,
@@ -40,6 +41,7 @@ from nornir_portscan.plugins.common.ports import (
 from nornir_portscan.plugins.common.shapes import TargetEntry
 from nornir_portscan.plugins.tasks import portscan
 from nornir_portscan.plugins.tasks.portscan import ScanResult
+from nornir_portscan.plugins.tasks.result import build
 
 OLD = Path(__file__).parent / "data" / "old_documents"
 CLOSED = 30  # more than FOLD_ABOVE: the closed ports fold
@@ -312,3 +314,50 @@ def test_folding_loses_no_port_state_or_reason(ports: dict[int, tuple[str, str]]
     assert extra is None or (extra["state"] != "open" and extra["count"] > FOLD_ABOVE)
     assert sorted(ports_in_state(compact, "open")) == sorted(
         p for p, (s, _) in ports.items() if s == "open")
+
+
+_STATE_OF = {s.value: s for s in PortState}
+
+
+@st.composite
+def _anomalous_maps(draw: st.DrawFn) -> dict[int, tuple[str, str]]:
+    """An all-open host (64 ports or more, every one open) or one behind a SYN proxy
+    (resets right after the handshake, some open): the hosts an anomaly is judged on."""
+    start = draw(st.integers(1, 60000))
+    count = draw(st.integers(8, 120))
+    resets = draw(st.integers(0, count))
+    return {p: ("closed", "reset-after-syn-ack") if i < resets else ("open", "syn-ack")
+            for i, p in enumerate(range(start, start + count))}
+
+
+@st.composite
+def _outcomes(draw: st.DrawFn) -> list[ProbeOutcome]:
+    """A host's outcomes as the engine hands them out: one address or a few, in any
+    order, a port now and then twice (the last one counts), names and banners."""
+    out: list[ProbeOutcome] = []
+    for address in draw(st.lists(st.sampled_from(["127.0.0.1", "127.0.0.9", "::1",
+                                                  "10.0.0.2"]), min_size=1, max_size=3,
+                                 unique=True)):
+        name = draw(st.none() | st.just("a.test"))
+        for port, (state, reason) in draw(_port_maps() | _anomalous_maps()).items():
+            out.append(ProbeOutcome(address, port, _STATE_OF[state], reason,
+                                    draw(st.none() | st.floats(0, 100)), 1, name,
+                                    draw(st.none() | st.just("SSH-2.0"))))
+    dupes = draw(st.lists(st.sampled_from(out), max_size=3)) if out else []
+    out += [o._replace(reason="again") for o in dupes]
+    return draw(st.permutations(out))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_outcomes())
+def test_a_compact_result_is_built_as_a_full_one_then_folded(
+        outcomes: list[ProbeOutcome]) -> None:
+    """The compact Result (built without an entry per folded port) is, to the byte, the
+    full Result folded afterwards by compact_target, as it was built before."""
+    fast = build(outcomes, all_ports=False)
+    slow = build(outcomes, all_ports=True)
+    slow["targets"] = {a: compact_target(t) for a, t in slow["targets"].items()}
+    assert fast == slow
+    assert json.dumps(fast) == json.dumps(slow)  # key order too
+    for target in fast["targets"].values():  # --hypothesis-show-statistics counts them
+        event(f"anomaly {target.get('anomaly')}, folded {'extraports' in target}")

@@ -41,6 +41,8 @@ def port_ranges(ports: Iterable[int]) -> str:
     """``1-3,5,7-8``: the compact list nmap writes in ``scaninfo services``."""
     out: list[str] = []
     numbers = sorted(set(ports))
+    if numbers and numbers[-1] - numbers[0] + 1 == len(numbers) > 1:  # one run: 1-65535
+        return f"{numbers[0]}-{numbers[-1]}"
     i = 0
     while i < len(numbers):
         j = i
@@ -170,6 +172,17 @@ def reason_count(target: Mapping[str, Any], reason: str) -> int:
     return listed
 
 
+def fold_of(pairs: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, Any], int] | None:
+    """The (state, reason) to fold and how many ports share it: the most common of the
+    address's non-open pairs (the first seen, in port order, of equally common ones),
+    when more than ``FOLD_ABOVE`` share it; None to list every port."""
+    shared = Counter(pair for pair in pairs if pair[0] not in _NEVER_FOLDED)
+    if not shared:
+        return None
+    pair, count = shared.most_common(1)[0]
+    return (pair, count) if count > FOLD_ABOVE else None
+
+
 def compact_target(target: TargetEntry) -> TargetEntry:
     """The address's entry with its most common non-open (state, reason) folded, when more
     than ``FOLD_ABOVE`` ports share it; as it is otherwise (and when already folded)."""
@@ -178,13 +191,10 @@ def compact_target(target: TargetEntry) -> TargetEntry:
     ports = _listed(target)
     if len(ports) <= FOLD_ABOVE:  # no state can be shared by more: a run's usual host
         return {**target}
-    shared = Counter((v.get("state"), v.get("reason")) for v in ports.values()
-                     if v.get("state") not in _NEVER_FOLDED)
-    if not shared:
+    fold = fold_of((v.get("state"), v.get("reason")) for v in ports.values())
+    if fold is None:
         return {**target}
-    (state, reason), count = shared.most_common(1)[0]
-    if count <= FOLD_ABOVE:
-        return {**target}
+    (state, reason), count = fold
     out: TargetEntry = {**target}
     del out["ports"]  # put back last, with only the ports that are not folded
     out["ports"] = {p: v for p, v in ports.items()

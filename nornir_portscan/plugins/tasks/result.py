@@ -9,19 +9,23 @@ full-range address's ports are folded into ``extraports`` there.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
-from ...engine.core.anomaly import describe, judge_ports
+from ...engine.core.anomaly import describe, judge, judge_ports
 from ...engine.core.hold import RESET_AFTER_SYN_ACK
 from ...engine.core.names import NAME_REASONS
 from ...engine.core.outcome import STATE_ORDER, PortState, ProbeOutcome
 from ...inputs.targets import address_order
 from ..common.ports import (
-    compact_targets,
+    FOLD_ABOVE,
+    fold_of,
     folded,
     is_scanned,
     lookup,
+    port_ranges,
     ports_in_state,
     reason_count,
     target_states,
@@ -46,9 +50,15 @@ def host_status(ports: Mapping[Any, Mapping[str, Any]],
     states = {p.get("state") for p in ports.values()}
     if folded is not None:
         states.add(folded.get("state"))
-    if states & set(_UP):
+    return host_status_of(states)
+
+
+def host_status_of(states: Iterable[object]) -> str:
+    """``host_status`` from the address's port states."""
+    seen = set(states)
+    if seen & set(_UP):
         return "up"
-    return "unreachable" if "unreachable" in states else "down"
+    return "unreachable" if "unreachable" in seen else "down"
 
 
 #: A state's text, by a dict lookup: an Enum's ``.value`` is a descriptor call, per port
@@ -75,14 +85,57 @@ def build(outcomes: Iterable[ProbeOutcome], all_ports: bool = True) -> HostResul
     ``all_ports=False`` folds each address's most common port state into ``extraports``
     (ports.py): the compact form of documents and Results.
     """
+    if not all_ports:
+        return _build_compact(outcomes)
     targets: Targets = {}
     for o in outcomes:
         entry = targets.setdefault(o.host, {"status": "down", "name": o.name, "ports": {}})
         entry["ports"][o.port] = port_entry(o)
-    doc = finish_targets(targets)
-    if not all_ports:
-        doc["targets"] = compact_targets(doc["targets"])
-    return doc
+    return finish_targets(targets)
+
+
+def _build_compact(outcomes: Iterable[ProbeOutcome]) -> HostResult:
+    """``build(all_ports=False)``, the same document, without first making an entry for
+    each port it then folds: a full-range host's 65,535 entries, and a count over them,
+    took 0.46 s a host, most of a two-host run's time after its scan. The fold is decided
+    on (state, reason) pairs in port order, as ``compact_target`` decides it, so a tie
+    goes the same way; ``test_compact`` holds the two to the same bytes."""
+    by_address: dict[str, tuple[str | None, dict[int, ProbeOutcome]]] = {}
+    for o in outcomes:
+        found = by_address.get(o.host)
+        if found is None:
+            found = by_address[o.host] = (o.name, {})
+        found[1][o.port] = o  # the last of a port's outcomes, as build's dict keeps it
+    targets: dict[str, TargetEntry] = {}
+    summary = dict.fromkeys(STATES, 0)
+    for address in sorted(by_address, key=address_order) if len(by_address) > 1 else by_address:
+        name, by_port = by_address[address]
+        ports = sorted(by_port)
+        text = _STATE_TEXT
+        pairs = [(text[o.state], o.reason) for o in map(by_port.__getitem__, ports)]
+        states = Counter(map(itemgetter(0), pairs))
+        for state, n in states.items():
+            summary[state] = summary.get(state, 0) + n
+        entry: TargetEntry = {"status": host_status_of(states.keys()), "name": name}
+        resets = sum(1 for state, reason in pairs
+                     if state != "open" and reason == RESET_AFTER_SYN_ACK)
+        anomaly = judge(len(pairs), states.get("open", 0), resets)
+        fold = fold_of(pairs) if len(pairs) > FOLD_ABOVE else None
+        if fold is None:
+            entry["ports"] = {p: port_entry(by_port[p]) for p in ports}
+            if anomaly is not None:
+                entry["anomaly"] = anomaly
+        else:
+            if anomaly is not None:
+                entry["anomaly"] = anomaly
+            entry["ports"] = {p: port_entry(by_port[p])
+                              for p, pair in zip(ports, pairs, strict=True) if pair != fold[0]}
+            entry["extraports"] = {"state": fold[0][0], "reason": fold[0][1],
+                                   "count": fold[1]}
+            entry["scanned"] = port_ranges(ports)
+        targets[address] = entry
+    return {"targets": targets, "open": open_ports(targets), "summary": summary,
+            "violations": []}
 
 
 def finish_targets(targets: Targets) -> HostResult:
