@@ -8,7 +8,6 @@ format of ``run``, and with ``--apply`` write back what was learnt.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
 import sys
 import time
@@ -199,6 +198,8 @@ def _audit(args: argparse.Namespace, source: SourceOfTruth, snapshot: Any, plan:
             close_clients()
     seconds["scan"] = time.monotonic() - started
     findings = find(snapshot, seen)
+    import datetime as _dt  # here: `scan` builds this module's parser
+
     today = _dt.date.today().isoformat()
     todo = changes(snapshot, findings, seen, today, services=args.apply == "services")
     applied = None

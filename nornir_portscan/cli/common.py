@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import os
 import sys
 import textwrap
@@ -144,11 +143,17 @@ class _SubcommandParser(_Parser):
             if not word.startswith("-"):
                 continue
             word = word.partition("=")[0]
-            near = [o for o in known if o.startswith(word)] or difflib.get_close_matches(
+            near = [o for o in known if o.startswith(word)] or _close(
                 word, known, n=1)
             if near:
                 return f" (did you mean {near[0]}?)"
         return ""
+
+
+def _close(word: str, known: list[str], n: int) -> list[str]:
+    import difflib  # here: only a mistyped option needs it
+
+    return difflib.get_close_matches(word, known, n=n)
 
 
 def _port_values(words: Sequence[str]) -> list[tuple[int, str]]:

@@ -19,8 +19,6 @@ parser and must not pay for nornir.
 from __future__ import annotations
 
 import functools
-import inspect
-import logging
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -156,7 +154,7 @@ class _Config:
             if problem is not None:
                 raise self.fail(f"{name}.config_file", problem)
         level = body.get("level") if name == "logging" else None
-        if level is not None and not isinstance(logging.getLevelName(level.upper()), int):
+        if level is not None and not _a_logging_level(level):
             raise self.fail(f"{name}.level", f"unknown logging level {_brief(level)}; "
                                              f"allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL")
 
@@ -209,12 +207,20 @@ def _plugin(config: _Config, kind_of: str, key: str, name: str, register: Any) -
     return found
 
 
+def _a_logging_level(level: str) -> bool:
+    import logging  # here: `scan` loads this module for its parser, and needs no logging
+
+    return isinstance(logging.getLevelName(level.upper()), int)
+
+
 def _check_options(config: _Config, key: str, plugin: str, target: Callable[..., Any],
                    options: Any, skip: int = 0) -> None:
     """Options against the plugin's own signature: names, required ones, simple types."""
     if not isinstance(options, dict):
         raise config.fail(key, f"expected a mapping of {plugin}'s options, got "
                                f"{_shown(options)}")
+    import inspect  # here: a run's config check needs it, `scan` does not
+
     try:
         params = list(inspect.signature(target).parameters.values())[skip:]
     except (TypeError, ValueError):
