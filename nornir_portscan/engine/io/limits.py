@@ -7,6 +7,7 @@ interpreter, output files and the resolver's threads.
 
 from __future__ import annotations
 
+import os
 import resource
 
 FD_RESERVE = 32
@@ -34,3 +35,10 @@ def concurrency_budget(requested: int | None = None) -> int:
     if requested is None:
         return min(budget, DEFAULT_CAP)
     return max(1, min(requested, budget))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS has one): how many
+    shard workers can run at once."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpus or 1

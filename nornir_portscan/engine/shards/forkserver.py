@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..core.errors import EngineError
+from ..io.limits import usable_cores
 
 if TYPE_CHECKING:
     from .workers import WorkRequest
@@ -132,6 +133,9 @@ class ForkServer:
         self.pid, self.owner = pid, os.getpid()
         self._sock = ours
         self._lock = threading.Lock()  # a run's plans may shard from several threads
+        #: an exchange broke off midway (the server died, an interrupt): the socket may
+        #: hold a reply no request will read, so later plans fork their own workers
+        self._broken = False
 
     def start(self, request: WorkRequest) -> list[ServedWorker] | None:
         """The request's workers, forked by the server; None when the server is gone (the
@@ -139,6 +143,8 @@ class ForkServer:
         body = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         workers: list[ServedWorker] = []
         with self._lock:
+            if self._broken:
+                return None
             try:
                 self._sock.sendall(_LENGTH.pack(len(body)) + body)
                 for _ in range(request.layout.count):
@@ -155,10 +161,14 @@ class ForkServer:
                     raise EngineError(f"cannot start the scan's workers: "
                                       f"{(text or b'?').decode(errors='replace')}")
             except OSError:
+                self._broken = True
                 for worker in workers:
                     worker.stop()
                 return None
+            except EngineError:  # the server's answer, read whole: the exchange is over
+                raise
             except BaseException:
+                self._broken = True
                 for worker in workers:
                     worker.stop()
                 raise
@@ -183,8 +193,7 @@ def serving() -> Iterator[None]:
     cores or more). Start it early: it forks its workers as small as this process is now.
     Nested blocks share the outer one's server."""
     global _server
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if _server is not None or not cpus or cpus < 2:
+    if _server is not None or usable_cores() < 2:
         yield
         return
     _server = ForkServer()

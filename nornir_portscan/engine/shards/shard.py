@@ -22,6 +22,7 @@ from ..core.plan import ScanPlan
 from ..core.seed import layout_key
 from ..core.split import ShardLayout
 from ..core.stats import ScanStats
+from ..io.limits import usable_cores
 from ..io.local import seed_of, seeded
 from .forkserver import current_fork_server
 from .workers import HEADER, Done, Worker, WorkRequest, fork_workers
@@ -37,8 +38,8 @@ FORK_MIN_PROBES = 8192
 def shard_count(spec: TargetSource, ports: int, requested: int | None = None) -> int:
     if requested is not None:
         return max(1, requested)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not cpus or cpus < 2 or spec.count() * ports < FORK_MIN_PROBES:
+    cpus = usable_cores()
+    if cpus < 2 or spec.count() * ports < FORK_MIN_PROBES:
         return 1
     return min(cpus, 8)
 
