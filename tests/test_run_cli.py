@@ -726,20 +726,34 @@ def test_sigint_while_nornir_queues_the_hosts_ends_the_run_at_once(
     ns = make_netns()
     ns.drop_syns_to("127.91.0.0/16")
     config = subnet_inventory(tmp_path / "inv", "127.91.0.0/18", "1", max_hosts=16382)
-    report = tmp_path / "report.json"
-    proc = ns.popen(sys.executable, "-m", "nornir_portscan", "run", "-c",
-                    str(config), "--timeout", "120", "--retries", "0",
-                    "--format", "json", "--no-progress", "-o", str(report), cwd=tmp_path)
+    report, stderr = tmp_path / "report.json", tmp_path / "stderr.txt"
+
+    def default_ctrl_c() -> None:  # as a terminal's foreground job has it, whatever ours is
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    with open(stderr, "w") as err_file:
+        proc = ns.popen(sys.executable, "-m", "nornir_portscan", "run", "-c",
+                        str(config), "--timeout", "120", "--retries", "0",
+                        "--format", "json", "--no-progress", "-o", str(report), cwd=tmp_path,
+                        stdout=subprocess.DEVNULL, stderr=err_file,
+                        preexec_fn=default_ctrl_c)
     try:
         ns.wait_for_syn_sent()  # the run's plan is out; the runner queues 16,382 hosts
+        with open(f"/proc/{proc.pid}/status") as f:  # to tell an ignored Ctrl-C from a hang
+            masks = [line.strip() for line in f if line.startswith(("SigIgn", "SigCgt"))]
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
-        _, err = proc.communicate(timeout=150)
+        try:
+            proc.wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit 150 s after SIGINT; signal masks {masks}; "
+                                 f"stderr {stderr.read_text()[-500:]!r}") from None
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    err = stderr.read_text()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert took < 60, f"the run waited {took:.0f} s for probes it was told to drop"

@@ -53,14 +53,14 @@ def interrupts_let_go() -> Iterator[None]:
         raise Interrupted()
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    resume_waiting()  # an earlier run's interrupt in this process is over
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGTERM, on_term)
     try:
         yield
-    finally:
+    finally:  # waiting stays stopped: an interrupt that broke a join leaves tasks running
         for signum, handler in before.items():
             signal.signal(signum, handler)
-        resume_waiting()
 
 
 def fail(message: str) -> NoReturn:
