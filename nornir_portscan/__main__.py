@@ -1,7 +1,7 @@
 """``python -m nornir_portscan`` is the command line."""
 
-from .cli import main
+from .cli import console
 
 # guarded: a spawned process (a Dask LocalCluster worker) imports this module again
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

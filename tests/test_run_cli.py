@@ -291,6 +291,77 @@ def test_broken_runner_config_is_one_line(lab: dict[str, Any], tmp_path: Path) -
                                 "must be 1 or more, got 0")
 
 
+RECORDING_RUNNER = """\
+import json, sys, threading
+from nornir.core.plugins.runners import RunnersPluginRegister
+from nornir.plugins.runners import ThreadedRunner
+from nornir_portscan.cli import main
+
+class Recording(ThreadedRunner):
+    def run(self, task, hosts):
+        result = super().run(task, hosts)
+        with open(sys.argv[1], "w") as f:
+            json.dump({"hosts": sorted(h.name for h in hosts),
+                       "workers": self.num_workers}, f)
+        return result
+
+RunnersPluginRegister.register("recording", Recording)
+sys.exit(main(["run", *sys.argv[2:]]))
+"""
+
+
+def test_threaded_runner_runs_on_one_thread_and_any_other_runner_as_configured(
+        lab: dict[str, Any], tmp_path: Path) -> None:
+    """Every host's scan is submitted by the run's first task, so ``run`` takes its hosts
+    with nornir's serial runner where the config names the threaded one; a runner of the
+    user's own (a subclass included) is the one that runs the hosts."""
+    from nornir.plugins.runners import SerialRunner
+
+    from nornir_portscan.cli.inventory import load_nornir
+
+    assert isinstance(load_nornir(str(lab["config"]), None).runner, SerialRunner)
+    # the report is the same as with threads: both hosts, expectations checked
+    done = run("-c", str(lab["config"]), "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert sorted(doc["hosts"]) == ["db", "web"]
+    assert doc["hosts"]["web"]["result"]["open"] == {"127.0.0.1": [lab["web"]]}
+
+    config = lab["config"].read_text().replace("plugin: threaded", "plugin: recording")
+    (tmp_path / "own.yaml").write_text(config)
+    script = tmp_path / "own_runner.py"
+    script.write_text(RECORDING_RUNNER)
+    seen = tmp_path / "seen.json"
+    done = subprocess.run([sys.executable, str(script), str(seen), "-c", "own.yaml",
+                           "--format", "json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(seen.read_text()) == {"hosts": ["db", "web"], "workers": 4}
+    assert sorted(json.loads(done.stdout)["hosts"]) == ["db", "web"]
+
+
+def test_a_run_called_in_process_hands_back_the_garbage_collector(
+        lab: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run`` pauses the collector while it builds Results, and the program freezes the
+    heap on its way out (cli.console): a process that calls ``main`` and goes on, a
+    runbook or a test, gets its collector back as it was, after a failed run too."""
+    import gc
+
+    from nornir_portscan.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    assert main(["run", "-c", str(lab["config"]), "--format", "json", "-o", "doc.json",
+                 "--no-progress"]) == 0
+    assert load(tmp_path / "doc.json")["hosts"]["web"]["result"]["open"] == {
+        "127.0.0.1": [lab["web"]]}
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    with pytest.raises(SystemExit):  # a bad --ports is exit 2, after the pause began
+        main(["run", "-c", str(lab["config"]), "-p", "99999", "--no-progress"])
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
 def test_bad_ports_in_one_host_fail_that_host_only(lab: dict[str, Any], tmp_path: Path) -> None:
     hosts = lab["hosts_text"] + "bad:\n  hostname: 127.0.0.3\n  data:\n    portscan:\n" \
                                 "      ports: [22, 0]\n"

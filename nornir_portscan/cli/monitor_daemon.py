@@ -4,6 +4,7 @@ written to a textfile (the command line's side, options and defaults, is ``monit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import select
@@ -28,6 +29,7 @@ from .common import (
     EXIT_USAGE,
     EXIT_VIOLATION,
     Interrupted,
+    collector_paused,
     configure_engine,
     fail,
     given_settings,
@@ -199,8 +201,13 @@ class Monitor:
         try:
             # nornir skips hosts a run marked failed (a violated expectation): not here
             nr.data.reset_failed_hosts()
-            ran = nr.run(task=portscan, raise_on_error=False, on_failed=True,
-                         **self.task_args)
+            # the collector waits for the round's Results as run's does (collector_paused);
+            # a cluster round keeps it, for Dask's client runs in this process
+            paused = (collector_paused() if self.args.cluster is None
+                      else contextlib.nullcontext())
+            with paused:
+                ran = nr.run(task=portscan, raise_on_error=False, on_failed=True,
+                             **self.task_args)
         except (KeyboardInterrupt, Interrupted):
             raise
         except Exception as exc:  # the runner itself: the round produced nothing

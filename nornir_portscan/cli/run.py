@@ -27,6 +27,7 @@ from .common import (
     add_progress_options,
     add_setting_options,
     add_subcommand,
+    collector_paused,
     configure_engine,
     given_settings,
     host_settings,
@@ -254,9 +255,14 @@ def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import contextlib
+
     from ..engine.shards.forkserver import serving
 
-    with serving():  # before the inventory: see forkserver.py
+    # a cluster run keeps the collector: Dask's client runs in this process, and what it
+    # leaves behind is not this run's few objects (collector_paused)
+    paused = collector_paused() if args.cluster is None else contextlib.nullcontext()
+    with serving(), paused:  # the server before the inventory: see forkserver.py
         return _run(args)
 
 
