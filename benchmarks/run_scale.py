@@ -11,6 +11,13 @@ its state): a run with a wrong or missing state is reported, whatever its time.
     sudo python3 benchmarks/run_scale.py                      # 4k, 16k and full2, 3 rounds
     sudo python3 benchmarks/run_scale.py --only 16k --repeat 5
     sudo python3 benchmarks/run_scale.py --only 65k --repeat 1  # the /16: memory per host
+    sudo python3 benchmarks/run_scale.py --only 4k --runbook    # and a runbook's nr.run
+
+With ``--runbook`` each round also times a runbook of its own (``RUNBOOK``: the fork server,
+``InitNornir``, ``nr.run(task=portscan)``, its Results written out and checked like the
+run's) over the same inventory, once with nornir's threaded runner (20 workers) and once
+with its serial runner: ``run`` itself takes a threaded config's hosts with the serial
+runner, a runbook keeps the runner it was given.
 
 Memory is the peak, over 20 ms samples, of the summed PSS of the command's process tree
 (its shard workers included: PSS shares out the pages a fork shares, where summed RSS
@@ -149,7 +156,38 @@ def wrong(truth: dict[tuple[str, int], str], got: dict[tuple[str, int], str]) ->
     return bad + sum(1 for pair in got if pair not in truth)
 
 
-def scenario(name: str, lab: Path, repeat: int, work: Path) -> list[str]:
+#: A runbook's scan: argv[1] the nornir config, argv[2] where its Results go (as run's
+#: document holds them: hosts -> name -> result, which the task's dicts are).
+RUNBOOK = """
+import sys, orjson
+from nornir import InitNornir
+from nornir_portscan import fork_server
+from nornir_portscan.plugins.tasks import portscan
+with fork_server():
+    nr = InitNornir(config_file=sys.argv[1])
+    ran = nr.run(task=portscan)
+with open(sys.argv[2], "wb") as f:  # orjson: the check should cost the runbook little
+    f.write(orjson.dumps({"hosts": {name: {"result": multi[0].result}
+                                    for name, multi in ran.items()}},
+                        default=str, option=orjson.OPT_NON_STR_KEYS))
+"""
+
+
+def runbook_rows(name: str, rounds: list[dict[str, dict[str, float]]]) -> list[str]:
+    """The runbook's figures against ``scan``'s of the same rounds."""
+    rows = []
+    for runner in ("threaded", "serial"):
+        ratio = statistics.median(r[runner]["wall"] / r["scan"]["wall"] for r in rounds)
+        wall = statistics.median(r[runner]["wall"] for r in rounds)
+        pss = statistics.median(r[runner]["pss_mib"] for r in rounds)
+        bad = max(r[runner]["wrong"] for r in rounds)
+        rows.append(f"| {name} | runbook, {runner} runner | {wall:.2f} s | {ratio:.2f}x "
+                    f"| {pss:.0f} MiB | {bad:.0f} |")
+    return rows
+
+
+def scenario(name: str, lab: Path, repeat: int, work: Path,
+             runbook: list[str] | None = None) -> list[str]:
     cidr, ports, lab_args = SCENARIOS[name]
     ns = f"runscale-{name}"
     truth_file = work / f"{name}-truth.jsonl"
@@ -163,17 +201,19 @@ def scenario(name: str, lab: Path, repeat: int, work: Path) -> list[str]:
         (inv / "subnets.yaml").write_text(
             f"lab:\n  subnet: {cidr}\n  max_hosts: {max(hosts, 4096)}\n"
             f"  data:\n    portscan:\n      ports: {json.dumps(ports)}\n")
+        inventory = ("inventory:\n  plugin: PortscanInventory\n  options:\n"
+                     f"    subnet_file: {inv / 'subnets.yaml'}\n"
+                     "logging:\n  enabled: false\n")
         (inv / "config.yaml").write_text(
-            "inventory:\n  plugin: PortscanInventory\n  options:\n"
-            f"    subnet_file: {inv / 'subnets.yaml'}\n"
-            "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n"
-            "logging:\n  enabled: false\n")
+            inventory + "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n")
+        (inv / "serial.yaml").write_text(inventory + "runner:\n  plugin: serial\n")
         truth = truth_of(truth_file)
         scan_cmd = ["ip", "netns", "exec", ns, *ours(), "scan", cidr, "-p", ports,
                     "--format", "json", "--no-progress"]
         run_cmd = ["ip", "netns", "exec", ns, *ours(), "run", "-c", str(inv / "config.yaml"),
                    "--format", "json", "--no-progress"]
         rows = []
+        books: list[dict[str, dict[str, float]]] = []
         for _ in range(repeat):
             scan_out, run_out = work / f"{name}-scan.json", work / f"{name}-run.json"
             s = measure([*scan_cmd, "-o", str(scan_out)])
@@ -185,6 +225,19 @@ def scenario(name: str, lab: Path, repeat: int, work: Path) -> list[str]:
                   f"({r['wall'] / s['wall']:.2f}x); PSS {s['pss_mib']:.0f} / "
                   f"{r['pss_mib']:.0f} MiB; wrong {s['wrong']:.0f} / {r['wrong']:.0f}",
                   file=sys.stderr, flush=True)
+            if runbook is not None:
+                book: dict[str, dict[str, float]] = {"scan": s}
+                for runner, config in (("threaded", "config.yaml"), ("serial", "serial.yaml")):
+                    out = work / f"{name}-runbook.json"
+                    b = book[runner] = measure(["ip", "netns", "exec", ns, sys.executable,
+                                                "-c", RUNBOOK, str(inv / config), str(out)])
+                    b["wrong"] = wrong(truth, states_of_run(out))
+                    print(f"  {name}: runbook, {runner} runner {b['wall']:.2f} s "
+                          f"({b['wall'] / s['wall']:.2f}x scan's); PSS {b['pss_mib']:.0f} MiB; "
+                          f"wrong {b['wrong']:.0f}", file=sys.stderr, flush=True)
+                books.append(book)
+        if runbook is not None:
+            runbook += runbook_rows(f"{hosts:,}", books)
         ratio = statistics.median(r["wall"] / s["wall"] for s, r in rows)
         med = {k: (statistics.median(s[k] for s, _ in rows),
                    statistics.median(r[k] for _, r in rows))
@@ -207,6 +260,8 @@ def main() -> int:
     ap.add_argument("--only", default="4k,16k,full2",
                     help=f"scenarios, comma-separated, of {', '.join(SCENARIOS)}")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of scan then run")
+    ap.add_argument("--runbook", action="store_true",
+                    help="also time a runbook's nr.run(task=portscan), threaded and serial")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -220,12 +275,17 @@ def main() -> int:
             "| peak PSS of the tree, scan / run | peak RSS (time -f %M), scan / run "
             "| run PSS per host | wrong states (worst round) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    books = ["| hosts | what | wall | against `scan` (median) | peak PSS of the tree "
+             "| wrong states (worst round) |", "| --- | --- | --- | --- | --- | --- |"]
+    runbook = books if args.runbook else None
     with tempfile.TemporaryDirectory(prefix="run-scale-") as tmp:
         for name in names:
-            rows += scenario(name, args.lab, args.repeat, Path(tmp))
+            rows += scenario(name, args.lab, args.repeat, Path(tmp), runbook)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}", file=sys.stderr)
     print("\n".join(rows))
+    if runbook is not None:
+        print("\n" + "\n".join(runbook))
     return 0
 
 

@@ -372,9 +372,9 @@ def _runner_for_portscan(runner: Any) -> Any:
     ``run`` and ``monitor`` run only ``portscan``, whose first host task submits every
     host's scan at once (plugins/tasks/runs.py): a host's task then waits for its own
     scan and builds its Result, work for the interpreter alone. A pool of threads only
-    takes turns at it, each turn a handoff between threads and often between cores:
-    at 4,094 hosts the same Results took 0.28 to 0.5 s through the threaded runner and
-    0.11 to 0.17 s through the serial one (benchmarks/run_scale.py measures whole runs).
+    takes turns at it, each turn a handoff between threads and often between cores: a
+    runbook over 4,094 hosts took 1.46 s threaded and 1.12 s serial (docs/performance.md,
+    ``benchmarks/run_scale.py --runbook``).
     The hosts' scans still run all at once, so ``num_workers`` changes nothing a run
     reports. Any other runner, a runbook's own included, is used as configured."""
     from nornir.plugins.runners import SerialRunner, ThreadedRunner
