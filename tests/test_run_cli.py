@@ -757,9 +757,11 @@ def test_sigint_exits_130_and_writes_what_completed(tmp_path: Path,
     with stalled_port() as slow:
         if slow is None:
             pytest.skip("this kernel answers SYNs to a full accept queue: no slow port")
+        # slow first: the run takes its hosts in order (nornir's serial runner), so the
+        # fast host's scan finishes while its task waits behind the slow one's
         write_inventory(tmp_path / "inv", config=False, hosts=f"""\
-fast: {{hostname: 127.0.0.1, data: {{portscan: {{ports: [{web}], expect: {{open: [{web}]}}}}}}}}
 slow: {{hostname: 127.0.0.1, data: {{portscan: {{ports: [{slow}]}}}}}}
+fast: {{hostname: 127.0.0.1, data: {{portscan: {{ports: [{web}], expect: {{open: [{web}]}}}}}}}}
 """)
         report = tmp_path / "report.json"
         env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}

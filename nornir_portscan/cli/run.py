@@ -183,6 +183,25 @@ class _Collector:
     def subtask_instance_completed(self, task: Any, host: Any, result: Any) -> None: ...
 
 
+def _collect_finished(running: Any, collector: _Collector, task_args: dict[str, Any]) -> None:
+    """After an interrupt, the Results of hosts whose scans finished before it but whose
+    tasks had not run: the serial runner takes hosts in inventory order, so a host behind
+    a slow one has its outcomes and no Result yet. Waits stay stopped after an interrupt,
+    so the same run once more hands over what finished and lets go of the rest at once,
+    starting no scan (plugins/tasks/runs.py); the collector keeps the Results it has."""
+    from nornir.core.processor import Processors
+
+    from ..plugins.tasks import portscan
+
+    running.processors = Processors([collector])  # the bar has stopped
+    try:
+        running.run(task=portscan, raise_on_error=False, **task_args)
+    except (KeyboardInterrupt, Interrupted):
+        pass  # a second interrupt: report what is in
+    except Exception:  # the report is written with what is in; it matters more
+        pass
+
+
 def _error_line(name: str, r: Any) -> str:
     """A failed host's message as one line: nornir keeps a crashed task's traceback as its
     result, which must reach neither the report nor the terminal."""
@@ -324,14 +343,16 @@ def _run(args: argparse.Namespace) -> int:
         doc["baseline"] = {"file": args.baseline, "started": baseline.get("started")}
     started = time.monotonic()
     interrupted = False
+    running = nr.with_processors(processors)  # the run's batch is this object's
     try:
         # core.raise_on_error would end the run at the first failed host, report unwritten
         with default_seed(seed), interrupts_let_go():
-            nr.with_processors(processors).run(task=portscan, raise_on_error=False,
-                                               **task_args)
+            running.run(task=portscan, raise_on_error=False, **task_args)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
         _stop_progress(progress)
+        with default_seed(seed):
+            _collect_finished(running, collector, task_args)
     except Exception as exc:  # the runner itself (its config), not a host: one line
         where = args.inventory or args.config or DEFAULT_CONFIG
         raise PortscanError(f"cannot run the inventory from {where}: "

@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ...engine.core.errors import Abandoned
 from ...engine.core.outcome import ProbeOutcome
 from ...engine.io.local import resume_point
-from ...engine.io.service import JobHandle, Resumed, shared_engine
+from ...engine.io.service import JobHandle, Resumed, shared_engine, waiting_stopped
 from ...errors import PortscanError
 from . import merged
 from .options import ScanOptions, resolve_options, run_settings
@@ -233,8 +234,17 @@ def _taken(entry: Pending | PortscanError) -> tuple[ScanOptions, Pending]:
     return entry.options, entry
 
 
+def _not_let_go() -> None:
+    """A run that stopped waiting (an interrupt) starts no scan: its tasks may still run,
+    to hand over the scans that finished (cli/run.py), but a task that would submit a
+    scan, its own or a new batch's, lets go instead."""
+    if waiting_stopped():
+        raise Abandoned("the run stopped: no new scan")
+
+
 def _alone(task: Task, args: dict[str, object], watchers: list[ScanObserver],
            resume: str | None) -> tuple[ScanOptions, Pending]:
+    _not_let_go()
     name = task.host.name
     options = resolve_options(task.host, args, run=run_settings(task.nornir.config))
     journal = None if resume is None else open_journal(resume, {name: options})
@@ -246,6 +256,7 @@ def _new_batch(task: Task, state: _RunState, args: dict[str, object],
                resume: str | None) -> tuple[ScanOptions, Pending]:
     """Resolve and submit every host of the run; an invalid host's error waits for its
     own task."""
+    _not_let_go()
     if state.batch is not None:  # its leftovers would be stale results: tasks stop taking them
         state.batch.closed = True
     name = task.host.name
