@@ -4,7 +4,6 @@ written to a textfile (the command line's side, options and defaults, is ``monit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import select
@@ -201,11 +200,7 @@ class Monitor:
         try:
             # nornir skips hosts a run marked failed (a violated expectation): not here
             nr.data.reset_failed_hosts()
-            # the collector waits for the round's Results as run's does (collector_paused);
-            # a cluster round keeps it, for Dask's client runs in this process
-            paused = (collector_paused() if self.args.cluster is None
-                      else contextlib.nullcontext())
-            with paused:
+            with collector_paused(self.args.cluster):  # while the Results are built
                 ran = nr.run(task=portscan, raise_on_error=False, on_failed=True,
                              **self.task_args)
         except (KeyboardInterrupt, Interrupted):

@@ -198,8 +198,8 @@ def _collect_finished(running: Any, collector: _Collector, task_args: dict[str, 
         running.run(task=portscan, raise_on_error=False, **task_args)
     except (KeyboardInterrupt, Interrupted):
         pass  # a second interrupt: report what is in
-    except Exception:  # the report is written with what is in; it matters more
-        pass
+    except Exception:  # those hosts stay "not scanned", as before this pass: the report
+        pass  # of what is in must still be written
 
 
 def _error_line(name: str, r: Any) -> str:
@@ -274,14 +274,10 @@ def _open_journal(args: argparse.Namespace, nr: Any, task_args: dict[str, Any]) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import contextlib
-
     from ..engine.shards.forkserver import serving
 
-    # a cluster run keeps the collector: Dask's client runs in this process, and what it
-    # leaves behind is not this run's few objects (collector_paused)
-    paused = collector_paused() if args.cluster is None else contextlib.nullcontext()
-    with serving(), paused:  # the server before the inventory: see forkserver.py
+    # the fork server before the inventory: see forkserver.py
+    with serving(), collector_paused(args.cluster):
         return _run(args)
 
 
