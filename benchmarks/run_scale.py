@@ -16,8 +16,8 @@ its state): a run with a wrong or missing state is reported, whatever its time.
 With ``--runbook`` each round also times a runbook of its own (``RUNBOOK``: the fork server,
 ``InitNornir``, ``nr.run(task=portscan)``, its Results written out and checked like the
 run's) over the same inventory, once with nornir's threaded runner (20 workers) and once
-with its serial runner: ``run`` itself takes a threaded config's hosts with the serial
-runner, a runbook keeps the runner it was given.
+with ``PortscanRunner``: ``run`` itself uses that runner for a threaded config, a runbook
+keeps the runner it was given.
 
 Memory is the peak, over 20 ms samples, of the summed PSS of the command's process tree
 (its shard workers included: PSS shares out the pages a fork shares, where summed RSS
@@ -157,14 +157,18 @@ def wrong(truth: dict[tuple[str, int], str], got: dict[tuple[str, int], str]) ->
 
 
 #: A runbook's scan: argv[1] the nornir config, argv[2] where its Results go (as run's
-#: document holds them: hosts -> name -> result, which the task's dicts are).
+#: document holds them: hosts -> name -> result, which the task's dicts are), argv[3]
+#: the runner: "threaded" (the config's) or "portscan" (PortscanRunner).
 RUNBOOK = """
 import sys, orjson
 from nornir import InitNornir
 from nornir_portscan import fork_server
+from nornir_portscan.plugins.runner import PortscanRunner
 from nornir_portscan.plugins.tasks import portscan
 with fork_server():
     nr = InitNornir(config_file=sys.argv[1])
+    if sys.argv[3] == "portscan":
+        nr = nr.with_runner(PortscanRunner())
     ran = nr.run(task=portscan)
 with open(sys.argv[2], "wb") as f:  # orjson: the check should cost the runbook little
     f.write(orjson.dumps({"hosts": {name: {"result": multi[0].result}
@@ -176,7 +180,7 @@ with open(sys.argv[2], "wb") as f:  # orjson: the check should cost the runbook 
 def runbook_rows(name: str, rounds: list[dict[str, dict[str, float]]]) -> list[str]:
     """The runbook's figures against ``scan``'s of the same rounds."""
     rows = []
-    for runner in ("threaded", "serial"):
+    for runner in ("threaded", "portscan"):
         ratio = statistics.median(r[runner]["wall"] / r["scan"]["wall"] for r in rounds)
         wall = statistics.median(r[runner]["wall"] for r in rounds)
         pss = statistics.median(r[runner]["pss_mib"] for r in rounds)
@@ -201,12 +205,11 @@ def scenario(name: str, lab: Path, repeat: int, work: Path,
         (inv / "subnets.yaml").write_text(
             f"lab:\n  subnet: {cidr}\n  max_hosts: {max(hosts, 4096)}\n"
             f"  data:\n    portscan:\n      ports: {json.dumps(ports)}\n")
-        inventory = ("inventory:\n  plugin: PortscanInventory\n  options:\n"
-                     f"    subnet_file: {inv / 'subnets.yaml'}\n"
-                     "logging:\n  enabled: false\n")
         (inv / "config.yaml").write_text(
-            inventory + "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n")
-        (inv / "serial.yaml").write_text(inventory + "runner:\n  plugin: serial\n")
+            "inventory:\n  plugin: PortscanInventory\n  options:\n"
+            f"    subnet_file: {inv / 'subnets.yaml'}\n"
+            "runner:\n  plugin: threaded\n  options:\n    num_workers: 20\n"
+            "logging:\n  enabled: false\n")
         truth = truth_of(truth_file)
         scan_cmd = ["ip", "netns", "exec", ns, *ours(), "scan", cidr, "-p", ports,
                     "--format", "json", "--no-progress"]
@@ -227,10 +230,11 @@ def scenario(name: str, lab: Path, repeat: int, work: Path,
                   file=sys.stderr, flush=True)
             if runbook is not None:
                 book: dict[str, dict[str, float]] = {"scan": s}
-                for runner, config in (("threaded", "config.yaml"), ("serial", "serial.yaml")):
+                for runner in ("threaded", "portscan"):
                     out = work / f"{name}-runbook.json"
-                    b = book[runner] = measure(["ip", "netns", "exec", ns, sys.executable,
-                                                "-c", RUNBOOK, str(inv / config), str(out)])
+                    b = book[runner] = measure(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                                RUNBOOK, str(inv / "config.yaml"), str(out),
+                                                runner])
                     b["wrong"] = wrong(truth, states_of_run(out))
                     print(f"  {name}: runbook, {runner} runner {b['wall']:.2f} s "
                           f"({b['wall'] / s['wall']:.2f}x scan's); PSS {b['pss_mib']:.0f} MiB; "
@@ -261,7 +265,8 @@ def main() -> int:
                     help=f"scenarios, comma-separated, of {', '.join(SCENARIOS)}")
     ap.add_argument("--repeat", type=int, default=3, help="rounds of scan then run")
     ap.add_argument("--runbook", action="store_true",
-                    help="also time a runbook's nr.run(task=portscan), threaded and serial")
+                    help="also time a runbook's nr.run(task=portscan): nornir's threaded "
+                         "runner and PortscanRunner")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in SCENARIOS]

@@ -314,6 +314,66 @@ def test_every_host_of_a_run_is_scanned_at_once(tmp_path: Path) -> None:
     assert elapsed < 4 * one, (elapsed, one)
 
 
+class _Finished:
+    """A processor noting when each host's task completed."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    def task_started(self, task: Task) -> None: ...
+
+    def task_completed(self, task: Task, result: Any) -> None: ...
+
+    def task_instance_started(self, task: Task, host: Any) -> None: ...
+
+    def task_instance_completed(self, task: Task, host: Any, result: Any) -> None:
+        self.at[host.name] = time.monotonic()
+
+    def subtask_instance_started(self, task: Task, host: Any) -> None: ...
+
+    def subtask_instance_completed(self, task: Task, host: Any, result: Any) -> None: ...
+
+
+def test_portscan_runner_takes_hosts_as_their_scans_finish(tmp_path: Path) -> None:
+    """PortscanRunner (what ``run`` uses for a threaded config) runs on one thread, yet a
+    host behind a slow one gets its Result when its own scan is in, not after the slow
+    host's; the run's Results come back in the hosts' order, the same as nornir's
+    runners give; another task runs host after host."""
+    from nornir.plugins.runners import SerialRunner
+
+    from nornir_portscan.plugins.runner import PortscanRunner
+
+    with stalled_port() as dark, listening() as web:
+        if dark is None:
+            pytest.skip("this kernel answers SYNs to a full accept queue")
+        shut = closed_port()
+        # fast: its own job (a second host on 127.0.0.1); quick1 and quick2 share a plan
+        hosts = {"slow": {"hostname": "127.0.0.1", "data": {"portscan": {"ports": [dark]}}},
+                 "fast": {"hostname": "127.0.0.1", "data": {"portscan": {"ports": [web]}}},
+                 "quick1": {"hostname": "127.0.0.2", "data": {"portscan": {"ports": [shut]}}},
+                 "quick2": {"hostname": "127.0.0.3", "data": {"portscan": {"ports": [shut]}}}}
+        d = write_yaml_files(tmp_path, hosts=json.dumps(hosts))
+        nr = init_nornir(d).with_runner(PortscanRunner())
+        seen = _Finished()
+        started = time.monotonic()
+        result = nr.with_processors([seen]).run(task=portscan, timeout=2, retries=0)
+        ended = time.monotonic()
+        # the same run in inventory order: the fast host waits for the slow one
+        kept = _Finished()
+        nr.with_runner(SerialRunner()).with_processors([kept]).run(
+            task=portscan, timeout=2, retries=0)
+    assert list(result) == list(hosts)
+    assert one(result, "slow").result["summary"]["filtered"] == 1
+    assert one(result, "fast").result["open"] == {"127.0.0.1": [web]}
+    assert one(result, "quick2").result["summary"]["closed"] == 1
+    assert 1.0 < ended - started
+    for name in ("fast", "quick1", "quick2"):
+        assert seen.at[name] - started < 1.0, name
+        assert seen.at[name] < seen.at["slow"] < kept.at[name]  # what the runner is for
+    other = nr.run(task=lambda task: Result(host=task.host, result=task.host.name))
+    assert {name: r[0].result for name, r in other.items()} == {name: name for name in hosts}
+
+
 def test_a_second_run_sees_fresh_state(nr: Nornir) -> None:
     web = nr.filter(F(name__any=["web1", "web2"]))
     port = closed_port()

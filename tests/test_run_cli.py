@@ -312,14 +312,13 @@ sys.exit(main(["run", *sys.argv[2:]]))
 
 def test_threaded_runner_runs_on_one_thread_and_any_other_runner_as_configured(
         lab: dict[str, Any], tmp_path: Path) -> None:
-    """Every host's scan is submitted by the run's first task, so ``run`` takes its hosts
-    with nornir's serial runner where the config names the threaded one; a runner of the
-    user's own (a subclass included) is the one that runs the hosts."""
-    from nornir.plugins.runners import SerialRunner
-
+    """Every host's scan runs at once, so ``run`` takes its hosts on one thread, as their
+    scans finish (PortscanRunner), where the config names nornir's threaded runner; a
+    runner of the user's own (a subclass included) is the one that runs the hosts."""
     from nornir_portscan.cli.inventory import load_nornir
+    from nornir_portscan.plugins.runner import PortscanRunner
 
-    assert isinstance(load_nornir(str(lab["config"]), None).runner, SerialRunner)
+    assert isinstance(load_nornir(str(lab["config"]), None).runner, PortscanRunner)
     # the report is the same as with threads: both hosts, expectations checked
     done = run("-c", str(lab["config"]), "--format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -64,27 +64,14 @@ def interrupts_let_go() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def collector_paused(cluster: str | None) -> Iterator[None]:
-    """Python's cyclic garbage collector off while a run builds its hosts' Results and
-    its report. Each Result is a few containers that live to the end of the run, so the
-    collector's passes, triggered by allocations alone, find next to nothing (about 1,400
-    objects in a run of 4,094 hosts) and each full pass walks everything the run holds:
-    70 ms of such a run went to them. What is cyclic garbage is collected after.
+def collector_paused_for(cluster: str | None) -> Iterator[None]:
+    """The collector paused while a run builds its hosts' Results and its report
+    (plugins/common/collector.py). A ``cluster`` run keeps it: Dask's client runs in this
+    process then, and what it leaves behind is not the run's few objects."""
+    from ..plugins.common.collector import collector_paused as paused
 
-    A ``cluster`` run keeps the collector: Dask's client runs in this process then, and
-    what it leaves behind is not the run's few objects."""
-    import gc
-
-    if cluster is not None:
+    with contextlib.nullcontext() if cluster is not None else paused():
         yield
-        return
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def fail(message: str) -> NoReturn:

@@ -367,19 +367,17 @@ def load_nornir(config_file: str | None, directory: str | None) -> Any:
 
 
 def _runner_for_portscan(runner: Any) -> Any:
-    """nornir's serial runner where the config names its threaded one (the default).
+    """``PortscanRunner`` (plugins/runner.py) where the config names nornir's threaded
+    runner (the default): ``run`` and ``monitor`` run only ``portscan``, whose scans all
+    run at once, so a pool of threads would only take turns at building Results (a
+    runbook over 4,094 hosts: 1.46 s threaded, 1.12 s on one thread; docs/performance.md).
+    ``num_workers`` changes nothing a run reports. Any other runner is used as
+    configured."""
+    from nornir.plugins.runners import ThreadedRunner
 
-    ``run`` and ``monitor`` run only ``portscan``, whose first host task submits every
-    host's scan at once (plugins/tasks/runs.py): a host's task then waits for its own
-    scan and builds its Result, work for the interpreter alone. A pool of threads only
-    takes turns at it, each turn a handoff between threads and often between cores: a
-    runbook over 4,094 hosts took 1.46 s threaded and 1.12 s serial (docs/performance.md,
-    ``benchmarks/run_scale.py --runbook``).
-    The hosts' scans still run all at once, so ``num_workers`` changes nothing a run
-    reports. Any other runner, a runbook's own included, is used as configured."""
-    from nornir.plugins.runners import SerialRunner, ThreadedRunner
+    from ..plugins.runner import PortscanRunner
 
-    return SerialRunner() if type(runner) is ThreadedRunner else runner
+    return PortscanRunner() if type(runner) is ThreadedRunner else runner
 
 
 # ---- after the run: one line per problem ---------------------------------------------------

@@ -28,7 +28,7 @@ from .common import (
     EXIT_USAGE,
     EXIT_VIOLATION,
     Interrupted,
-    collector_paused,
+    collector_paused_for,
     configure_engine,
     fail,
     given_settings,
@@ -200,7 +200,7 @@ class Monitor:
         try:
             # nornir skips hosts a run marked failed (a violated expectation): not here
             nr.data.reset_failed_hosts()
-            with collector_paused(self.args.cluster):  # while the Results are built
+            with collector_paused_for(self.args.cluster):  # while the Results are built
                 ran = nr.run(task=portscan, raise_on_error=False, on_failed=True,
                              **self.task_args)
         except (KeyboardInterrupt, Interrupted):

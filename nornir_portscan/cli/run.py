@@ -27,7 +27,7 @@ from .common import (
     add_progress_options,
     add_setting_options,
     add_subcommand,
-    collector_paused,
+    collector_paused_for,
     configure_engine,
     given_settings,
     host_settings,
@@ -185,8 +185,8 @@ class _Collector:
 
 def _collect_finished(running: Any, collector: _Collector, task_args: dict[str, Any]) -> None:
     """After an interrupt, the Results of hosts whose scans finished before it but whose
-    tasks had not run: the serial runner takes hosts in inventory order, so a host behind
-    a slow one has its outcomes and no Result yet. Waits stay stopped after an interrupt,
+    tasks had not run (still queued for the runner, or behind a slow host in a runner that
+    keeps inventory order). Waits stay stopped after an interrupt,
     so the same run once more hands over what finished and lets go of the rest at once,
     starting no scan (plugins/tasks/runs.py); the collector keeps the Results it has."""
     from nornir.core.processor import Processors
@@ -277,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..engine.shards.forkserver import serving
 
     # the fork server before the inventory: see forkserver.py
-    with serving(), collector_paused(args.cluster):
+    with serving(), collector_paused_for(args.cluster):
         return _run(args)
 
 

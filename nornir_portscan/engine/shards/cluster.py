@@ -495,6 +495,10 @@ class ClusterJob:
                 _pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="portscan-cluster")
             self._future = _pool.submit(self._run)
 
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """``callback`` once the scan ended, however (on a pool thread, or now)."""
+        self._future.add_done_callback(lambda _future: callback())
+
     def _run(self) -> list[ProbeOutcome]:
         try:
             return self._scan()

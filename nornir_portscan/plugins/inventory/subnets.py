@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import codecs
 import copy
-import gc
 import ipaddress
 import os
 import pathlib
@@ -43,6 +42,7 @@ from ruamel.yaml.error import YAMLError
 
 from nornir_portscan.errors import InventoryError, OptionError
 
+from ..common.collector import collector_paused
 from ..common.provenance import Origin, sourced
 
 DEFAULT_MAX_HOSTS = 4096
@@ -402,15 +402,8 @@ class PortscanInventory:
         defaults.written = [(e.origin, copy.deepcopy(e.data)) for e in elements]
         if subnets_doc:
             assert self.subnet_file is not None
-            # a host is a few objects that all stay: collections on the way would only walk
-            # the hosts made so far again and again (a /16: about a second)
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
+            with collector_paused():  # a host is a few objects that all stay
                 self._expand(self.subnet_file, subnets_doc, hosts, groups, defaults)
-            finally:
-                if collecting:
-                    gc.enable()
         return Inventory(hosts=hosts, groups=groups, defaults=defaults)
 
     def _defaults(self) -> SourcedDefaults:

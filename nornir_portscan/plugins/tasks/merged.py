@@ -14,6 +14,7 @@ and only once per address in a plan: outcomes are sorted back to hosts by addres
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -38,12 +39,14 @@ class HostShare:
     A lock held until then is the cheapest thing a worker thread can sleep on (an Event
     is a Condition and two locks), and a run holds one per host."""
 
-    __slots__ = ("_done", "_submitted", "elapsed_s", "error", "left", "outcomes")
+    __slots__ = ("_done", "_submitted", "elapsed_s", "error", "left", "outcomes", "ready")
 
     def __init__(self, ports: int) -> None:
         self.outcomes: list[ProbeOutcome] = []
         self.left = ports
         self.error: BaseException | None = None
+        #: Told once the share is complete (a runner that takes hosts as they finish).
+        self.ready: Callable[[], None] | None = None
         #: From submission to the host's last outcome (junit's testcase time), as a
         #: JobHandle's; None until every port has one.
         self.elapsed_s: float | None = None
@@ -57,6 +60,8 @@ class HostShare:
         if self.left == 0:
             self.elapsed_s = time.monotonic() - self._submitted
             self._done.release()
+            if self.ready is not None:
+                self.ready()
 
     def end(self, error: BaseException | None) -> None:
         """The plan ended: a host still short of outcomes failed (or was short-changed)."""
@@ -67,6 +72,8 @@ class HostShare:
             f"{len(self.outcomes) + self.left} ports")
         self.left = 0
         self._done.release()
+        if self.ready is not None:
+            self.ready()
 
     def result(self) -> list[ProbeOutcome]:
         """The outcomes, handed over: the plan keeps every share until its end, and a
@@ -145,13 +152,18 @@ def group(resolved: dict[str, ScanOptions | Addressed]
 
 
 def submit(plan: ScanPlan, members: Members,
-           probe_done: Callable[[ProbeOutcome], None] | None) -> dict[str, HostShare]:
+           probe_done: Callable[[ProbeOutcome], None] | None,
+           ready: Callable[[str], None] | None = None) -> dict[str, HostShare]:
     """Start a merged plan on the shared engine; each member's share, by host name.
+    ``ready`` hears each member's name once its share is complete.
 
     Outcomes are sorted on the thread that decides them, into lists the hosts' tasks take:
     the engine keeps no other copy of them."""
     ports = len(plan.ports)
     by_address = {address: HostShare(ports) for address in members}
+    if ready is not None:
+        for address, share in by_address.items():
+            share.ready = functools.partial(ready, members[address][0])
 
     def route(outcome: ProbeOutcome) -> None:
         by_address[outcome.host].add(outcome)

@@ -138,11 +138,11 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
     most common state is given once as ``extraports`` (read ports with ``Result.state``).
     Neither is a scan setting: they change what is kept, not what is scanned.
     """
-    args = {"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
-            "baseline": baseline, **settings}
+    args, resume_path = claim_arguments(ports, targets, exclude=exclude, expect=expect,
+                                        baseline=baseline, resume=resume, **settings)
     try:
         _check_all_ports(task.host, all_ports)
-        options, pending = claim(task, args, None if resume is None else str(resume))
+        options, pending = claim(task, args, resume_path)
     except PortscanError as exc:  # invalid input, or the journal belongs to another run
         return _invalid(task.host, exc)
     except Exception as exc:
@@ -152,6 +152,18 @@ def portscan(task: Task, ports: PortsArg = None, targets: TargetsArg = None, *,
     except Exception as exc:  # a failed scan is this host's Result, not a crash
         return _scan_failed(task.host, exc)
     return _collected(task, options, pending, outcomes, all_ports)
+
+
+def claim_arguments(ports: PortsArg = None, targets: TargetsArg = None, *,
+                    exclude: TargetsArg = None, expect: dict[str, Any] | None = None,
+                    baseline: Any = None, resume: str | None = None,
+                    all_ports: bool = False, **settings: Any
+                    ) -> tuple[dict[str, object], str | None]:
+    """What a host's task claims its scan with (runs.claim), from the task's arguments:
+    the run's batch is matched on exactly these, so a runner that submits the batch
+    itself (plugins/runner.py) derives them here, as the task does."""
+    return ({"ports": ports, "targets": targets, "exclude": exclude, "expect": expect,
+             "baseline": baseline, **settings}, None if resume is None else str(resume))
 
 
 def open_run_journal(nr: Any, path: str, **arguments: Any) -> Journal:

@@ -29,7 +29,8 @@ hosts that scan their own address with the same settings share one plan (merged.
 
 from __future__ import annotations
 
-import gc
+import functools
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from ...engine.core.outcome import ProbeOutcome
 from ...engine.io.local import resume_point
 from ...engine.io.service import JobHandle, Resumed, shared_engine, waiting_stopped
 from ...errors import PortscanError
+from ..common.collector import collector_paused
 from . import merged
 from .options import ScanOptions, resolve_options, run_settings
 from .run_options import Addressed, RunOptions
@@ -87,6 +89,9 @@ class _Batch:
     pending: dict[str, Pending | PortscanError] = field(default_factory=dict)
     #: a newer batch replaced this one: what is left in ``pending`` is stale
     closed: bool = False
+    #: the members whose scans are in (or whose input was invalid), as they come: what a
+    #: runner that takes hosts as they finish reads (plugins/runner.py)
+    ready: queue.SimpleQueue[str] = field(default_factory=queue.SimpleQueue)
 
     def same(self, args: dict[str, object], resume: str | None) -> bool:
         """Whether a task's arguments are the batch's (every host of one nr.run gets the
@@ -150,8 +155,10 @@ def _resumed(journal: Journal, host: str) -> Resumed:
 
 
 def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
-           journal: Journal | None = None) -> Pending:
-    """Hand one host's scan to the process's engine; watchers hear every outcome. With a
+           journal: Journal | None = None,
+           on_ready: Callable[[], None] | None = None) -> Pending:
+    """Hand one host's scan to the process's engine; watchers hear every outcome, and
+    ``on_ready`` its end. With a
     ``journal``, what it decided before comes first and only the rest is probed. A scan on
     a Dask cluster bypasses the engine, and with it the run's rate cap (``run --rate``):
     it shares that cap with the run's other cluster scans instead."""
@@ -168,10 +175,14 @@ def submit(host: str, options: ScanOptions, watchers: list[ScanObserver],
     if plan.cluster is not None:  # this host's scan runs on a Dask cluster, not here
         from ...engine.shards.cluster import ClusterJob  # here: Dask's side loads on use
 
-        return Pending(ClusterJob(plan, on_outcome=callback, resumed=resumed,
-                                  shared_rate=shared_engine().rate), planned, options)
-    return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed),
-                   planned, options)
+        job = ClusterJob(plan, on_outcome=callback, resumed=resumed,
+                         shared_rate=shared_engine().rate)
+        if on_ready is not None:
+            job.when_done(on_ready)
+        return Pending(job, planned, options)
+    on_end = None if on_ready is None else (lambda error: on_ready())
+    return Pending(shared_engine().submit(plan, on_outcome=callback, resumed=resumed,
+                                          on_end=on_end), planned, options)
 
 
 def _run_hosts(task: Task) -> list[Host]:
@@ -194,10 +205,7 @@ def claim(task: Task, args: dict[str, object],
     name = task.host.name
     if task.parent_task is not None:
         return _alone(task, args, watchers, resume)
-    state = _states.get(task.nornir)
-    if state is None:
-        with _states_lock:
-            state = _states.setdefault(task.nornir, _RunState())
+    state = _state_of(task.nornir)
     # The usual case, with no lock: the host's task takes what its batch's first task
     # submitted for it (a dict's pop is atomic). A run's 20 threads taking the run's lock
     # for each of its hosts, one after the other, cost a 4,094-host run a third of a
@@ -216,15 +224,30 @@ def claim(task: Task, args: dict[str, object],
                 return _taken(entry)
             if name not in batch.members:
                 return _alone(task, args, watchers, resume)
-        # The batch makes a few objects per host, all kept until the run ends: collections
-        # on the way would only walk the inventory again and again (a /16: seconds)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return _new_batch(task, state, args, watchers, resume)
-        finally:
-            if collecting:
-                gc.enable()
+        with collector_paused():
+            batch = _submit_batch(task.nornir, state, _run_hosts(task), args, watchers,
+                                  resume)
+        return _taken(batch.pending.pop(name))
+
+
+def start_run(task: Task, hosts: list[Host], args: dict[str, object],
+              resume: str | None = None) -> queue.SimpleQueue[str]:
+    """Submit the scans of a run's ``hosts`` before any of their tasks runs, as the run's
+    first task would, and hand back the names of the hosts whose scans are in, as they
+    come in: a runner that takes hosts in that order (plugins/runner.py) waits on no one
+    host. ``args`` and ``resume`` must be what the hosts' tasks claim with; each task then
+    takes its scan as usual. Raises ``Abandoned`` once the run stopped waiting."""
+    state = _state_of(task.nornir)
+    with state.lock, collector_paused():
+        return _submit_batch(task.nornir, state, hosts, args, observers(task), resume).ready
+
+
+def _state_of(nornir: Nornir) -> _RunState:
+    state = _states.get(nornir)
+    if state is None:
+        with _states_lock:
+            state = _states.setdefault(nornir, _RunState())
+    return state
 
 
 def _taken(entry: Pending | PortscanError) -> tuple[ScanOptions, Pending]:
@@ -251,17 +274,17 @@ def _alone(task: Task, args: dict[str, object], watchers: list[ScanObserver],
     return options, submit(name, options, watchers, journal)
 
 
-def _new_batch(task: Task, state: _RunState, args: dict[str, object],
-               watchers: list[ScanObserver],
-               resume: str | None) -> tuple[ScanOptions, Pending]:
-    """Resolve and submit every host of the run; an invalid host's error waits for its
-    own task."""
+def _submit_batch(nornir: Nornir, state: _RunState, run_hosts: list[Host],
+                  args: dict[str, object], watchers: list[ScanObserver],
+                  resume: str | None) -> _Batch:
+    """Resolve and submit every host of the run, as the run's batch; an invalid host's
+    error waits for its own task."""
     _not_let_go()
     if state.batch is not None:  # its leftovers would be stale results: tasks stop taking them
         state.batch.closed = True
-    name = task.host.name
-    resolver = RunOptions(args, run_settings(task.nornir.config))
-    hosts = {host.name: host for host in _run_hosts(task)}
+    resolver = RunOptions(args, run_settings(nornir.config))
+    hosts = {host.name: host for host in run_hosts}
+    ready: queue.SimpleQueue[str] = queue.SimpleQueue()
     resolved: dict[str, ScanOptions | Addressed] = {}
     errors: dict[str, Pending | PortscanError] = {}
     for host_name, host in hosts.items():
@@ -270,6 +293,7 @@ def _new_batch(task: Task, state: _RunState, args: dict[str, object],
                                    else resolver.resolve_lean(host))
         except PortscanError as exc:
             errors[host_name] = exc
+            ready.put(host_name)
     if resume is None:
         journal = None
         groups, alone = merged.group(resolved)
@@ -284,7 +308,7 @@ def _new_batch(task: Task, state: _RunState, args: dict[str, object],
         for host_name, _ in members.values():
             for w in watchers:
                 w.scan_submitted(host_name, planned)
-        shares = merged.submit(plan, members, probe_done)
+        shares = merged.submit(plan, members, probe_done, ready.put)
         for host_name, options in members.values():
             pending[host_name] = Pending(shares[host_name], planned, options)
     for other in alone:
@@ -292,10 +316,13 @@ def _new_batch(task: Task, state: _RunState, args: dict[str, object],
             options = resolver.full(hosts[other], resolved[other])
         except PortscanError as exc:  # not seen before: resolved alone only now
             pending[other] = exc
+            ready.put(other)
             continue
-        pending[other] = submit(other, options, watchers, journal)
-    state.batch = _Batch(set(hosts), args, resume, pending)  # complete before it is seen
-    return _taken(pending.pop(name))
+        pending[other] = submit(other, options, watchers, journal,
+                                functools.partial(ready.put, other))
+    # complete before it is seen
+    batch = state.batch = _Batch(set(hosts), args, resume, pending, ready=ready)
+    return batch
 
 
 def _probe_done(watchers: list[ScanObserver]) -> Callable[[ProbeOutcome], None] | None:
