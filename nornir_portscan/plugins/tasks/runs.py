@@ -13,6 +13,10 @@ planned with the same scan settings, and a batch is over when one of its hosts
 asks again (it collected its scan in an earlier run). A host the batch left out
 (a failed host run with ``on_failed=True``) simply submits its own job.
 
+A runner may submit the batch itself before any task runs (``start_run``, what
+``plugins/runner.PortscanRunner`` does): the batch then hands it the names of its hosts
+as their scans come in, and each host's task takes its scan as above.
+
 Subtasks (``task.run(portscan)`` inside a grouped task) are not pre-submitted:
 their results must describe the moment the subtask runs, not the moment the
 first host started the group.
