@@ -288,15 +288,15 @@ def _submit_batch(nornir: Nornir, state: _RunState, run_hosts: list[Host],
         state.batch.closed = True
     resolver = RunOptions(args, run_settings(nornir.config))
     hosts = {host.name: host for host in run_hosts}
-    ready: queue.SimpleQueue[str] = queue.SimpleQueue()
+    batch = _Batch(set(hosts), args, resume)  # filled here, seen once it is complete
+    pending, ready = batch.pending, batch.ready
     resolved: dict[str, ScanOptions | Addressed] = {}
-    errors: dict[str, Pending | PortscanError] = {}
     for host_name, host in hosts.items():
         try:
             resolved[host_name] = (resolver.resolve(host) if resume is not None
                                    else resolver.resolve_lean(host))
         except PortscanError as exc:
-            errors[host_name] = exc
+            pending[host_name] = exc
             ready.put(host_name)
     if resume is None:
         journal = None
@@ -305,7 +305,6 @@ def _submit_batch(nornir: Nornir, state: _RunState, run_hosts: list[Host],
         valid = {n: resolver.full(hosts[n], o) for n, o in resolved.items()}
         journal = open_journal(resume, valid, new_run=True)
         groups, alone = [], list(valid)
-    pending = errors
     probe_done = _probe_done(watchers)
     for plan, members in groups:
         planned = len(plan.ports)  # each host's: one address
@@ -324,8 +323,7 @@ def _submit_batch(nornir: Nornir, state: _RunState, run_hosts: list[Host],
             continue
         pending[other] = submit(other, options, watchers, journal,
                                 functools.partial(ready.put, other))
-    # complete before it is seen
-    batch = state.batch = _Batch(set(hosts), args, resume, pending, ready=ready)
+    state.batch = batch
     return batch
 
 
